@@ -1,0 +1,49 @@
+"""The in-memory form every reader returns (torch-free)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class ImageSet:
+    """A labelled image collection as read from disk.
+
+    Attributes
+    ----------
+    images : ndarray of shape (N, H, W) or (N, H, W, C), uint8 — or a list of N such arrays
+        when the source's images differ in size (resize them with the preprocessing transforms).
+    labels : ndarray of int64, shape (N,)
+        Index into ``class_names``; -1 where the source gives no label.
+    class_names : list of str
+    split : ndarray of str, shape (N,), optional
+        The source's own split ("train", "valid", "test", ...) where it has one.
+    patient_ids : ndarray of str, shape (N,), optional
+        Patient (or slide) of each image, for patient-grouped splits.
+    filenames : ndarray of str, shape (N,), optional
+        Original file names (or paths relative to the dataset root).
+    multilabels : ndarray of int64, shape (N, L), optional
+        Multi-hot labels for multi-label sets (ChestX-ray14's 14 pathologies).
+    multilabel_names : list of str, optional
+    meta : dict of str -> ndarray of shape (N, ...)
+        Any further per-image metadata (age, view position, lesion centre, ...).
+    source : str
+        Where it was read from and in which format, for messages and run records.
+    """
+
+    images: Any
+    labels: np.ndarray
+    class_names: list[str]
+    split: np.ndarray | None = None
+    patient_ids: np.ndarray | None = None
+    filenames: np.ndarray | None = None
+    multilabels: np.ndarray | None = None
+    multilabel_names: list[str] | None = None
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.labels)

@@ -1,0 +1,46 @@
+"""Graph energies: label diffusion as the minimisation of a graph Dirichlet-type energy.
+
+Every energy is a plain function registered by name in :data:`ENERGIES`,
+
+    energy(W, y, n_classes, **params) -> EnergyResult
+
+and :func:`diffuse` is the front door that validates inputs, handles components without a label,
+and warns when a solver hits its iteration cap.
+
+=====================  ====================================================================
+name                   energy
+=====================  ====================================================================
+``label_spreading``    p = 2, ``H = (I - αS)⁻¹ Y`` (Zhou et al. 2004)
+``laplace``            harmonic extension, labels clamped (Zhu et al. 2003)
+``poisson``            Poisson learning, optional class priors (Calder et al. 2020)
+=====================  ====================================================================
+"""
+
+from ._base import (
+    ENERGIES,
+    ConvergenceWarning,
+    EnergyResult,
+    UnlabelledComponentWarning,
+    check_graph,
+    check_labels,
+    diffuse,
+    one_hot,
+)
+from ._solvers import block_cg
+from .quadratic import fit_class_offsets, label_spreading, laplace, poisson
+
+__all__ = [
+    "ENERGIES",
+    "ConvergenceWarning",
+    "EnergyResult",
+    "UnlabelledComponentWarning",
+    "block_cg",
+    "check_graph",
+    "check_labels",
+    "diffuse",
+    "fit_class_offsets",
+    "label_spreading",
+    "laplace",
+    "one_hot",
+    "poisson",
+]

@@ -1,0 +1,205 @@
+"""What every energy shares: the registry, the result type, input checks and the front door.
+
+An *energy* is a plain function
+
+    energy(W, y, n_classes, **params) -> EnergyResult
+
+with ``W`` a symmetric non-negative CSR matrix of shape (n, n), ``y`` an int array of shape (n,)
+holding a class index in ``[0, n_classes)`` for labelled nodes and ``-1`` for unlabelled ones.
+``EnergyResult.scores`` has shape (n, n_classes); the prediction is its row-wise argmax.
+
+Energies may assume that every connected component of ``W`` holds at least one labelled node:
+:func:`diffuse`, the front door used by the classifier and the models, guarantees it by running the
+energy on the labelled components only and reporting the rest in ``EnergyResult.unreachable``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from ..registry import Registry
+
+__all__ = [
+    "ENERGIES",
+    "EnergyResult",
+    "ConvergenceWarning",
+    "UnlabelledComponentWarning",
+    "diffuse",
+    "check_graph",
+    "check_labels",
+    "one_hot",
+]
+
+#: Registry of energies by name; ``ENERGIES.get("poisson")`` returns the function.
+ENERGIES: Registry[Callable[..., "EnergyResult"]] = Registry("energy")
+
+
+class ConvergenceWarning(UserWarning):
+    """An iterative solver stopped at its iteration cap before reaching its tolerance."""
+
+
+class UnlabelledComponentWarning(UserWarning):
+    """Some nodes lie in connected components that hold no labelled node."""
+
+
+@dataclass
+class EnergyResult:
+    """Output of an energy minimisation.
+
+    Attributes
+    ----------
+    scores : ndarray of shape (n, n_classes)
+        Per-class scores; the prediction is ``scores.argmax(1)``. Their scale depends on the
+        energy (label spreading: non-negative; Poisson: centred, signed).
+    n_iter : int
+        Iterations the solver ran (outer iterations for nested solvers).
+    residual : float
+        Final relative residual (or the energy's own stopping quantity).
+    converged : bool
+        Whether the stopping tolerance was reached before the iteration cap.
+    unreachable : ndarray of bool, shape (n,)
+        Nodes in components without a labelled node; their ``scores`` rows are zero.
+        Set by :func:`diffuse`.
+    info : dict
+        Energy-specific diagnostics (energy history, stop reason, class weights, ...).
+    """
+
+    scores: np.ndarray
+    n_iter: int = 0
+    residual: float = 0.0
+    converged: bool = True
+    unreachable: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def check_graph(W, *, symmetric_tol: float = 1e-8) -> sp.csr_matrix:
+    """Return ``W`` as a CSR matrix after checking it is square, finite, non-negative, symmetric.
+
+    A dense ndarray is refused: the point of the graph core is that no n×n dense matrix exists.
+    """
+    if not sp.issparse(W):
+        raise TypeError(f"W must be a scipy sparse matrix, got {type(W).__name__}; build one with knn_graph")
+    W = sp.csr_matrix(W, dtype=np.float64) if W.dtype != np.float64 else sp.csr_matrix(W)
+    n, m = W.shape
+    if n != m:
+        raise ValueError(f"W must be square, got shape {W.shape}")
+    if W.nnz and not np.isfinite(W.data).all():
+        raise ValueError("W has NaN or inf weights")
+    if W.nnz and W.data.min() < 0:
+        raise ValueError(f"W has negative weights (min {W.data.min():.3g}); graph energies need w_ij >= 0")
+    asym = abs(W - W.T)
+    if asym.nnz and asym.max() > symmetric_tol * max(1.0, abs(W).max()):
+        raise ValueError("W is not symmetric; symmetrise it (knn_graph(..., symmetrize='sum'))")
+    return W
+
+
+def check_labels(y, n: int, n_classes: int | None = None) -> tuple[np.ndarray, int]:
+    """Validate node labels: ints, shape (n,), ``-1`` or a class index; every class labelled.
+
+    Returns ``(y as int64, n_classes)``. ``n_classes`` defaults to ``max(y) + 1``.
+    """
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise ValueError(f"y must have shape ({n},) to match W, got {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+        else:
+            raise ValueError(f"y must hold integer class indices (-1 = unlabelled), got dtype {y.dtype}")
+    y = y.astype(np.int64, copy=False)
+    labelled = y >= 0
+    if not labelled.any():
+        raise ValueError("no labelled node: at least one entry of y must be a class index (not -1)")
+    if (y < -1).any():
+        raise ValueError(f"y has values below -1 ({np.unique(y[y < -1])[:5].tolist()}); use -1 for unlabelled")
+    if n_classes is None:
+        n_classes = int(y.max()) + 1
+    if y.max() >= n_classes:
+        raise ValueError(f"y has labels outside the {n_classes} classes: {np.unique(y[y >= n_classes])[:5].tolist()}")
+    counts = np.bincount(y[labelled], minlength=n_classes)
+    if (counts == 0).any():
+        missing = np.flatnonzero(counts == 0).tolist()
+        raise ValueError(f"class(es) {missing} have no labelled node; label at least one sample of each class")
+    return y, int(n_classes)
+
+
+def one_hot(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Return the (n, n_classes) float64 matrix with a 1 at (i, y_i) for labelled i, 0 elsewhere."""
+    Y = np.zeros((len(y), n_classes))
+    labelled = np.flatnonzero(y >= 0)
+    Y[labelled, y[labelled]] = 1.0
+    return Y
+
+
+def diffuse(W, y, energy: str | Callable[..., Any] = "label_spreading", n_classes: int | None = None, **params) -> EnergyResult:
+    """Minimise a graph energy: the one entry point the classifier and models use.
+
+    Parameters
+    ----------
+    W : scipy sparse matrix of shape (n, n)
+        Symmetric non-negative weights (:func:`graphzoo.knn_graph`).
+    y : array-like of int, shape (n,)
+        Class index for labelled nodes, ``-1`` for unlabelled ones.
+    energy : str or callable, default="label_spreading"
+        A name in :data:`ENERGIES` or a callable with the energy signature. A callable may
+        return an :class:`EnergyResult` or just the (n, n_classes) score array.
+    n_classes : int, optional
+        Number of classes; default ``max(y) + 1``. Every class needs a labelled node.
+    **params
+        Passed to the energy.
+
+    Returns
+    -------
+    EnergyResult
+        With ``unreachable`` set. Nodes in a connected component that holds no labelled node
+        cannot receive information from any label: their score rows are all zero, they are
+        flagged in ``unreachable``, and an :class:`UnlabelledComponentWarning` says how many there
+        are. (scikit-learn returns NaN there, its issue #9292; we never do.)
+    """
+    W = check_graph(W)
+    n = W.shape[0]
+    y, n_classes = check_labels(y, n, n_classes)
+    fn = ENERGIES.get(energy) if isinstance(energy, str) else energy
+    if not callable(fn):
+        raise TypeError(f"energy must be a registered name or a callable, got {type(energy).__name__}")
+
+    n_comp, comp = connected_components(W, directed=False)
+    has_label = np.bincount(comp[y >= 0], minlength=n_comp) > 0
+    reachable = has_label[comp]
+    if reachable.all():
+        result = fn(W, y, n_classes, **params)
+        result = result if isinstance(result, EnergyResult) else EnergyResult(np.asarray(result))
+        result.unreachable = np.zeros(n, dtype=bool)
+    else:
+        n_bad = int((~reachable).sum())
+        warnings.warn(
+            f"{n_bad} of {n} nodes lie in {int((~has_label).sum())} connected component(s) with no "
+            "labelled node; they get zero scores and are flagged in `unreachable`. "
+            "Label a node there or increase n_neighbors.",
+            UnlabelledComponentWarning,
+            stacklevel=2,
+        )
+        keep = np.flatnonzero(reachable)
+        sub = fn(W[keep][:, keep], y[keep], n_classes, **params)
+        sub = sub if isinstance(sub, EnergyResult) else EnergyResult(np.asarray(sub))
+        scores = np.zeros((n, n_classes), dtype=sub.scores.dtype)
+        scores[keep] = sub.scores
+        result = EnergyResult(scores, sub.n_iter, sub.residual, sub.converged, ~reachable, sub.info)
+    if result.scores.shape != (n, n_classes):
+        raise ValueError(f"energy returned scores of shape {result.scores.shape}, expected {(n, n_classes)}")
+    if not np.isfinite(result.scores).all():
+        raise FloatingPointError("energy returned NaN or inf scores; this is a bug, please report it")
+    if not result.converged:
+        warnings.warn(
+            f"energy {getattr(fn, '__name__', fn)!s} stopped at its iteration cap "
+            f"({result.n_iter} iterations, residual {result.residual:.2e}); raise max_iter or tol",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return result

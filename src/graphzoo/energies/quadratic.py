@@ -1,0 +1,229 @@
+"""The p = 2 energies: label spreading, Laplace (harmonic) learning and Poisson learning.
+
+All three minimise a quadratic form of the graph Laplacian and reduce to one sparse symmetric
+linear system solved by :func:`block_cg` on all classes at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from ._base import ENERGIES, EnergyResult, one_hot
+from ._solvers import block_cg
+
+__all__ = ["label_spreading", "laplace", "poisson", "fit_class_offsets"]
+
+
+def _degrees(W: sp.csr_matrix) -> np.ndarray:
+    return np.asarray(W.sum(axis=1)).ravel()
+
+
+@ENERGIES.register("label_spreading")
+def label_spreading(
+    W: sp.csr_matrix,
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    alpha: float = 0.99,
+    class_balanced: bool = False,
+    tol: float = 1e-6,
+    max_iter: int = 1000,
+    x0: np.ndarray | None = None,
+) -> EnergyResult:
+    r"""Label spreading (Zhou et al., NIPS 2004): :math:`H = (I - \alpha S)^{-1} Y`.
+
+    Minimises :math:`\tfrac12 \sum_{ij} w_{ij} \| h_i/\sqrt{d_i} - h_j/\sqrt{d_j} \|^2
+    + \mu \sum_i \|h_i - Y_i\|^2` with :math:`\alpha = 1/(1+\mu)`, whose minimiser solves
+    :math:`(I - \alpha S) H = Y` with :math:`S = D^{-1/2} W D^{-1/2}`. The matrix is symmetric
+    positive definite (eigenvalues in :math:`[1-\alpha, 1+\alpha]`), so CG converges in
+    :math:`O(\sqrt{(1+\alpha)/(1-\alpha)} \log(1/\mathrm{tol}))` iterations.
+
+    Parameters
+    ----------
+    W : csr_matrix of shape (n, n)
+    y : ndarray of int, shape (n,); -1 = unlabelled
+    n_classes : int
+    alpha : float in (0, 1), default=0.99
+        Weight of the graph term. scikit-learn's ``LabelSpreading`` iterates
+        ``F <- αSF + (1-α)Y``, whose fixed point is ``(1-α)`` times ours: the same ranking for
+        the same α, but its default α is 0.2, ours the 0.99 of LP-DeepSSL / LaplaceNet.
+    class_balanced : bool, default=False
+        Seed ``Y_ij = 1/|L_j|`` instead of 1 (LP-DeepSSL), so that a class with many labels does
+        not flood the graph.
+    tol, max_iter : CG stopping rule (relative residual) and cap.
+    x0 : ndarray of shape (n, n_classes), optional
+        Warm start (e.g. the previous epoch's solution in Dynamic Pass).
+
+    Returns
+    -------
+    EnergyResult
+        ``scores`` = H, non-negative up to solver tolerance.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    Y = one_hot(y, n_classes)
+    if class_balanced:
+        Y /= Y.sum(axis=0, keepdims=True)
+    d = _degrees(W)
+    # An isolated node (d = 0) has no edges: its row of S is zero and H_i = Y_i.
+    d_inv_sqrt = np.divide(1.0, np.sqrt(d), out=np.zeros_like(d), where=d > 0)
+    S = sp.diags(d_inv_sqrt) @ W @ sp.diags(d_inv_sqrt)
+    S = sp.csr_matrix(S)
+
+    def matmul(P: np.ndarray) -> np.ndarray:
+        return P - alpha * (S @ P)
+
+    H, n_iter, residual, converged = block_cg(matmul, Y, x0=x0, tol=tol, max_iter=max_iter)
+    return EnergyResult(H, n_iter, residual, converged, info={"alpha": alpha, "class_balanced": class_balanced})
+
+
+@ENERGIES.register("laplace")
+def laplace(
+    W: sp.csr_matrix,
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    tol: float = 1e-6,
+    max_iter: int = 2000,
+) -> EnergyResult:
+    r"""Laplace (harmonic) learning (Zhu, Ghahramani, Lafferty, ICML 2003).
+
+    Minimises the Dirichlet energy :math:`\tfrac12 \sum_{ij} w_{ij} \|u_i - u_j\|^2` with the
+    labelled rows clamped to their one-hot labels. The unlabelled block solves
+    :math:`L_{UU} u_U = W_{UL} Y_L` with :math:`L = D - W`, which is SPD when every connected
+    component holds a label (guaranteed by :func:`diffuse`); solved by Jacobi-preconditioned CG.
+
+    Known weakness: at very low label rates u is nearly constant away from the labels and the
+    argmax degenerates (Calder et al. 2020); see :func:`poisson`.
+
+    Returns
+    -------
+    EnergyResult
+        ``scores`` in [0, 1], rows summing to 1 (up to tolerance); labelled rows are one-hot.
+    """
+    Y = one_hot(y, n_classes)
+    unl = np.flatnonzero(y < 0)
+    lab = np.flatnonzero(y >= 0)
+    U = Y.copy()
+    if len(unl) == 0:
+        return EnergyResult(U, 0, 0.0, True)
+    W_uu = W[unl][:, unl]
+    rhs = W[unl][:, lab] @ Y[lab]
+    d_u = _degrees(W)[unl]
+
+    def matmul(P: np.ndarray) -> np.ndarray:
+        return d_u[:, None] * P - W_uu @ P
+
+    X, n_iter, residual, converged = block_cg(matmul, rhs, precond=1.0 / d_u, tol=tol, max_iter=max_iter)
+    U[unl] = X
+    return EnergyResult(U, n_iter, residual, converged)
+
+
+def fit_class_offsets(scores: np.ndarray, priors: np.ndarray, *, max_iter: int = 200, tol: float = 1e-3) -> np.ndarray:
+    r"""Per-class offsets ``t`` so that ``argmax(scores + t)`` predicts classes in proportion ``priors``.
+
+    A volume constraint in the spirit of graphlearning's ``volume_label_projection``: raise the
+    offset of classes predicted too rarely, lower it for those predicted too often. Offsets
+    (rather than scale factors) are used because Poisson scores are signed.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n, c)
+    priors : ndarray of shape (c,), summing to 1
+
+    Returns
+    -------
+    offsets : ndarray of shape (c,)
+    """
+    n, c = scores.shape
+    offsets = np.zeros(c)
+    step = scores.std() + 1e-12
+    for _ in range(max_iter):
+        frac = np.bincount(np.argmax(scores + offsets, axis=1), minlength=c) / n
+        gap = priors - frac
+        if np.abs(gap).max() <= tol:
+            break
+        offsets += 0.5 * step * gap
+        step *= 0.97  # shrinking steps: the counts are a step function of the offsets
+    return offsets
+
+
+@ENERGIES.register("poisson")
+def poisson(
+    W: sp.csr_matrix,
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    class_priors: str | np.ndarray | None = None,
+    tol: float = 1e-6,
+    max_iter: int = 2000,
+) -> EnergyResult:
+    r"""Poisson learning (Calder, Cook, Thorpe, Slepčev, ICML 2020).
+
+    Solves :math:`L u = \sum_{i \in L} (e_{y_i} - \bar y)\, \delta_i` with :math:`L = D - W`,
+    :math:`\bar y` the mean label vector, and :math:`u` centred so that
+    :math:`\sum_i d_i u_i = 0`. It is the minimiser of
+    :math:`\tfrac12 \sum_{ij} w_{ij}\|u_i - u_j\|^2 - \sum_{i\in L} (e_{y_i} - \bar y) \cdot u_i`.
+    Unlike Laplace learning it stays informative at one label per class.
+
+    With several connected components (each holding a label, see :func:`diffuse`) the source
+    mean and the centring are taken per component, which is what makes each component's system
+    solvable.
+
+    Parameters
+    ----------
+    class_priors : None, "labelled" or array of shape (n_classes,)
+        If given, per-class offsets are fitted so the predicted class proportions match the
+        priors (``"labelled"``: the class frequencies of the labelled nodes). The offsets are
+        added to ``scores`` and reported in ``info["class_offsets"]``.
+    tol, max_iter : CG relative-residual tolerance and cap.
+
+    Returns
+    -------
+    EnergyResult
+        ``scores`` = u (signed; larger is more likely), plus offsets when priors are used.
+    """
+    n = W.shape[0]
+    Y = one_hot(y, n_classes)
+    lab = y >= 0
+    d = _degrees(W)
+    _, comp = connected_components(W, directed=False)
+    # Per-component mean of the labelled one-hot vectors: (n_components, c)
+    n_comp = comp.max() + 1
+    lab_per_comp = np.bincount(comp[lab], minlength=n_comp).astype(float)
+    mean_per_comp = np.zeros((n_comp, n_classes))
+    np.add.at(mean_per_comp, comp[lab], Y[lab])
+    mean_per_comp /= np.maximum(lab_per_comp, 1)[:, None]
+    source = np.zeros((n, n_classes))
+    source[lab] = Y[lab] - mean_per_comp[comp[lab]]
+
+    def matmul(P: np.ndarray) -> np.ndarray:
+        return d[:, None] * P - W @ P
+
+    # L is singular (constants per component), but the source sums to zero on each component,
+    # so CG from zero stays in the range of L and converges to the minimum-norm solution.
+    precond = np.divide(1.0, d, out=np.ones_like(d), where=d > 0)
+    u, n_iter, residual, converged = block_cg(matmul, source, precond=precond, tol=tol, max_iter=max_iter)
+    # Centre: sum_i d_i u_i = 0 on each component.
+    mass = np.bincount(comp, weights=d, minlength=n_comp)
+    weighted = np.zeros((n_comp, n_classes))
+    np.add.at(weighted, comp, d[:, None] * u)
+    u -= (weighted / np.where(mass > 0, mass, 1)[:, None])[comp]
+
+    info: dict = {}
+    if class_priors is not None:
+        if isinstance(class_priors, str):
+            if class_priors != "labelled":
+                raise ValueError(f"class_priors must be None, 'labelled' or an array, got {class_priors!r}")
+            priors = np.bincount(y[lab], minlength=n_classes) / lab.sum()
+        else:
+            priors = np.asarray(class_priors, dtype=float)
+            if priors.shape != (n_classes,) or (priors < 0).any() or not np.isclose(priors.sum(), 1):
+                raise ValueError(f"class_priors must be {n_classes} non-negative numbers summing to 1, got {priors}")
+        offsets = fit_class_offsets(u, priors)
+        u = u + offsets
+        info["class_offsets"] = offsets
+        info["class_priors"] = priors
+    return EnergyResult(u, n_iter, residual, converged, info=info)

@@ -1,0 +1,330 @@
+"""k-nearest-neighbour graphs over feature vectors (numpy / scipy / faiss; never torch).
+
+The graph is the bridge between a deep feature extractor and a label-diffusion energy:
+``W = knn_graph(Z, n_neighbors=50)`` gives a sparse, symmetric, non-negative CSR matrix with
+a zero diagonal. Two steps, both usable on their own:
+
+1. :func:`knn_search` finds each point's ``k`` nearest neighbours (exact by default: faiss's flat
+   index when faiss is installed, a blocked matrix product + partial sort otherwise; an opt-in
+   approximate HNSW path for very large ``n``). Memory is O(n·k) plus one block of queries:
+   no n×n matrix is ever formed.
+2. :func:`knn_graph` turns ``(dist, idx)`` into edge weights and symmetrises.
+
+Weightings used in the field (see ``shared/ALGORITHMS.md``):
+
+* ``"cosine"``: LP-DeepSSL (Iscen et al., CVPR 2019), ``w_ij = max(s_ij, 0)^γ`` with ``s_ij``
+  the cosine similarity and ``γ = 3``.
+* ``"self_tuning"``: graphlearning (Calder), ``w_ij = exp(-4 ‖z_i - z_j‖² / d_k(z_i)²)`` with
+  ``d_k(z_i)`` the distance from ``z_i`` to its k-th neighbour.
+* ``"uniform"``: ``w_ij = 1`` for every kNN edge.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+try:  # faiss is optional: the exact numpy path gives the same neighbours (up to ties)
+    import faiss
+except ImportError:  # pragma: no cover - exercised only where faiss is absent
+    faiss = None
+
+__all__ = ["knn_search", "knn_graph", "edge_weights", "check_features"]
+
+METRICS = ("cosine", "euclidean")
+WEIGHTS = ("auto", "cosine", "self_tuning", "uniform")
+SYMMETRIZE = ("sum", "max", "mean", "none")
+METHODS = ("exact", "approximate")
+BACKENDS = ("auto", "faiss", "numpy")
+
+# Queries per block in the numpy path are chosen so that one block of similarities
+# (block × n float32) stays near this many bytes.
+_BLOCK_BYTES = 256 * 2**20
+
+
+def _check_option(name: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, options))}")
+
+
+def check_features(Z, name: str = "Z") -> np.ndarray:
+    """Return ``Z`` as a C-contiguous float32 array of shape (n, d), or raise ``ValueError``.
+
+    Rejects non-2-D input, empty input and NaN / inf entries (naming how many rows are bad),
+    because a single NaN row silently poisons every neighbour list that touches it.
+    """
+    Z = np.asarray(Z)
+    if Z.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features), got shape {Z.shape}")
+    if Z.shape[0] == 0 or Z.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {Z.shape})")
+    if not np.issubdtype(Z.dtype, np.number):
+        raise ValueError(f"{name} must be numeric, got dtype {Z.dtype}")
+    Z = np.ascontiguousarray(Z, dtype=np.float32)
+    bad = ~np.isfinite(Z).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(
+            f"{name} has NaN or inf values in {bad.sum()} of {len(Z)} rows "
+            f"(first: {rows[:5].tolist()}); clean or drop them before building a graph"
+        )
+    return Z
+
+
+def _l2_normalize(Z: np.ndarray, name: str) -> np.ndarray:
+    norms = np.linalg.norm(Z, axis=1, keepdims=True)
+    zero = norms[:, 0] == 0
+    if zero.any():
+        raise ValueError(
+            f"cosine metric is undefined for all-zero rows of {name}: "
+            f"{zero.sum()} such rows (first: {np.flatnonzero(zero)[:5].tolist()}); "
+            "use metric='euclidean' or remove them"
+        )
+    return Z / norms
+
+
+def _numpy_search(base: np.ndarray, queries: np.ndarray, k: int, inner_product: bool):
+    """Exact top-k by blocked matrix products; returns (score, idx), best first.
+
+    For the inner product, score is the similarity (larger is better); for euclidean it is the
+    squared distance (smaller is better). Never materialises more than one query block × n.
+    """
+    n_base = base.shape[0]
+    block = max(1, _BLOCK_BYTES // (4 * n_base))
+    scores = np.empty((len(queries), k), dtype=np.float32)
+    idx = np.empty((len(queries), k), dtype=np.int64)
+    base_sq = None if inner_product else np.einsum("ij,ij->i", base, base)
+    for start in range(0, len(queries), block):
+        q = queries[start : start + block]
+        s = q @ base.T  # (block, n_base)
+        if not inner_product:
+            # ‖q - b‖² = ‖q‖² - 2 q·b + ‖b‖²; negated so that "larger is better" below
+            s = 2 * s - base_sq[None, :] - np.einsum("ij,ij->i", q, q)[:, None]
+        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        part_scores = np.take_along_axis(s, part, axis=1)
+        order = np.argsort(-part_scores, axis=1, kind="stable")
+        idx[start : start + len(q)] = np.take_along_axis(part, order, axis=1)
+        best = np.take_along_axis(part_scores, order, axis=1)
+        scores[start : start + len(q)] = best if inner_product else np.maximum(-best, 0)
+    return scores, idx
+
+
+def _faiss_search(base, queries, k, inner_product, method, hnsw_m, ef_search, random_state):
+    d = base.shape[1]
+    metric = faiss.METRIC_INNER_PRODUCT if inner_product else faiss.METRIC_L2
+    if method == "exact":
+        index = faiss.IndexFlatIP(d) if inner_product else faiss.IndexFlatL2(d)
+    else:
+        index = faiss.IndexHNSWFlat(d, hnsw_m, metric)
+        index.hnsw.efSearch = max(ef_search, k)
+    index.add(base)
+    scores, idx = index.search(queries, k)
+    if not inner_product:
+        scores = np.maximum(scores, 0)
+    return scores.astype(np.float32, copy=False), idx.astype(np.int64, copy=False)
+
+
+def knn_search(
+    X,
+    n_neighbors: int = 50,
+    *,
+    queries=None,
+    metric: str = "cosine",
+    method: str = "exact",
+    backend: str = "auto",
+    hnsw_m: int = 32,
+    ef_search: int = 128,
+    random_state=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Find the ``n_neighbors`` nearest points of ``X`` for every query.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, d)
+        The points to search among (the graph's nodes).
+    n_neighbors : int, default=50
+        Neighbours per query, ``k``. Without ``queries`` each point's own index is excluded,
+        so ``k`` must be smaller than ``n``.
+    queries : array-like of shape (m, d), optional
+        Points to find neighbours for; default ``X`` itself (self excluded).
+    metric : {"cosine", "euclidean"}, default="cosine"
+        Cosine L2-normalises the rows first and ranks by inner product.
+    method : {"exact", "approximate"}, default="exact"
+        ``"approximate"`` uses a faiss HNSW index (needs faiss): use it for n in the
+        hundreds of thousands; check its recall against ``"exact"`` on a subset.
+    backend : {"auto", "faiss", "numpy"}, default="auto"
+        Exact search engine; ``"auto"`` takes faiss when importable.
+    hnsw_m, ef_search : int
+        HNSW graph degree and search breadth (approximate method only).
+    random_state : ignored
+        Accepted for API symmetry; exact search is deterministic.
+
+    Returns
+    -------
+    dist : ndarray of shape (m, k), float32
+        Distances, nearest first: ``1 - cos`` for cosine, the euclidean distance otherwise.
+    idx : ndarray of shape (m, k), int64
+        Indices into ``X``.
+    """
+    _check_option("metric", metric, METRICS)
+    _check_option("method", method, METHODS)
+    _check_option("backend", backend, BACKENDS)
+    X = check_features(X, "X")
+    n = X.shape[0]
+    self_query = queries is None
+    Q = X if self_query else check_features(queries, "queries")
+    if Q.shape[1] != X.shape[1]:
+        raise ValueError(f"queries have {Q.shape[1]} features but X has {X.shape[1]}")
+    k = int(n_neighbors)
+    if k < 1:
+        raise ValueError(f"n_neighbors must be >= 1, got {n_neighbors}")
+    limit = n - 1 if self_query else n
+    if k > limit:
+        raise ValueError(
+            f"n_neighbors={k} is too large for {n} points "
+            f"(at most {limit}{' once each point itself is excluded' if self_query else ''})"
+        )
+    inner_product = metric == "cosine"
+    if inner_product:
+        X = _l2_normalize(X, "X")
+        Q = X if self_query else _l2_normalize(Q, "queries")
+
+    use_faiss = backend == "faiss" or (backend == "auto" and faiss is not None)
+    if (use_faiss or method == "approximate") and faiss is None:
+        raise ImportError("faiss is required for backend='faiss' or method='approximate': pip install faiss-cpu")
+    k_search = k + 1 if self_query else k
+    if use_faiss or method == "approximate":
+        scores, idx = _faiss_search(X, Q, k_search, inner_product, method, hnsw_m, ef_search, random_state)
+    else:
+        scores, idx = _numpy_search(X, Q, k_search, inner_product)
+
+    if self_query:
+        # Drop each point's own index. With exact duplicates the point itself may not come
+        # first (or may be missing from an approximate list), so drop by identity and fall back
+        # to dropping the last (farthest) entry.
+        is_self = idx == np.arange(n)[:, None]
+        is_self[~is_self.any(axis=1), -1] = True
+        keep = ~is_self
+        scores = scores[keep].reshape(n, k)
+        idx = idx[keep].reshape(n, k)
+
+    if inner_product:
+        dist = np.clip(1.0 - scores, 0.0, 2.0)
+    else:
+        dist = np.sqrt(scores)
+    # HNSW may return -1 when it cannot fill a list; that is a silent wrong graph, so refuse.
+    if (idx < 0).any():
+        raise RuntimeError("approximate search returned fewer than k neighbours; raise ef_search")
+    return dist.astype(np.float32, copy=False), idx
+
+
+def edge_weights(dist: np.ndarray, weight: str = "cosine", *, metric: str = "cosine", gamma: float = 3.0) -> np.ndarray:
+    """Turn kNN distances of shape (m, k), nearest first, into weights of the same shape.
+
+    ``"cosine"`` needs ``metric="cosine"`` (``dist = 1 - s``): ``w = max(s, 0)^gamma``.
+    ``"self_tuning"``: ``w = exp(-4 d² / d_k²)`` with ``d_k`` the row's last (k-th) distance.
+    ``"uniform"``: ones. ``"auto"`` is ``"cosine"`` for the cosine metric, else ``"self_tuning"``.
+    """
+    _check_option("weight", weight, WEIGHTS)
+    if weight == "auto":
+        weight = "cosine" if metric == "cosine" else "self_tuning"
+    dist = np.asarray(dist, dtype=np.float64)
+    if weight == "cosine":
+        if metric != "cosine":
+            raise ValueError("weight='cosine' needs metric='cosine'; use 'self_tuning' for euclidean")
+        return np.maximum(1.0 - dist, 0.0) ** gamma
+    if weight == "uniform":
+        return np.ones_like(dist)
+    d_k = dist[:, -1:]
+    # A point whose k neighbours are all exact duplicates has d_k = 0: treat its
+    # zero-distance neighbours as weight 1 instead of dividing by zero.
+    safe = np.where(d_k > 0, d_k, 1.0)
+    w = np.exp(-4.0 * (dist / safe) ** 2)
+    return np.where(d_k > 0, w, 1.0)
+
+
+def knn_graph(
+    Z=None,
+    n_neighbors: int = 50,
+    *,
+    metric: str = "cosine",
+    weight: str = "auto",
+    symmetrize: str = "sum",
+    gamma: float = 3.0,
+    knn: tuple[np.ndarray, np.ndarray] | None = None,
+    method: str = "exact",
+    backend: str = "auto",
+    dtype=np.float64,
+    **search_kwargs,
+) -> sp.csr_matrix:
+    """Build a weighted k-nearest-neighbour graph.
+
+    Parameters
+    ----------
+    Z : array-like of shape (n, d), optional
+        Feature vectors (rows are nodes). May be omitted when ``knn`` is given.
+    n_neighbors : int, default=50
+        ``k``; each node links to its ``k`` nearest other nodes before symmetrisation.
+    metric : {"cosine", "euclidean"}, default="cosine"
+    weight : {"auto", "cosine", "self_tuning", "uniform"}, default="auto"
+        See :func:`edge_weights`; ``"auto"`` gives LP-DeepSSL's ``max(cos, 0)^3`` for cosine and
+        graphlearning's self-tuning Gaussian for euclidean.
+    symmetrize : {"sum", "max", "mean", "none"}, default="sum"
+        ``W + Wᵀ`` (LP-DeepSSL), ``max(W, Wᵀ)`` (LaplaceNet), ``(W + Wᵀ)/2`` (graphlearning), or
+        the directed kNN matrix unchanged (``"none"``; energies here expect a symmetric W).
+    gamma : float, default=3.0
+        Exponent of the cosine weighting.
+    knn : tuple (dist, idx) of arrays of shape (n, k), optional
+        Precomputed neighbours (self excluded, nearest first), e.g. from :func:`knn_search`
+        or your own index; skips the search.
+    method, backend, **search_kwargs
+        Passed to :func:`knn_search`.
+    dtype : numpy dtype, default=float64
+        Dtype of the weights.
+
+    Returns
+    -------
+    W : scipy.sparse.csr_matrix of shape (n, n)
+        Non-negative weights, zero diagonal, symmetric unless ``symmetrize="none"``; at most
+        ``2·n·k`` stored entries. Zero weights (e.g. negative cosine) are not stored.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Z = np.random.default_rng(0).normal(size=(100, 8))
+    >>> W = knn_graph(Z, n_neighbors=5)
+    >>> W.shape, abs(W - W.T).max() == 0, W.diagonal().max() == 0
+    ((100, 100), True, True)
+    """
+    _check_option("symmetrize", symmetrize, SYMMETRIZE)
+    _check_option("weight", weight, WEIGHTS)
+    if knn is None:
+        if Z is None:
+            raise ValueError("give either features Z or precomputed neighbours knn=(dist, idx)")
+        dist, idx = knn_search(Z, n_neighbors, metric=metric, method=method, backend=backend, **search_kwargs)
+    else:
+        dist, idx = (np.asarray(a) for a in knn)
+        if dist.shape != idx.shape or dist.ndim != 2:
+            raise ValueError(f"knn=(dist, idx) must be two arrays of equal shape (n, k); got {dist.shape} and {idx.shape}")
+        n = idx.shape[0]
+        if idx.min() < 0 or idx.max() >= n:
+            raise ValueError(f"knn indices must lie in [0, {n}); got range [{idx.min()}, {idx.max()}]")
+        if not np.isfinite(dist).all():
+            raise ValueError("knn distances contain NaN or inf")
+    n, k = idx.shape
+    w = edge_weights(dist, weight, metric=metric, gamma=gamma).astype(dtype, copy=False)
+    rows = np.repeat(np.arange(n), k)
+    cols = idx.ravel()
+    off_diagonal = rows != cols  # precomputed lists may include the point itself
+    W = sp.csr_matrix((w.ravel()[off_diagonal], (rows[off_diagonal], cols[off_diagonal])), shape=(n, n))
+    W.sum_duplicates()
+    if symmetrize == "sum":
+        W = W + W.T
+    elif symmetrize == "mean":
+        W = (W + W.T) * 0.5
+    elif symmetrize == "max":
+        W = W.maximum(W.T)
+    W = sp.csr_matrix(W)
+    W.eliminate_zeros()
+    W.sort_indices()
+    return W
