@@ -130,11 +130,12 @@ class GraphSSLClassifier(ClassifierMixin, BaseEstimator):
         else:
             X, y = validate_data(self, X, y, dtype=np.float32, ensure_min_samples=2)
             W = None
-        check_classification_targets(y)
         y = np.asarray(y)
         labelled = y != -1
         if not labelled.any():
             raise ValueError("y has no labelled sample (all entries are -1); label at least one per class")
+        # Checked on the labelled entries only: string class names mixed with -1 are fine.
+        check_classification_targets(y[labelled])
         self.classes_, y_idx = np.unique(y[labelled], return_inverse=True)
         y_int = np.full(len(y), -1, dtype=np.int64)
         y_int[labelled] = y_idx
@@ -203,7 +204,8 @@ class GraphSSLClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels of new samples, shape (n_queries,)."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # first, so that an unfitted model raises NotFittedError
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -170,7 +170,8 @@ def poisson(
 
     With several connected components (each holding a label, see :func:`diffuse`) the source
     mean and the centring are taken per component, which is what makes each component's system
-    solvable.
+    solvable. A component whose labels are all of one class has zero source; its nodes get that
+    class with the largest score magnitude seen elsewhere (``info["single_class_components"]``).
 
     Parameters
     ----------
@@ -212,7 +213,17 @@ def poisson(
     np.add.at(weighted, comp, d[:, None] * u)
     u -= (weighted / np.where(mass > 0, mass, 1)[:, None])[comp]
 
-    info: dict = {}
+    # A component whose labels all belong to one class has a zero source (e_y - ȳ_C = 0), hence
+    # u = 0 there and a meaningless argmax. It is that class with certainty (the limit of
+    # Poisson learning as its links to the rest of the graph vanish), so say so explicitly.
+    classes_per_comp = np.zeros((n_comp, n_classes), dtype=bool)
+    classes_per_comp[comp[lab], y[lab]] = True
+    single = classes_per_comp.sum(axis=1) == 1
+    if single.any():
+        scale = max(float(np.abs(u).max()), 1.0)
+        rows = single[comp]
+        u[rows] = scale * classes_per_comp[comp[rows]]
+    info: dict = {"single_class_components": int(single.sum())}
     if class_priors is not None:
         if isinstance(class_priors, str):
             if class_priors != "labelled":
