@@ -1,0 +1,234 @@
+"""Torch side of the data: images as one in-memory uint8 tensor, normalisation, augmentation.
+
+The sets used here fit in memory many times over (all 27,558 malaria cells at 50×50 are 69 MB as
+uint8), so instead of a per-image ``DataLoader`` pipeline the images are stored once as a
+``(N, C, H, W)`` uint8 tensor and every batch is cut from it by indexing, converted to float,
+normalised and augmented as one tensor operation. This keeps the data side far cheaper than the
+network on a CPU (see ``bench/train_bench.py``).
+
+* :func:`to_image_tensor` turns an :class:`~graphzoo.data.types.ImageSet`'s images (an array or a
+  list of differently sized arrays, gray or RGB) into that tensor, resizing and converting
+  gray ↔ RGB.
+* :class:`Normalizer` holds per-channel mean / std measured on the training images only.
+* :class:`Augment` draws random flips, small rotations, scalings (crops) and shifts for a whole
+  batch at once and applies them with one ``grid_sample``.
+* :class:`ImageTensorDataset` is a standard ``torch.utils.data.Dataset`` over the same tensor for
+  code that wants one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+__all__ = ["to_image_tensor", "Normalizer", "Augment", "ImageTensorDataset", "batch_indices"]
+
+# ITU-R 601 luma weights, the same as PIL's "L" conversion.
+_LUMA = torch.tensor([0.299, 0.587, 0.114])
+
+
+def _convert_channels(x: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """(B, C, H, W) uint8/float → (B, in_chans, H, W): gray → RGB by repetition, RGB → gray by luma."""
+    c = x.shape[1]
+    if c == in_chans:
+        return x
+    if c == 4:  # RGBA: drop alpha (the sets here have an opaque one)
+        x, c = x[:, :3], 3
+        if in_chans == 3:
+            return x
+    if c == 1 and in_chans == 3:
+        return x.expand(-1, 3, -1, -1)
+    if c == 3 and in_chans == 1:
+        gray = (x.float() * _LUMA.view(1, 3, 1, 1)).sum(1, keepdim=True)
+        return gray.round().clamp(0, 255).to(x.dtype) if x.dtype == torch.uint8 else gray
+    raise ValueError(f"cannot convert {c}-channel images to {in_chans} channels; use in_chans 1 or 3")
+
+
+def _as_nchw(a, single: bool = False) -> torch.Tensor:
+    """uint8 array → (N, C, H, W) tensor. A stack is (N, H, W) or (N, H, W, C); a ``single``
+    image (a list element) is (H, W) or (H, W, C)."""
+    a = np.asarray(a)
+    if a.dtype != np.uint8:
+        raise ValueError(f"images must be uint8, got {a.dtype}; rescale them to 0..255 first")
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    if single:
+        t = t[None]
+    if t.ndim == 3:
+        return t[:, None]
+    if t.ndim == 4:
+        return t.permute(0, 3, 1, 2)
+    raise ValueError(f"images must have shape (N, H, W) or (N, H, W, C), got {tuple(a.shape)}")
+
+
+def _resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-2:] == (size, size):
+        return x
+    # Antialiased bilinear, like PIL's area-style downsampling used to build the npz files.
+    y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return y.round().clamp(0, 255).to(torch.uint8)
+
+
+def to_image_tensor(images, size: int | None = None, in_chans: int | None = None, chunk: int = 2048) -> torch.Tensor:
+    """Stack images into one uint8 tensor of shape (N, C, size, size).
+
+    Parameters
+    ----------
+    images : ndarray (N, H, W) or (N, H, W, C) uint8, or list of (H, W[, C]) uint8 arrays
+        As in :attr:`graphzoo.data.types.ImageSet.images`. Lists may mix sizes.
+    size : int, optional
+        Side of the square output; default the input's size (then all images must share it).
+    in_chans : {1, 3}, optional
+        Output channels; default the input's.
+    chunk : int
+        Images resized per step, bounding the float32 working memory.
+
+    Returns
+    -------
+    Tensor of uint8, shape (N, C, size, size)
+    """
+    if isinstance(images, (list, tuple)):
+        parts = [_as_nchw(a, single=True) for a in images]
+        sizes = {tuple(p.shape[-2:]) for p in parts}
+        if size is None and len(sizes) > 1:
+            raise ValueError(f"images have {len(sizes)} different sizes; give image_size to resize them")
+        chans = in_chans or (max(min(p.shape[1], 3) for p in parts) if parts else 1)
+        out = [_resize_uint8(_convert_channels(p, chans), size or p.shape[-1]) for p in parts]
+        return torch.cat(out) if out else torch.zeros(0, chans, size or 1, size or 1, dtype=torch.uint8)
+    x = _as_nchw(images)
+    chans = in_chans or (3 if x.shape[1] == 4 else x.shape[1])
+    if size is None and x.shape[-2] != x.shape[-1]:
+        size = max(x.shape[-2:])
+    target = size or x.shape[-1]
+    if x.shape[1] == chans and x.shape[-2:] == (target, target):
+        return x.contiguous()
+    out = [_resize_uint8(_convert_channels(x[i : i + chunk], chans), target) for i in range(0, len(x), chunk)]
+    return torch.cat(out).contiguous()
+
+
+class Normalizer:
+    """Per-channel standardisation ``(x / 255 − mean) / std`` with statistics from training images.
+
+    Parameters
+    ----------
+    mean, std : sequence of float, one per channel, in [0, 1] units.
+    """
+
+    def __init__(self, mean, std) -> None:
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3).view(1, -1, 1, 1)
+
+    @classmethod
+    def fit(cls, images: torch.Tensor, indices=None, chunk: int = 4096) -> "Normalizer":
+        """Measure mean / std of ``images[indices]`` (uint8 (N, C, H, W)), chunked in float64."""
+        idx = torch.arange(len(images)) if indices is None else torch.as_tensor(indices)
+        total = torch.zeros(images.shape[1], dtype=torch.float64)
+        total_sq = torch.zeros_like(total)
+        count = 0
+        for i in range(0, len(idx), chunk):
+            x = images[idx[i : i + chunk]].double() / 255.0
+            total += x.sum(dim=(0, 2, 3))
+            total_sq += (x * x).sum(dim=(0, 2, 3))
+            count += x.shape[0] * x.shape[2] * x.shape[3]
+        mean = total / max(count, 1)
+        std = (total_sq / max(count, 1) - mean**2).clamp_min(0).sqrt()
+        return cls(mean.float(), std.float())
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, C, H, W) → normalised float32, on ``x``'s device."""
+        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        return (x.float() / 255.0 - mean) / std
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "Normalizer":
+        return cls(state["mean"], state["std"])
+
+
+class Augment:
+    """Random flips, small rotations, zoom-in crops and shifts for a whole batch at once.
+
+    For each image one affine map is drawn: rotation ``θ ~ U(−degrees, degrees)``, scale
+    ``s ~ U(1 − scale, 1)`` (a random crop of side ``s`` resized back), shift ``~ U(±translate)``
+    of the half-width, and independent horizontal / vertical flips. All maps are applied by one
+    ``affine_grid`` + ``grid_sample`` (bilinear, zero padding in normalised units, i.e. the
+    background value of the normalised image is the dataset mean — close to the black background
+    of the cell images). Randomness comes only from ``generator``, so a run is reproducible.
+
+    Parameters
+    ----------
+    hflip, vflip : bool
+    degrees : float
+        Maximum absolute rotation.
+    scale : float in [0, 1)
+        Maximum zoom-in (0.1: crops of 90–100 % of the side).
+    translate : float in [0, 1)
+        Maximum shift as a fraction of the half-width.
+    """
+
+    def __init__(self, hflip: bool = True, vflip: bool = True, degrees: float = 10.0, scale: float = 0.1, translate: float = 0.05) -> None:
+        if not 0 <= scale < 1 or not 0 <= translate < 1 or degrees < 0:
+            raise ValueError("augmentation needs degrees >= 0, 0 <= scale < 1 and 0 <= translate < 1")
+        self.hflip, self.vflip, self.degrees, self.scale, self.translate = hflip, vflip, degrees, scale, translate
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        b = x.shape[0]
+        u = torch.rand(b, 6, generator=generator)  # drawn on CPU: identical streams on any device
+        theta = (2 * u[:, 0] - 1) * math.radians(self.degrees)
+        s = 1 - self.scale * u[:, 1]
+        sx = torch.where(u[:, 2] < 0.5, -1.0, 1.0) if self.hflip else torch.ones(b)
+        sy = torch.where(u[:, 3] < 0.5, -1.0, 1.0) if self.vflip else torch.ones(b)
+        tx, ty = (2 * u[:, 4] - 1) * self.translate, (2 * u[:, 5] - 1) * self.translate
+        cos, sin = torch.cos(theta) * s, torch.sin(theta) * s
+        mat = torch.stack(
+            [torch.stack([cos * sx, -sin * sy, tx], 1), torch.stack([sin * sx, cos * sy, ty], 1)], 1
+        ).to(x.device, x.dtype)
+        grid = F.affine_grid(mat, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def batch_indices(indices, batch_size: int, shuffle: bool, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """Split ``indices`` into batches, shuffled with ``generator`` when ``shuffle``."""
+    idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+    if shuffle:
+        idx = idx[torch.randperm(len(idx), generator=generator)]
+    return list(idx.split(batch_size))
+
+
+class ImageTensorDataset(Dataset):
+    """A ``Dataset`` over an in-memory uint8 image tensor: items ``(image, target, index)``.
+
+    Parameters
+    ----------
+    images : Tensor uint8 (N, C, H, W)
+        From :func:`to_image_tensor`.
+    targets : array-like (N,) or (N, L), optional
+        Class indices (``-1`` = unlabelled) or multi-hot rows; zeros when absent.
+    normalizer : Normalizer, optional
+    indices : array-like of int, optional
+        The subset of images this dataset exposes (default all).
+
+    ``image`` is float32 (C, H, W), normalised when a normalizer is given, else in [0, 1].
+    For fast training prefer cutting batches from the tensor directly (:func:`batch_indices`);
+    this class exists for code that wants a ``DataLoader``.
+    """
+
+    def __init__(self, images: torch.Tensor, targets=None, normalizer: Normalizer | None = None, indices=None) -> None:
+        self.images = images
+        self.targets = torch.zeros(len(images), dtype=torch.long) if targets is None else torch.as_tensor(np.asarray(targets))
+        self.normalizer = normalizer
+        self.indices = torch.arange(len(images)) if indices is None else torch.as_tensor(np.asarray(indices), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        j = int(self.indices[i])
+        x = self.images[j : j + 1]
+        x = self.normalizer(x)[0] if self.normalizer is not None else x[0].float() / 255.0
+        return x, self.targets[j], j

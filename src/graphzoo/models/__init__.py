@@ -1,0 +1,76 @@
+"""Deep feature extractors ψ (plug-and-play backbones) and the classifier head on top of them.
+
+Every backbone is an ``nn.Module`` whose ``forward`` maps images ``(B, C, H, W)`` to pooled
+features ``(B, out_dim)`` and which carries ``out_dim``: the timm convention of a network with its
+classification head removed (``num_classes=0``). :func:`create_backbone` builds one by name from
+:data:`BACKBONES`, falls back to any torchvision classification model by name, or wraps a module
+you built yourself.
+
+The registry itself is torch-free (its entries import torch when called), so ``graphzoo list``
+can show the names without paying for importing torch.
+"""
+
+from __future__ import annotations
+
+from ..registry import Registry
+from ._registry import BACKBONES, backbone_names
+
+__all__ = ["BACKBONES", "backbone_names", "create_backbone", "HybridNet"]
+
+
+def create_backbone(name, in_chans: int = 1, pretrained=False, **kwargs):
+    """Build a feature extractor ψ.
+
+    Parameters
+    ----------
+    name : str or nn.Module
+        A name in :data:`BACKBONES` (``small_cnn``, ``resnet18``, ``resnet50``, ``vgg16``,
+        ``autoencoder``), any torchvision classification model (``"densenet121"``,
+        ``"efficientnet_b0"``, ...), or a module of your own: it is wrapped so that its output is
+        flattened to ``(B, out_dim)`` and ``out_dim`` is measured with a dummy forward pass
+        unless the module already has it.
+    in_chans : int, default=1
+        Image channels (1 for grayscale, 3 for RGB). For torchvision models the first convolution
+        is rebuilt for ``in_chans``; pretrained RGB weights are averaged over colour for one
+        channel (timm's ``adapt_input_conv``), so grayscale images keep ImageNet features.
+    pretrained : bool or str, default=False
+        ``False``: random initialisation. A path: load a state dict from that local file.
+        ``True``: use the torchvision weights already in the local torch cache
+        (``$TORCH_HOME/hub/checkpoints``); nothing is ever downloaded.
+    **kwargs
+        Passed to the backbone builder (e.g. ``width`` for ``small_cnn``).
+
+    Returns
+    -------
+    nn.Module
+        ``forward(x: (B, in_chans, H, W)) -> (B, out_dim)``, attribute ``out_dim``.
+    """
+    import torch.nn as nn
+
+    from . import backbones
+
+    if isinstance(name, nn.Module):
+        return backbones.ModuleBackbone(name, in_chans=in_chans)
+    if not isinstance(name, str):
+        raise TypeError(f"backbone must be a name or an nn.Module, got {type(name).__name__}")
+    if name in BACKBONES:
+        return BACKBONES.get(name)(in_chans=in_chans, pretrained=pretrained, **kwargs)
+    if backbones.is_torchvision_model(name):
+        return backbones.torchvision_backbone(name, in_chans=in_chans, pretrained=pretrained, **kwargs)
+    try:
+        BACKBONES.get(name)
+    except ValueError as exc:  # "did you mean" over our names, plus the torchvision fallback
+        raise ValueError(f"{exc} Any torchvision classification model name also works.") from None
+    raise AssertionError("unreachable")
+
+
+def __getattr__(name):
+    # HybridNet lives in the torch module; import it on first use only.
+    if name == "HybridNet":
+        from .backbones import HybridNet
+
+        return HybridNet
+    raise AttributeError(name)
+
+
+_ = Registry  # re-exported type for users registering their own backbones
