@@ -32,6 +32,9 @@ class ImageSet:
         Any further per-image metadata (age, view position, lesion centre, ...).
     source : str
         Where it was read from and in which format, for messages and run records.
+    notes : list of str
+        What the reader noticed and worked around (files ignored, rows without an image, mixed
+        sizes, ...), one sentence each; each was also issued as a :class:`DataWarning`.
     """
 
     images: Any
@@ -44,6 +47,7 @@ class ImageSet:
     multilabel_names: list[str] | None = None
     meta: dict[str, np.ndarray] = field(default_factory=dict)
     source: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.labels)

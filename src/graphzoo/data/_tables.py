@@ -1,0 +1,43 @@
+"""Reading CSV tables (optionally gzipped) with clear errors for missing columns."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from pathlib import Path
+from typing import Callable, Sequence
+
+__all__ = ["read_csv_rows"]
+
+
+def _open_text(path: Path):
+    if path.name.lower().endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def read_csv_rows(path: Path, required: Sequence[str], normalise: Callable[[str], str] | None = None) -> tuple[list[str], list[dict[str, str]]]:
+    """Read a CSV (optionally gzipped) into dicts; a missing required column is a clear error.
+
+    ``normalise`` maps a header to the key used for matching (e.g. lower-case, spaces to ``_``),
+    so that ``breast density`` and ``breast_density`` are one column.
+    """
+    norm = normalise or (lambda s: s.strip())
+    try:
+        with _open_text(path) as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise ValueError(f"{path} is empty. Fix: use the CSV with its header row.")
+            keys = [norm(h) for h in header]
+            rows = [dict(zip(keys, (v.strip() for v in r))) for r in reader if any(v.strip() for v in r)]
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"cannot read CSV {path}: {exc}. Fix: re-download the file.") from None
+    missing = [c for c in required if norm(c) not in keys]
+    if missing:
+        raise ValueError(
+            f"CSV {path} is missing required column(s) {missing} (it has: {[h.strip() for h in header]}). "
+            "Fix: use the original file, or rename its columns to these names."
+        )
+    return keys, rows

@@ -1,0 +1,292 @@
+"""CBIS-DDSM: the mass / calcification case-description CSVs plus the DICOM tree.
+
+The four official CSVs (``mass_case_description_{train,test}_set.csv``,
+``calc_case_description_{train,test}_set.csv``) have one row per abnormality with
+``patient_id``, ``pathology`` (``MALIGNANT``, ``BENIGN``, ``BENIGN_WITHOUT_CALLBACK``) and three
+paths into the TCIA tree: ``image file path`` (full mammogram), ``cropped image file path``
+(lesion crop) and ``ROI mask file path``. Headers differ slightly between files
+(``breast density`` vs ``breast_density``); they are matched lower-cased with spaces as ``_``.
+
+Matching CSV paths to files
+---------------------------
+The CSV paths (``Mass-Training_P_00001_LEFT_CC/<study UID>/<series UID>/000000.dcm``) rarely
+match a download as is: the NBIA client names folders ``<date>-<study>/<n>-<series
+description>/1-1.dcm``, and copies re-root or convert the tree. Each path is tried, in order:
+
+1. as written, below ``image_root``;
+2. as the last components of any file below ``image_root`` (a re-rooted tree);
+3. by folder name: the files below a folder named like the case (first component, e.g.
+   ``Mass-Training_P_00001_LEFT_CC_1``), or like the series or study UID (JPEG/PNG copies keyed
+   by UID). When that folder holds several images (a case folder holds both the crop and the
+   ROI mask, and the CSVs swap their names in places), the crop is the one with the fewest pixels
+   and the mask (and the full mammogram) the one with the most, read from the headers.
+
+Rows whose image is not found are left out with a note giving the count and an example.
+
+Labels
+------
+0 = ``benign``, 1 = ``malignant``. ``BENIGN_WITHOUT_CALLBACK`` (benign, not recalled for a
+follow-up) is by default benign (``bwc="benign"``); ``bwc="separate"`` makes it a third class
+``benign_without_callback`` (classes then ``benign``, ``benign_without_callback``,
+``malignant``), ``bwc="drop"`` leaves those rows out. With ``image="full"`` several rows (lesions)
+share one mammogram: it is read once, malignant if any lesion is, else benign if any is, else
+benign_without_callback.
+
+DICOM pixels go through :func:`graphzoo.data._dicom.read_dicom` (rescale, VOI LUT, MONOCHROME1
+inversion, uint8). Full mammograms are large (about 3000 x 5000): pass ``size=`` to shrink them
+on read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ._images import DICOM_SUFFIXES, IMAGE_SUFFIXES, decode_many, finish_images, note
+from ._tables import read_csv_rows
+from .readers import READERS, _decode_opts
+from .types import ImageSet
+
+__all__ = ["read_cbis_ddsm", "match_paths", "NoImagesFoundError"]
+
+_PATH_COLUMN = {"full": "image_file_path", "cropped": "cropped_image_file_path", "roi": "roi_mask_file_path"}
+_META_COLUMNS = (
+    "breast_density", "left_or_right_breast", "image_view", "abnormality_id", "abnormality_type",
+    "mass_shape", "mass_margins", "calc_type", "calc_distribution", "assessment", "subtlety",
+)
+
+
+class NoImagesFoundError(ValueError):
+    """None of the CSV rows' images is on disk (the CSVs alone can still be read: metadata_only)."""
+
+
+def _norm(header: str) -> str:
+    return re.sub(r"[\s_]+", "_", header.strip().lower())
+
+
+def _pixel_count(path: Path) -> int:
+    """Rows x columns from the header only (no pixel decoding); -1 when unreadable."""
+    try:
+        if path.suffix.lower() in DICOM_SUFFIXES or path.suffix == "":
+            import pydicom
+
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            return int(ds.Rows) * int(ds.Columns)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.size[0] * im.size[1]
+    except Exception:  # an unreadable candidate is reported when it is decoded, not here
+        return -1
+
+
+class _DiskIndex:
+    """Every image file below ``root``, indexed by relative path, path tail and folder names."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.by_tail: dict[str, Path] = {}
+        self.by_dir: dict[str, list[Path]] = {}
+        for dirpath, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            rel_dir = Path(dirpath).relative_to(root).parts
+            for f in sorted(files):
+                suffix = Path(f).suffix.lower()
+                if f.startswith(".") or not (suffix in DICOM_SUFFIXES or suffix in IMAGE_SUFFIXES):
+                    continue
+                p = Path(dirpath) / f
+                parts = (*rel_dir, f)
+                for k in range(2, min(len(parts), 4) + 1):
+                    self.by_tail.setdefault("/".join(parts[-k:]), p)
+                for d in rel_dir:
+                    self.by_dir.setdefault(d, []).append(p)
+        self._sizes: dict[Path, int] = {}
+
+    def _size(self, p: Path) -> int:
+        if p not in self._sizes:
+            self._sizes[p] = _pixel_count(p)
+        return self._sizes[p]
+
+    def find(self, csv_path: str, kind: str) -> Path | None:
+        parts = [q for q in csv_path.replace("\\", "/").strip().strip("/").split("/") if q]
+        if not parts:
+            return None
+        exact = self.root.joinpath(*parts)
+        if exact.is_file():
+            return exact
+        # A tail of two or more components (series UID + file name at least) is unique; the bare
+        # file name ("000000.dcm") is not.
+        for k in range(min(len(parts), 4), 1, -1):
+            hit = self.by_tail.get("/".join(parts[-k:]))
+            if hit is not None:
+                return hit
+        for name in (parts[0], *(parts[1:3] if len(parts) >= 3 else ())):
+            cands = self.by_dir.get(name)
+            if cands:
+                if len(cands) == 1:
+                    return cands[0]
+                sizes = [self._size(c) for c in cands]
+                pick = int(np.argmin(sizes)) if kind == "cropped" else int(np.argmax(sizes))
+                return cands[pick]
+        return None
+
+
+def match_paths(csv_paths: list[str], image_root: Path, kind: str = "cropped") -> list[Path | None]:
+    """Resolve CBIS-DDSM CSV paths to files below ``image_root`` (see the module docstring).
+
+    Returns
+    -------
+    list of Path or None, one per CSV path (None: not found).
+    """
+    index = _DiskIndex(image_root)
+    return [index.find(s, kind) for s in csv_paths]
+
+
+def _split_of(csv_name: str) -> str:
+    name = csv_name.lower()
+    return "test" if "test" in name else "train" if "train" in name else ""
+
+
+@READERS.register("cbis_ddsm")
+def read_cbis_ddsm(
+    path: Path,
+    *,
+    skip_corrupt: bool = False,
+    image: str = "cropped",
+    abnormality: str = "both",
+    bwc: str = "benign",
+    image_root: str | os.PathLike | None = None,
+    metadata_only: bool = False,
+    channels: int | None = None,
+    size=None,
+    stack: bool | None = None,
+    workers: int | None = None,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> ImageSet:
+    """CBIS-DDSM lesions (see the module docstring).
+
+    Parameters
+    ----------
+    path : Path
+        Folder holding the ``*case_description*.csv`` files (at its top level), or one CSV.
+    image : {"cropped", "full", "roi"}
+        Which image of each row: the lesion crop (default), the full mammogram, or the ROI mask.
+    abnormality : {"both", "mass", "calc"}
+        Which CSVs (by file name prefix ``mass_`` / ``calc_``).
+    bwc : {"benign", "separate", "drop"}
+        What ``BENIGN_WITHOUT_CALLBACK`` becomes.
+    image_root : path-like, optional
+        Top of the DICOM tree; default ``path`` (its folder when ``path`` is a CSV).
+    metadata_only : bool
+        Read the CSVs only: ``images`` is None and every row is kept (for counting and splitting
+        before the images are downloaded).
+    channels, size, stack, workers, cache, cache_dir
+        See :func:`graphzoo.data.load`.
+
+    Returns
+    -------
+    ImageSet
+        ``split`` "train"/"test" from the CSV name; ``patient_ids`` from ``patient_id``;
+        ``filenames`` relative to ``image_root`` (the CSV path when ``metadata_only``); ``meta``
+        holds ``pathology`` (as written), ``csv_file``, ``csv_path`` and the descriptive columns
+        (``breast_density``, ``image_view``, ``mass_shape``, ``calc_type``, ``assessment``,
+        ``subtlety``, ...; '' where a CSV lacks the column).
+    """
+    for name, value, allowed in (("image", image, _PATH_COLUMN), ("abnormality", abnormality, ("both", "mass", "calc")),
+                                 ("bwc", bwc, ("benign", "separate", "drop"))):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    notes: list[str] = []
+    if path.is_file():
+        csvs = [path]
+    else:
+        csvs = sorted(p for p in path.iterdir() if p.is_file() and "case_description" in p.name.lower() and p.suffix.lower() == ".csv")
+        if abnormality != "both":
+            csvs = [p for p in csvs if p.name.lower().startswith(abnormality)]
+        if not csvs:
+            raise ValueError(
+                f"no {'' if abnormality == 'both' else abnormality + '_'}*case_description*.csv in {path}. "
+                "Fix: point at the folder with the CBIS-DDSM case-description CSVs."
+            )
+    root = Path(image_root).expanduser() if image_root is not None else (path.parent if path.is_file() else path)
+    column = _PATH_COLUMN[image]
+
+    if bwc == "separate":
+        class_names = ["benign", "benign_without_callback", "malignant"]
+        code = {"BENIGN": 0, "BENIGN_WITHOUT_CALLBACK": 1, "MALIGNANT": 2}
+    else:
+        class_names = ["benign", "malignant"]
+        code = {"BENIGN": 0, "BENIGN_WITHOUT_CALLBACK": 0, "MALIGNANT": 1}
+    rows: list[dict[str, str]] = []
+    for csv_path in csvs:
+        _, table = read_csv_rows(csv_path, ("patient_id", "pathology", column), normalise=_norm)
+        for lineno, r in enumerate(table, 2):
+            pathology = r["pathology"].upper()
+            if pathology not in code:
+                raise ValueError(
+                    f"{csv_path}: row {lineno} has pathology {r['pathology']!r}; expected MALIGNANT, BENIGN or "
+                    "BENIGN_WITHOUT_CALLBACK. Fix: correct the row."
+                )
+            if bwc == "drop" and pathology == "BENIGN_WITHOUT_CALLBACK":
+                continue
+            rows.append({**r, "pathology": pathology, "_label": code[pathology], "_split": _split_of(csv_path.name),
+                         "_csv": csv_path.name, "_path": r[column].strip()})
+    if bwc == "drop":
+        note(notes, "bwc='drop': BENIGN_WITHOUT_CALLBACK rows were left out")
+
+    if metadata_only:
+        files = [r["_path"] for r in rows]
+        images = None
+    else:
+        index = _DiskIndex(root)
+        found = [index.find(r["_path"], image) for r in rows]
+        missing = [r for r, f in zip(rows, found) if f is None]
+        if len(missing) == len(rows):
+            raise NoImagesFoundError(
+                f"none of the {len(rows)} {image} images named in {', '.join(p.name for p in csvs)} was found "
+                f"below {root} (e.g. {rows[0]['_path']!r}). Fix: pass image_root= the folder holding the "
+                "CBIS-DDSM DICOM tree (the one with the Mass-Training_... / Calc-Test_... folders), or "
+                "metadata_only=True to read the CSVs alone."
+            )
+        if missing:
+            note(notes, f"{len(missing)} of {len(rows)} rows have no {image} image below {root} and were left out "
+                        f"(e.g. {missing[0]['_path']!r})")
+        rows = [dict(r, _file=f) for r, f in zip(rows, found) if f is not None]
+        if image == "full":
+            # Several lesions share one mammogram: one image, the worst pathology wins.
+            rank = {"MALIGNANT": 2, "BENIGN": 1, "BENIGN_WITHOUT_CALLBACK": 0}
+            by_file: dict[Path, dict] = {}
+            for r in rows:
+                best = by_file.get(r["_file"])
+                if best is None or rank[r["pathology"]] > rank[best["pathology"]]:
+                    by_file[r["_file"]] = r
+            if len(by_file) < len(rows):
+                note(notes, f"image='full': {len(rows)} lesion rows share {len(by_file)} mammograms; one image each, worst pathology")
+            rows = list(by_file.values())
+        decoded, ok = decode_many(
+            [r["_file"] for r in rows], skip_corrupt=skip_corrupt, notes=notes, desc="decoding CBIS-DDSM",
+            **_decode_opts(channels, size, workers, cache, cache_dir),
+        )
+        rows = [r for r, good in zip(rows, ok) if good]
+        files = [str(r["_file"].relative_to(root)) for r in rows]
+        images = finish_images(decoded, stack=stack, where=str(root), names=files, notes=notes)
+
+    meta = {c: np.array([r.get(c, "") for r in rows]) for c in _META_COLUMNS}
+    meta["pathology"] = np.array([r["pathology"] for r in rows])
+    meta["csv_file"] = np.array([r["_csv"] for r in rows])
+    meta["csv_path"] = np.array([r["_path"] for r in rows])
+    return ImageSet(
+        images=images,
+        labels=np.array([r["_label"] for r in rows], np.int64),
+        class_names=class_names,
+        split=np.array([r["_split"] for r in rows]),
+        patient_ids=np.array([r["patient_id"] for r in rows]),
+        filenames=np.array(files),
+        meta=meta,
+        source=f"cbis_ddsm:{root} ({image} images, CSVs: {', '.join(p.name for p in csvs)})",
+        notes=notes,
+    )

@@ -1,0 +1,154 @@
+"""mini-MIAS mammograms: ``mdbNNN.pgm`` films plus the ground-truth ``Info.txt``.
+
+Each ``Info.txt`` data row reads ``mdbNNN tissue class [severity x y radius]``: background tissue
+F/G/D, abnormality class (CALC, CIRC, SPIC, MISC, ARCH, ASYM or NORM), severity B/M, and the
+centre (x, y) and radius of a circle around the abnormality in the 1024x1024 film, origin at the
+*bottom-left* corner. A film with several abnormalities has several rows; some rows have no
+centre (widely distributed calcifications, "*NOTE 3*").
+
+Labels: 0 = ``normal`` (NORM), 1 = ``benign``, 2 = ``malignant``; a film with several
+abnormalities is malignant if any is. Patients: films come in left/right pairs
+(mdb001+mdb002, mdb003+mdb004, ...), so ``patient_ids`` is ``mias_{(NNN + 1) // 2:03d}`` and a
+patient-grouped split keeps both breasts of a woman together.
+
+``meta`` (same names as in our ``mini_mias_*.npz``): ``background_tissue``, ``abnormality_class``
+``centre_x_1024``, ``centre_y_1024_from_bottom``, ``radius_1024`` (all of the film's first row;
+-1 where absent), ``n_abnormalities`` and ``annotations_json`` (every row of the film as a JSON list
+``[tissue, class, severity, x, y, radius]``). To place the centre in array coordinates of a film resized to ``S`` pixels:
+``col = x * S / 1024``, ``row = (1024 - y) * S / 1024``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ._images import decode_many, finish_images, note
+from .readers import READERS, _decode_opts
+from .types import ImageSet
+
+__all__ = ["parse_info", "read_mias", "MIAS_CLASSES"]
+
+MIAS_CLASSES = ("normal", "benign", "malignant")
+_ROW = re.compile(r"^(mdb\d{3})\s+([FGD])\s+([A-Z]{4})\b(.*)$")
+
+
+def parse_info(path: Path) -> dict[str, list[dict]]:
+    """Parse ``Info.txt`` into ``{ref: [row, ...]}`` in file order.
+
+    Each row is a dict with ``tissue``, ``class``, ``severity`` (``"B"``, ``"M"`` or ``""``),
+    ``x``, ``y``, ``radius`` (ints, -1 when absent). The prose around the table is skipped.
+
+    Raises
+    ------
+    ValueError
+        No data rows at all, or a severity other than B/M (the message names the line).
+    """
+    films: dict[str, list[dict]] = {}
+    text = Path(path).read_text(encoding="latin-1")
+    for lineno, line in enumerate(text.splitlines(), 1):
+        m = _ROW.match(line.strip())
+        if not m:
+            continue
+        ref, tissue, cls, rest = m.groups()
+        tokens = rest.replace("*NOTE 3*", " ").split()
+        severity = ""
+        if tokens and not tokens[0].lstrip("-").isdigit():
+            severity = tokens.pop(0)
+            if severity not in ("B", "M"):
+                raise ValueError(
+                    f"{path}:{lineno}: severity {severity!r} is not B or M in {line.strip()!r}. Fix: correct the line."
+                )
+        nums = [int(t) for t in tokens[:3] if t.lstrip("-").isdigit()]
+        nums += [-1] * (3 - len(nums))
+        films.setdefault(ref, []).append(
+            {"tissue": tissue, "class": cls, "severity": severity, "x": nums[0], "y": nums[1], "radius": nums[2]}
+        )
+    if not films:
+        raise ValueError(f"{path} has no 'mdbNNN tissue class ...' rows. Fix: use the Info.txt that comes with mini-MIAS.")
+    return films
+
+
+def _find_info(path: Path) -> Path:
+    if path.is_file():
+        return path
+    for d in [path] + sorted(p for p in path.iterdir() if p.is_dir()):
+        if (d / "Info.txt").is_file():
+            return d / "Info.txt"
+    raise ValueError(f"no Info.txt in {path} or its subfolders. Fix: point at the mini-MIAS folder (with Info.txt and the .pgm files).")
+
+
+@READERS.register("mias")
+def read_mias(
+    path: Path,
+    *,
+    skip_corrupt: bool = False,
+    channels: int | None = None,
+    size=None,
+    stack: bool | None = None,
+    workers: int | None = None,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> ImageSet:
+    """mini-MIAS films listed in ``Info.txt`` and present as ``.pgm`` (see the module docstring).
+
+    Parameters
+    ----------
+    path : Path
+        The folder with ``Info.txt`` and the PGMs (or its parent, or ``Info.txt`` itself).
+    channels, size, stack, workers, cache, cache_dir
+        See :func:`graphzoo.data.load`; ``size=256`` gives the films of our ``mini_mias_256.npz``.
+    """
+    notes: list[str] = []
+    info = _find_info(path)
+    folder = info.parent
+    films = parse_info(info)
+    pgms = {p.stem: p for p in folder.glob("*.pgm")}
+    refs = [r for r in sorted(films) if r in pgms]
+    if not refs:
+        raise ValueError(f"none of the {len(films)} films in {info} has a .pgm in {folder}. Fix: put the mdbNNN.pgm files next to Info.txt.")
+    if len(refs) < len(films):
+        note(notes, f"{info}: {len(films) - len(refs)} of {len(films)} listed films have no .pgm in {folder}; loaded {len(refs)}")
+    extra = sorted(set(pgms) - set(films))
+    if extra:
+        note(notes, f"{folder}: {len(extra)} .pgm files are not in Info.txt and were ignored ({', '.join(extra[:3])})")
+
+    images, ok = decode_many(
+        [pgms[r] for r in refs], skip_corrupt=skip_corrupt, notes=notes, desc="decoding MIAS",
+        **_decode_opts(channels, size, workers, cache, cache_dir),
+    )
+    refs = [r for r, good in zip(refs, ok) if good]
+    labels, tissue, cls, cx, cy, rad, n_ab, ann = [], [], [], [], [], [], [], []
+    for r in refs:
+        rows = films[r]
+        sev = {row["severity"] for row in rows}
+        labels.append(2 if "M" in sev else 1 if "B" in sev else 0)
+        tissue.append(rows[0]["tissue"])
+        cls.append(rows[0]["class"])
+        cx.append(rows[0]["x"])
+        cy.append(rows[0]["y"])
+        rad.append(rows[0]["radius"])
+        n_ab.append(sum(row["class"] != "NORM" for row in rows))
+        ann.append(json.dumps([[q["tissue"], q["class"], q["severity"], q["x"], q["y"], q["radius"]] for q in rows]))
+    return ImageSet(
+        images=finish_images(images, stack=stack, where=str(folder), names=refs, notes=notes),
+        labels=np.array(labels, np.int64),
+        class_names=list(MIAS_CLASSES),
+        patient_ids=np.array([f"mias_{(int(r[3:]) + 1) // 2:03d}" for r in refs]),
+        filenames=np.array(refs),
+        meta={
+            "background_tissue": np.array(tissue),
+            "abnormality_class": np.array(cls),
+            "centre_x_1024": np.array(cx, np.int64),
+            "centre_y_1024_from_bottom": np.array(cy, np.int64),
+            "radius_1024": np.array(rad, np.int64),
+            "n_abnormalities": np.array(n_ab, np.int64),
+            "annotations_json": np.array(ann),
+        },
+        source=f"mias:{folder}",
+        notes=notes,
+    )
