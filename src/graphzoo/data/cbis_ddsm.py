@@ -223,7 +223,7 @@ def read_cbis_ddsm(
         code = {"BENIGN": 0, "BENIGN_WITHOUT_CALLBACK": 0, "MALIGNANT": 1}
     rows: list[dict[str, str]] = []
     for csv_path in csvs:
-        _, table = read_csv_rows(csv_path, ("patient_id", "pathology", column), normalise=_norm)
+        _, table = read_csv_rows(csv_path, ("patient_id", "pathology", column.replace("_", " ").replace("roi", "ROI")), normalise=_norm)
         for lineno, r in enumerate(table, 2):
             pathology = r["pathology"].upper()
             if pathology not in code:
