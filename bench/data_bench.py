@@ -109,6 +109,7 @@ def main() -> None:
     except ImportError:
         Normalizer = None
     if Normalizer is not None:
+
         def via_torchdata():
             d = gd.load(npz)
             t = to_image_tensor(d.images)
@@ -117,10 +118,14 @@ def main() -> None:
 
         try:
             x, best, med = timed(via_torchdata, args.repeat)
-            rows.append((f"torchdata path -> {tuple(x.shape)} {str(x.dtype).replace('torch.', '')}", len(ds), best, med))
+            rows.append(
+                (f"torchdata path -> {tuple(x.shape)} {str(x.dtype).replace('torch.', '')}", len(ds), best, med)
+            )
             del x
         except Exception as exc:  # another engineer's API may move; the table should still print
-            rows.append((f"torchdata path failed: {type(exc).__name__}: {exc}"[:60], len(ds), float("nan"), float("nan")))
+            rows.append(
+                (f"torchdata path failed: {type(exc).__name__}: {exc}"[:60], len(ds), float("nan"), float("nan"))
+            )
 
     if folder.exists():
         n_files = sum(1 for _ in folder.rglob("*.png"))
@@ -143,8 +148,10 @@ def main() -> None:
         finally:
             shutil.rmtree(cache_root, ignore_errors=True)
 
-    print(f"data_bench: {os.cpu_count()} CPUs, torch {torch.__version__}, {args.repeat} repeats; "
-          f"normalised train pixels: mean {float(check.mean()):+.4f}, std {float(check.std()):.4f}")
+    print(
+        f"data_bench: {os.cpu_count()} CPUs, torch {torch.__version__}, {args.repeat} repeats; "
+        f"normalised train pixels: mean {float(check.mean()):+.4f}, std {float(check.std()):.4f}"
+    )
     print()
     print("| step | images | best s | median s |")
     print("|---|---:|---:|---:|")

@@ -129,8 +129,16 @@ def test_every_npz_loads(file, request):
         assert ds.images.shape == z["images"].shape
         np.testing.assert_array_equal(ds.labels, z["labels"])
         assert ds.class_names == [str(c) for c in z["class_names"]]
-        extra = set(z.files) - {"images", "labels", "class_names", "split", "patient_ids", "filenames",
-                                "multilabels", "multilabel_names"}
+        extra = set(z.files) - {
+            "images",
+            "labels",
+            "class_names",
+            "split",
+            "patient_ids",
+            "filenames",
+            "multilabels",
+            "multilabel_names",
+        }
     assert extra == set(ds.meta)
 
 
@@ -146,13 +154,17 @@ def test_malaria_raw_folder_matches_npz(malaria):
     folder = need(DATA_DIR / "malaria" / "raw_sample")
     ds = gd.load(folder)
     assert gd.detect_format(folder) == "folder"
-    assert Counter(zip(ds.split.tolist(), ds.labels.tolist())) == {("train", 0): 25, ("train", 1): 25,
-                                                                   ("valid", 0): 25, ("valid", 1): 25}
+    assert Counter(zip(ds.split.tolist(), ds.labels.tolist())) == {
+        ("train", 0): 25,
+        ("train", 1): 25,
+        ("valid", 0): 25,
+        ("valid", 1): 25,
+    }
     where = {name: i for i, name in enumerate(malaria.filenames)}
     for img, rel, lab in zip(ds.images, ds.filenames, ds.labels):
         name = Path(rel).name
         if name.startswith("ParasitizedC"):  # the source prefixed its valid/Parasitized files
-            name = name[len("Parasitized"):]
+            name = name[len("Parasitized") :]
         i = where[name]
         np.testing.assert_array_equal(img, malaria.images[i])
         assert ds.class_names[lab] == malaria.class_names[malaria.labels[i]]
@@ -198,8 +210,14 @@ def test_mias_raw_sample_matches_npz():
     assert Counter(ds.labels.tolist()) == {0: 3, 1: 3, 2: 3}
     idx = [int(np.flatnonzero(ref.filenames == f)[0]) for f in ds.filenames]
     np.testing.assert_array_equal(ds.labels, ref.labels[idx])
-    for key in ("background_tissue", "abnormality_class", "centre_x_1024", "centre_y_1024_from_bottom",
-                "radius_1024", "n_abnormalities"):
+    for key in (
+        "background_tissue",
+        "abnormality_class",
+        "centre_x_1024",
+        "centre_y_1024_from_bottom",
+        "radius_1024",
+        "n_abnormalities",
+    ):
         np.testing.assert_array_equal(ds.meta[key], ref.meta[key][idx], err_msg=key)
     for a, b in zip(ds.meta["annotations_json"], ref.meta["annotations_json"][idx]):
         assert json.loads(a) == json.loads(b)
@@ -211,8 +229,10 @@ def test_mias_raw_sample_matches_npz():
 
 def test_mias_info_parser_handles_quirks(tmp_path):
     info = tmp_path / "Info.txt"
-    info.write_text("header prose\nmdb005 F CIRC B 477 133 30\nmdb005 F CIRC B 500 168 26\nmdb059 F CIRC B\n"
-                    "mdb216 D CALC M *NOTE 3* \nmdb003 D NORM \n")
+    info.write_text(
+        "header prose\nmdb005 F CIRC B 477 133 30\nmdb005 F CIRC B 500 168 26\nmdb059 F CIRC B\n"
+        "mdb216 D CALC M *NOTE 3* \nmdb003 D NORM \n"
+    )
     films = gd.mias.parse_info(info)
     assert len(films["mdb005"]) == 2 and films["mdb005"][1]["radius"] == 26
     assert films["mdb059"][0]["x"] == -1 and films["mdb216"][0]["severity"] == "M"
@@ -314,9 +334,14 @@ def test_cbis_matches_csv_paths_to_a_dicom_tree(pydicom_files, tmp_path):
     shutil.copy(ct, crop / "1-1.dcm")  # 128x128: the mask
     shutil.copy(mr, crop / "1-2.dcm")  # 64x64: the crop
     # Old layout for P_00001 LEFT MLO: the CSV path exactly, below a re-rooted folder.
-    exact = tmp_path / "elsewhere" / (
-        "Mass-Training_P_00001_LEFT_MLO_1/1.3.6.1.4.1.9590.100.1.2.188473874511440575807446266233629582526/"
-        "1.3.6.1.4.1.9590.100.1.2.227955274711225756835838775062793186053/000000.dcm")
+    exact = (
+        tmp_path
+        / "elsewhere"
+        / (
+            "Mass-Training_P_00001_LEFT_MLO_1/1.3.6.1.4.1.9590.100.1.2.188473874511440575807446266233629582526/"
+            "1.3.6.1.4.1.9590.100.1.2.227955274711225756835838775062793186053/000000.dcm"
+        )
+    )
     exact.parent.mkdir(parents=True)
     shutil.copy(mr, exact)
 
@@ -335,10 +360,14 @@ def test_cbis_matches_csv_paths_to_a_dicom_tree(pydicom_files, tmp_path):
 
 def test_cbis_missing_columns_and_bad_pathology(tmp_path):
     (tmp_path / "mass_case_description_train_set.csv").write_text("patient_id,pathology\nP_1,BENIGN\n")
-    with pytest.raises(ValueError, match=r"mass_case_description_train_set\.csv is missing required column\(s\) \['cropped image file path'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"mass_case_description_train_set\.csv is missing required column\(s\) \['cropped image file path'\]",
+    ):
         gd.load(tmp_path)
     (tmp_path / "mass_case_description_train_set.csv").write_text(
-        "patient_id,pathology,cropped image file path\nP_1,MAYBE,a/b/c/000000.dcm\n")
+        "patient_id,pathology,cropped image file path\nP_1,MAYBE,a/b/c/000000.dcm\n"
+    )
     with pytest.raises(ValueError, match="row 2 has pathology 'MAYBE'"):
         gd.load(tmp_path, metadata_only=True)
 
@@ -468,9 +497,14 @@ def test_npz_bad_input(tmp_path):
 def test_medmnist_layout(tmp_path):
     rng = np.random.default_rng(0)
     f = tmp_path / "pathmnist.npz"
-    np.savez(f, **{f"{s}_images": rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8) for s, n in
-                   (("train", 10), ("val", 4), ("test", 6))},
-             **{f"{s}_labels": rng.integers(0, 3, (n, 1)) for s, n in (("train", 10), ("val", 4), ("test", 6))})
+    np.savez(
+        f,
+        **{
+            f"{s}_images": rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8)
+            for s, n in (("train", 10), ("val", 4), ("test", 6))
+        },
+        **{f"{s}_labels": rng.integers(0, 3, (n, 1)) for s, n in (("train", 10), ("val", 4), ("test", 6))},
+    )
     assert gd.detect_format(f) == "medmnist"
     ds = gd.load(f)
     check_imageset(ds)
@@ -482,8 +516,12 @@ def test_medmnist_layout(tmp_path):
     ds = gd.load(multi)
     np.testing.assert_array_equal(ds.multilabels, ml)
     np.testing.assert_array_equal(ds.labels, ml.any(1).astype(int))
-    np.savez(multi, train_images=np.zeros((5, 28, 28), np.uint8), train_labels=np.arange(5)[:, None],
-             val_images=np.zeros((2, 28, 28), np.uint8))
+    np.savez(
+        multi,
+        train_images=np.zeros((5, 28, 28), np.uint8),
+        train_labels=np.arange(5)[:, None],
+        val_images=np.zeros((2, 28, 28), np.uint8),
+    )
     with pytest.raises(ValueError, match="val_images but no val_labels"):
         gd.load(multi)
 
@@ -606,7 +644,11 @@ def test_patient_split_on_malaria(malaria):
     split = gd.patient_split(malaria.labels, malaria.patient_ids, seed=0)
     assert split.dtype.kind == "U" and set(split) == {"train", "val", "test"}
     parts = {s: set(malaria.patient_ids[split == s]) for s in ("train", "val", "test")}
-    assert not (parts["train"] & parts["test"]) and not (parts["train"] & parts["val"]) and not (parts["val"] & parts["test"])
+    assert (
+        not (parts["train"] & parts["test"])
+        and not (parts["train"] & parts["val"])
+        and not (parts["val"] & parts["test"])
+    )
     frac = {s: float((split == s).mean()) for s in parts}
     assert abs(frac["train"] - 0.7) < 0.08 and abs(frac["val"] - 0.1) < 0.05 and abs(frac["test"] - 0.2) < 0.06
     np.testing.assert_array_equal(split, gd.patient_split(malaria.labels, malaria.patient_ids, seed=0))
@@ -636,8 +678,16 @@ def test_save_and_load_split(tmp_path):
     names = np.array([f"img{i}.png" for i in range(100)])
     mask = gd.label_budget(y, fraction=0.1, seed=0)
     split = gd.patient_split(y, None, seed=0)
-    written = gd.save_split(tmp_path / "run", n_samples=100, labelled=mask, split=split, filenames=names,
-                            fraction=0.1, seed=0, source="test")
+    written = gd.save_split(
+        tmp_path / "run",
+        n_samples=100,
+        labelled=mask,
+        split=split,
+        filenames=names,
+        fraction=0.1,
+        seed=0,
+        source="test",
+    )
     assert written == tmp_path / "run" / "split.json" and written.stat().st_size < 4000
     back = gd.load_split(tmp_path / "run", filenames=names)
     np.testing.assert_array_equal(back["labelled"], mask)
@@ -673,3 +723,8 @@ def test_cli_inspect_real_cbis_csvs(capsys):
     assert main(["data", "inspect", str(folder)]) == 0
     out = capsys.readouterr().out
     assert "only the CSVs were read" in out and "1457" in out  # malignant rows: 637+147+544+129
+
+
+def test_format_prefix_in_path(class_folder):
+    ds = gd.load(f"folder:{class_folder}")
+    assert ds.source.startswith("folder:") and len(ds) == 12

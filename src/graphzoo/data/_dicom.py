@@ -87,8 +87,8 @@ def read_dicom(path: str | Path, *, apply_voi: bool = True) -> np.ndarray:
         ds = pydicom.dcmread(path)
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError) as exc:
         raise CorruptImageError(
-            path, f"cannot read DICOM {path}: {exc}. Fix: re-download or remove this file "
-            "(or load with skip_corrupt=True)."
+            path,
+            f"cannot read DICOM {path}: {exc}. Fix: re-download or remove this file (or load with skip_corrupt=True).",
         ) from None
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise CorruptImageError(

@@ -417,6 +417,9 @@ def finish_images(
             "to resize on read, or stack=False to get a list of arrays."
         )
     if stack is None:
-        note(notes, f"{where}: images have {len(shapes)} different sizes ({summary}); returned as a list. "
-             "Pass size=(H, W) to resize them on read.")
+        note(
+            notes,
+            f"{where}: images have {len(shapes)} different sizes ({summary}); returned as a list. "
+            "Pass size=(H, W) to resize them on read.",
+        )
     return list(images)

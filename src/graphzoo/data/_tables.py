@@ -17,7 +17,9 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8-sig", newline="")
 
 
-def read_csv_rows(path: Path, required: Sequence[str], normalise: Callable[[str], str] | None = None) -> tuple[list[str], list[dict[str, str]]]:
+def read_csv_rows(
+    path: Path, required: Sequence[str], normalise: Callable[[str], str] | None = None
+) -> tuple[list[str], list[dict[str, str]]]:
     """Read a CSV (optionally gzipped) into dicts; a missing required column is a clear error.
 
     ``normalise`` maps a header to the key used for matching (e.g. lower-case, spaces to ``_``),

@@ -54,8 +54,17 @@ __all__ = ["read_cbis_ddsm", "match_paths", "NoImagesFoundError"]
 
 _PATH_COLUMN = {"full": "image_file_path", "cropped": "cropped_image_file_path", "roi": "roi_mask_file_path"}
 _META_COLUMNS = (
-    "breast_density", "left_or_right_breast", "image_view", "abnormality_id", "abnormality_type",
-    "mass_shape", "mass_margins", "calc_type", "calc_distribution", "assessment", "subtlety",
+    "breast_density",
+    "left_or_right_breast",
+    "image_view",
+    "abnormality_id",
+    "abnormality_type",
+    "mass_shape",
+    "mass_margins",
+    "calc_type",
+    "calc_distribution",
+    "assessment",
+    "subtlety",
 )
 
 
@@ -196,15 +205,22 @@ def read_cbis_ddsm(
         (``breast_density``, ``image_view``, ``mass_shape``, ``calc_type``, ``assessment``,
         ``subtlety``, ...; '' where a CSV lacks the column).
     """
-    for name, value, allowed in (("image", image, _PATH_COLUMN), ("abnormality", abnormality, ("both", "mass", "calc")),
-                                 ("bwc", bwc, ("benign", "separate", "drop"))):
+    for name, value, allowed in (
+        ("image", image, _PATH_COLUMN),
+        ("abnormality", abnormality, ("both", "mass", "calc")),
+        ("bwc", bwc, ("benign", "separate", "drop")),
+    ):
         if value not in allowed:
             raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
     notes: list[str] = []
     if path.is_file():
         csvs = [path]
     else:
-        csvs = sorted(p for p in path.iterdir() if p.is_file() and "case_description" in p.name.lower() and p.suffix.lower() == ".csv")
+        csvs = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and "case_description" in p.name.lower() and p.suffix.lower() == ".csv"
+        )
         if abnormality != "both":
             csvs = [p for p in csvs if p.name.lower().startswith(abnormality)]
         if not csvs:
@@ -223,7 +239,9 @@ def read_cbis_ddsm(
         code = {"BENIGN": 0, "BENIGN_WITHOUT_CALLBACK": 0, "MALIGNANT": 1}
     rows: list[dict[str, str]] = []
     for csv_path in csvs:
-        _, table = read_csv_rows(csv_path, ("patient_id", "pathology", column.replace("_", " ").replace("roi", "ROI")), normalise=_norm)
+        _, table = read_csv_rows(
+            csv_path, ("patient_id", "pathology", column.replace("_", " ").replace("roi", "ROI")), normalise=_norm
+        )
         for lineno, r in enumerate(table, 2):
             pathology = r["pathology"].upper()
             if pathology not in code:
@@ -233,8 +251,16 @@ def read_cbis_ddsm(
                 )
             if bwc == "drop" and pathology == "BENIGN_WITHOUT_CALLBACK":
                 continue
-            rows.append({**r, "pathology": pathology, "_label": code[pathology], "_split": _split_of(csv_path.name),
-                         "_csv": csv_path.name, "_path": r[column].strip()})
+            rows.append(
+                {
+                    **r,
+                    "pathology": pathology,
+                    "_label": code[pathology],
+                    "_split": _split_of(csv_path.name),
+                    "_csv": csv_path.name,
+                    "_path": r[column].strip(),
+                }
+            )
     if bwc == "drop":
         note(notes, "bwc='drop': BENIGN_WITHOUT_CALLBACK rows were left out")
 
@@ -253,8 +279,11 @@ def read_cbis_ddsm(
                 "metadata_only=True to read the CSVs alone."
             )
         if missing:
-            note(notes, f"{len(missing)} of {len(rows)} rows have no {image} image below {root} and were left out "
-                        f"(e.g. {missing[0]['_path']!r})")
+            note(
+                notes,
+                f"{len(missing)} of {len(rows)} rows have no {image} image below {root} and were left out "
+                f"(e.g. {missing[0]['_path']!r})",
+            )
         rows = [dict(r, _file=f) for r, f in zip(rows, found) if f is not None]
         if image == "full":
             # Several lesions share one mammogram: one image, the worst pathology wins.
@@ -265,10 +294,17 @@ def read_cbis_ddsm(
                 if best is None or rank[r["pathology"]] > rank[best["pathology"]]:
                     by_file[r["_file"]] = r
             if len(by_file) < len(rows):
-                note(notes, f"image='full': {len(rows)} lesion rows share {len(by_file)} mammograms; one image each, worst pathology")
+                note(
+                    notes,
+                    f"image='full': {len(rows)} lesion rows share {len(by_file)} mammograms; "
+                    "one image each, labelled by its worst pathology",
+                )
             rows = list(by_file.values())
         decoded, ok = decode_many(
-            [r["_file"] for r in rows], skip_corrupt=skip_corrupt, notes=notes, desc="decoding CBIS-DDSM",
+            [r["_file"] for r in rows],
+            skip_corrupt=skip_corrupt,
+            notes=notes,
+            desc="decoding CBIS-DDSM",
             **_decode_opts(channels, size, workers, cache, cache_dir),
         )
         rows = [r for r, good in zip(rows, ok) if good]

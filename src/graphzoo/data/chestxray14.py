@@ -42,8 +42,20 @@ __all__ = ["PATHOLOGIES", "read_chestxray14"]
 
 # The order of NIH's paper and of torchxrayvision / our nih1000 npz.
 PATHOLOGIES = (
-    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-    "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
 )
 _NO_FINDING = "No Finding"
 _REQUIRED = ("Image Index", "Finding Labels")
@@ -54,9 +66,7 @@ def _find_csv(path: Path) -> Path:
         return path
     found = sorted(p for p in path.iterdir() if p.is_file() and re.match(r"(?i)data_entry_2017.*\.csv(\.gz)?$", p.name))
     if not found:
-        raise ValueError(
-            f"no Data_Entry_2017*.csv[.gz] in {path}. Fix: put NIH's CSV there, or pass csv=PATH."
-        )
+        raise ValueError(f"no Data_Entry_2017*.csv[.gz] in {path}. Fix: put NIH's CSV there, or pass csv=PATH.")
     # Prefer NIH's 2020 relabelling when both versions are present.
     found.sort(key=lambda p: ("v2020" not in p.name.lower(), p.name))
     return found[0]
@@ -151,7 +161,11 @@ def read_chestxray14(
             "at the folder that holds the PNGs (any depth), or pass csv= and the image folder."
         )
     if len(kept) < len(seen):
-        note(notes, f"{csv_path.name}: {len(seen) - len(kept)} of {len(seen)} listed images are not below {root}; loaded the {len(kept)} found")
+        note(
+            notes,
+            f"{csv_path.name}: {len(seen) - len(kept)} of {len(seen)} listed images are not below {root}; "
+            f"loaded the {len(kept)} found",
+        )
     unlisted = len(on_disk) - len(kept)
     if unlisted > 0:
         note(notes, f"{root}: {unlisted} image files are not listed in {csv_path.name} and were ignored")
@@ -178,11 +192,17 @@ def read_chestxray14(
         labels = np.where(n_pos == 0, 0, np.where(n_pos == 1, multilabels.argmax(axis=1) + 1, -1)).astype(np.int64)
         class_names = [_NO_FINDING, *PATHOLOGIES]
         if (labels == -1).any():
-            note(notes, f"label_mode='single': {int((labels == -1).sum())} images with several findings are unlabelled (-1)")
+            note(
+                notes,
+                f"label_mode='single': {int((labels == -1).sum())} images with several findings are unlabelled (-1)",
+            )
 
     files = [p for p, _ in kept]
     images, ok = decode_many(
-        files, skip_corrupt=skip_corrupt, notes=notes, desc="decoding ChestX-ray14",
+        files,
+        skip_corrupt=skip_corrupt,
+        notes=notes,
+        desc="decoding ChestX-ray14",
         **_decode_opts(channels, size, workers, cache, cache_dir),
     )
     kept = [k for k, good in zip(kept, ok) if good]
@@ -192,7 +212,11 @@ def read_chestxray14(
     if official is not None:
         split = np.array([official.get(r["Image Index"], "") for _, r in kept])
         if (split == "").any():
-            note(notes, f"{int((split == '').sum())} images are in neither train_val_list.txt nor test_list.txt; their split is ''")
+            note(
+                notes,
+                f"{int((split == '').sum())} images are in neither train_val_list.txt nor test_list.txt; "
+                "their split is ''",
+            )
     else:
         folder_split = []
         for p, _ in kept:

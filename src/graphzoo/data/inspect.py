@@ -29,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default=None, choices=READERS.names(), help="format (default: detected)")
     parser.add_argument("--skip-corrupt", action="store_true", help="skip unreadable images instead of stopping")
     parser.add_argument(
-        "--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+        "--option",
+        "-o",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="reader option, e.g. -o size=64 -o label_mode=single (repeatable; values parsed as Python literals)",
     )
 
@@ -69,7 +73,8 @@ def report(ds: ImageSet) -> str:
     lines += [f"size      {size}", f"channels  {chans}"]
 
     split = ds.split if ds.split is not None else np.full(len(ds), "all")
-    parts = sorted(set(split.tolist()), key=lambda s: (["train", "training", "valid", "validation", "val", "test", "testing", "all", ""].index(s) if s in ("train", "training", "valid", "validation", "val", "test", "testing", "all", "") else 99, s))
+    order = ["train", "training", "valid", "validation", "val", "test", "testing", "all", ""]
+    parts = sorted(set(split.tolist()), key=lambda s: (order.index(s) if s in order else len(order), s))
     names = list(ds.class_names) + (["(unlabelled)"] if (ds.labels == -1).any() else [])
     width = max(12, *(len(n) for n in names)) + 2
     lines.append("")
@@ -87,10 +92,12 @@ def report(ds: ImageSet) -> str:
         lines.append(f"patients  {n_pat} ({len(ds) / max(n_pat, 1):.1f} images each on average)")
         if ds.split is not None and len(parts) > 1:
             sets = [set(pid[split == p].tolist()) for p in parts]
-            shared = len(set.union(*[a & b for i, a in enumerate(sets) for b in sets[i + 1:]]))
+            shared = len(set.union(*[a & b for i, a in enumerate(sets) for b in sets[i + 1 :]]))
             if shared:
-                lines.append(f"          {shared} patients appear in more than one split: use "
-                             "graphzoo.data.patient_split for a patient-disjoint split")
+                lines.append(
+                    f"          {shared} patients appear in more than one split: use "
+                    "graphzoo.data.patient_split for a patient-disjoint split"
+                )
     else:
         lines.append("patients  not recorded (splits cannot be grouped by patient)")
 

@@ -14,7 +14,8 @@ patient-grouped split keeps both breasts of a woman together.
 ``meta`` (same names as in our ``mini_mias_*.npz``): ``background_tissue``, ``abnormality_class``
 ``centre_x_1024``, ``centre_y_1024_from_bottom``, ``radius_1024`` (all of the film's first row;
 -1 where absent), ``n_abnormalities`` and ``annotations_json`` (every row of the film as a JSON list
-``[tissue, class, severity, x, y, radius]``). To place the centre in array coordinates of a film resized to ``S`` pixels:
+``[tissue, class, severity, x, y, radius]``). To place the centre in array coordinates of a film
+resized to ``S`` pixels:
 ``col = x * S / 1024``, ``row = (1024 - y) * S / 1024``.
 """
 
@@ -69,7 +70,9 @@ def parse_info(path: Path) -> dict[str, list[dict]]:
             {"tissue": tissue, "class": cls, "severity": severity, "x": nums[0], "y": nums[1], "radius": nums[2]}
         )
     if not films:
-        raise ValueError(f"{path} has no 'mdbNNN tissue class ...' rows. Fix: use the Info.txt that comes with mini-MIAS.")
+        raise ValueError(
+            f"{path} has no 'mdbNNN tissue class ...' rows. Fix: use the Info.txt that comes with mini-MIAS."
+        )
     return films
 
 
@@ -79,7 +82,10 @@ def _find_info(path: Path) -> Path:
     for d in [path] + sorted(p for p in path.iterdir() if p.is_dir()):
         if (d / "Info.txt").is_file():
             return d / "Info.txt"
-    raise ValueError(f"no Info.txt in {path} or its subfolders. Fix: point at the mini-MIAS folder (with Info.txt and the .pgm files).")
+    raise ValueError(
+        f"no Info.txt in {path} or its subfolders. Fix: point at the mini-MIAS folder "
+        "(with Info.txt and the .pgm files)."
+    )
 
 
 @READERS.register("mias")
@@ -110,15 +116,25 @@ def read_mias(
     pgms = {p.stem: p for p in folder.glob("*.pgm")}
     refs = [r for r in sorted(films) if r in pgms]
     if not refs:
-        raise ValueError(f"none of the {len(films)} films in {info} has a .pgm in {folder}. Fix: put the mdbNNN.pgm files next to Info.txt.")
+        raise ValueError(
+            f"none of the {len(films)} films in {info} has a .pgm in {folder}. "
+            "Fix: put the mdbNNN.pgm files next to Info.txt."
+        )
     if len(refs) < len(films):
-        note(notes, f"{info}: {len(films) - len(refs)} of {len(films)} listed films have no .pgm in {folder}; loaded {len(refs)}")
+        note(
+            notes,
+            f"{info}: {len(films) - len(refs)} of {len(films)} listed films have no .pgm in {folder}; "
+            f"loaded {len(refs)}",
+        )
     extra = sorted(set(pgms) - set(films))
     if extra:
         note(notes, f"{folder}: {len(extra)} .pgm files are not in Info.txt and were ignored ({', '.join(extra[:3])})")
 
     images, ok = decode_many(
-        [pgms[r] for r in refs], skip_corrupt=skip_corrupt, notes=notes, desc="decoding MIAS",
+        [pgms[r] for r in refs],
+        skip_corrupt=skip_corrupt,
+        notes=notes,
+        desc="decoding MIAS",
         **_decode_opts(channels, size, workers, cache, cache_dir),
     )
     refs = [r for r, good in zip(refs, ok) if good]

@@ -233,14 +233,17 @@ def _scan_class_folders(root: Path, notes: list[str]) -> list[tuple[Path, str, s
     # class folders (so that a stray empty folder elsewhere does not stop the load).
     has_below: dict[Path, bool] = {}
     for d in sorted(all_dirs, key=lambda p: -len(p.parts)):
-        has_below[d] = holders.get(d, 0) > 0 or any(has_below.get(c, False) for c in d.iterdir() if c.is_dir() and not c.name.startswith("."))
+        has_below[d] = holders.get(d, 0) > 0 or any(
+            has_below.get(c, False) for c in d.iterdir() if c.is_dir() and not c.name.startswith(".")
+        )
     for d in all_dirs:
         if d == root or has_below[d]:
             continue
         siblings = [s for s in d.parent.iterdir() if s.is_dir() and s != d and not s.name.startswith(".")]
         if any(holders.get(s, 0) > 0 for s in siblings):
+            held = f"; it holds {', '.join(ignored[d][:3])}" if d in ignored else ""
             raise ValueError(
-                f"class folder {d} is empty (no image files{'; it holds ' + ', '.join(ignored[d][:3]) if d in ignored else ''}). "
+                f"class folder {d} is empty (no image files{held}). "
                 "Fix: add its images, or remove the folder if that class is not wanted."
             )
     for d, fs in ignored.items():
@@ -313,7 +316,10 @@ def read_folder(
     index = {c: i for i, c in enumerate(class_names)}
     files = [p for p, _, _ in items]
     images, ok = decode_many(
-        files, skip_corrupt=skip_corrupt, notes=notes, desc=f"decoding {path.name}",
+        files,
+        skip_corrupt=skip_corrupt,
+        notes=notes,
+        desc=f"decoding {path.name}",
         **_decode_opts(channels, size, workers, cache, cache_dir),
     )
     items = [it for it, k in zip(items, ok) if k]
@@ -421,7 +427,9 @@ def read_npz(path: Path, *, skip_corrupt: bool = False, class_names: Sequence[st
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.shape != (n,):
-        raise ValueError(f"{where}: labels have shape {labels.shape} but there are {n} images. Fix: save one label per image.")
+        raise ValueError(
+            f"{where}: labels have shape {labels.shape} but there are {n} images. Fix: save one label per image."
+        )
     if class_names is None and "class_names" in data:
         class_names = [str(c) for c in data["class_names"]]
     if class_names is None:
@@ -497,7 +505,9 @@ def read_medmnist(path: Path, *, skip_corrupt: bool = False, class_names: Sequen
         labs = [np.asarray(z[f"{s}_labels"]) for s in parts]
     for s, im, lb in zip(parts, imgs, labs):
         if len(im) != len(lb):
-            raise ValueError(f"{where}: {s}_images has {len(im)} images but {s}_labels has {len(lb)}. Fix: one label row per image.")
+            raise ValueError(
+                f"{where}: {s}_images has {len(im)} images but {s}_labels has {len(lb)}. Fix: one label row per image."
+            )
     shapes = {im.shape[1:] for im in imgs}
     if len(shapes) > 1:
         raise ValueError(f"{where}: the splits' images differ in shape {sorted(shapes)}. Fix: save one image size.")

@@ -228,7 +228,9 @@ def patient_split(
 
     fractions = np.asarray(fractions, dtype=float)
     if fractions.shape != (3,) or (fractions < 0).any() or abs(fractions.sum() - 1) > 1e-6:
-        raise ValueError(f"fractions must be three non-negative numbers (train, val, test) summing to 1, got {fractions.tolist()}")
+        raise ValueError(
+            f"fractions must be three non-negative numbers (train, val, test) summing to 1, got {fractions.tolist()}"
+        )
     labels = np.asarray(labels)
     n = len(labels)
     groups = np.arange(n) if groups is None else np.asarray(groups)
@@ -238,7 +240,9 @@ def patient_split(
     n_groups = int(gid.max()) + 1 if n else 0
     n_parts = int((fractions > 0).sum())
     if n_groups < n_parts:
-        raise ValueError(f"only {n_groups} patients for {n_parts} non-empty parts. Fix: set a fraction to 0 or add data.")
+        raise ValueError(
+            f"only {n_groups} patients for {n_parts} non-empty parts. Fix: set a fraction to 0 or add data."
+        )
 
     k = min(20, n_groups)
     fold = np.zeros(n, np.int64)
@@ -374,7 +378,13 @@ def load_split(path: str | os.PathLike, *, filenames: Sequence[str] | None = Non
     fp = record.get("fingerprint")
     if filenames is not None:
         if len(filenames) != n:
-            raise ValueError(f"{path} was made for {n} samples but the dataset has {len(filenames)}. Fix: load the same dataset or make a new split.")
+            raise ValueError(
+                f"{path} was made for {n} samples but the dataset has {len(filenames)}. "
+                "Fix: load the same dataset or make a new split."
+            )
         if fp is not None and fp != fingerprint(filenames):
-            raise ValueError(f"{path} was made for a different dataset (the file names differ). Fix: load the same dataset or make a new split.")
+            raise ValueError(
+                f"{path} was made for a different dataset (the file names differ). "
+                "Fix: load the same dataset or make a new split."
+            )
     return {"n_samples": n, "labelled": labelled, "split": split, "params": record.get("params", {}), "fingerprint": fp}
