@@ -1,0 +1,324 @@
+"""`RunConfig`: every choice of a run in one flat dataclass, read from YAML and ``key=value``.
+
+A run is fully described by its config: ``graphzoo run --config configs/malaria.yaml --set
+mode=dynamic label_fraction=0.01`` loads the YAML, applies the overrides, converts each value to
+its field's type and validates the whole before anything is trained; the resolved config is then
+written to ``runs/<name>/config.yaml`` and compared key by key on ``--resume``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["RunConfig", "load_config", "apply_overrides", "config_diff"]
+
+MODES = ("one-pass", "dynamic")
+TASKS = ("auto", "multiclass", "multilabel")
+SPLITS = ("auto", "patient", "source", "random")
+VAL_LABELS = ("budget", "all")
+TEST_PREDICTIONS = ("auto", "inductive", "transductive")
+MONITORS = ("val_loss", "val_accuracy", "val_auc")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class RunConfig:
+    """All settings of one experiment (flat, so that ``--set key=value`` reaches every one).
+
+    Data and split
+    --------------
+    data : path of the dataset (any format the readers detect).
+    data_format : reader name, default auto-detected.
+    task : "multiclass", "multilabel" (uses the set's ``multilabels``) or "auto" (multiclass).
+    split : how to split train / val / test. "patient": patient-grouped (default where the set has
+        patient ids; the malaria npz's own split shares patients between its parts); "source": the
+        file's own ``split`` column; "random": stratified random; "auto": patient if possible,
+        else source if it has a test part, else random.
+    split_fractions : train / val / test fractions for "patient" and "random".
+    label_fraction : share of the training images whose label is used (ignored when
+        ``labels_per_class`` is set).
+    labels_per_class : fixed label budget per class instead of a fraction.
+    val_labels : "budget": the validation part is labelled at the same rate as the training part
+        (the labels then count in the budget: the honest semi-supervised protocol); "all": the
+        whole validation split is labelled.
+    image_size : square side the images are resized to (0: keep).
+    in_chans : 1 (gray) or 3 (RGB); 0: as stored.
+
+    Model and training
+    ------------------
+    backbone, backbone_kwargs, pretrained ("" / "torchvision" for the local torchvision cache /
+    a path), dropout, lr, weight_decay, batch_size, epochs (One Pass: max supervised epochs;
+    Dynamic Pass: number of dynamic epochs), warmup_epochs (Dynamic Pass: max supervised warm-up
+    epochs), patience (early stopping, epochs without improvement of ``monitor``), min_epoch_steps (a supervised epoch repeats the
+    labelled set until it has made at least this many steps, so that epochs on 1 % labels are not
+    two steps long), monitor, final_model ("best" by validation, or "last"),
+    augment / hflip / vflip / rotate_degrees / crop_scale / translate, ae_pretrain_epochs
+    (autoencoder backbone: reconstruction epochs on all images).
+
+    Graph and energy
+    ----------------
+    energy, energy_params, n_neighbors, graph_metric.
+
+    Dynamic Pass
+    ------------
+    alpha_max, rampup_epochs: α(t) = alpha_max · exp(−5 (1 − t/T)²) for t < T, else alpha_max.
+    labelled_per_batch: labelled images in each batch (the rest are unlabelled), so that the few
+        labels are seen in every step however low the label rate.
+    max_epoch_steps: cap on the steps of a dynamic epoch (0: one pass over the unlabelled images).
+    certainty_normalize: divide ξ by its maximum (LP-DeepSSL).
+    class_balance: use the weights ζ_j = (n / c) / |{i : ŷ_i = j}|.
+
+    Output and machine
+    ------------------
+    test_prediction: "inductive" (the trained net), "transductive" (test images join the graph),
+    "auto" (transductive for One Pass, whose prediction is the energy's; inductive for Dynamic
+    Pass, as in LP-DeepSSL). Both are always reported in metrics.json.
+    name, out, seed, threads (0: torch's default), device, deterministic, progress,
+    checkpoint_every.
+    """
+
+    # data
+    data: str = ""
+    data_format: str = ""
+    task: str = "auto"
+    split: str = "auto"
+    split_fractions: list = field(default_factory=lambda: [0.7, 0.1, 0.2])
+    label_fraction: float = 0.2
+    labels_per_class: int = 0
+    val_labels: str = "budget"
+    image_size: int = 0
+    in_chans: int = 0
+    # model / training
+    mode: str = "one-pass"
+    backbone: str = "small_cnn"
+    backbone_kwargs: dict = field(default_factory=dict)
+    pretrained: str = ""
+    dropout: float = 0.2
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int = 30
+    warmup_epochs: int = 30
+    patience: int = 6
+    min_epoch_steps: int = 20
+    monitor: str = "val_accuracy"
+    final_model: str = "best"
+    augment: bool = True
+    hflip: bool = True
+    vflip: bool = True
+    rotate_degrees: float = 10.0
+    crop_scale: float = 0.1
+    translate: float = 0.05
+    ae_pretrain_epochs: int = 5
+    # graph / energy
+    energy: str = "label_spreading"
+    energy_params: dict = field(default_factory=dict)
+    n_neighbors: int = 50
+    graph_metric: str = "cosine"
+    # dynamic pass
+    alpha_max: float = 1.0
+    rampup_epochs: int = 5
+    labelled_per_batch: int = 32
+    max_epoch_steps: int = 0
+    certainty_normalize: bool = True
+    class_balance: bool = True
+    # output / machine
+    test_prediction: str = "auto"
+    name: str = ""
+    out: str = "runs"
+    seed: int = 0
+    threads: int = 0
+    device: str = "auto"
+    deterministic: bool = True
+    progress: bool = True
+    checkpoint_every: int = 1
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> "RunConfig":
+        """Check every value; raise ``ValueError`` naming the key, the value and the fix."""
+        from .energies import ENERGIES
+
+        def choice(key, options):
+            value = getattr(self, key)
+            if value not in options:
+                import difflib
+
+                close = difflib.get_close_matches(str(value), options, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"{key}={value!r} is not one of {', '.join(map(repr, options))}.{hint}")
+
+        def positive(*keys, allow_zero=False):
+            for key in keys:
+                value = getattr(self, key)
+                if value < 0 or (value == 0 and not allow_zero):
+                    raise ValueError(f"{key} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+        if not self.data:
+            raise ValueError("no data: set data=PATH (in the config, with --data, or --set data=PATH)")
+        choice("mode", MODES)
+        choice("task", TASKS)
+        choice("split", SPLITS)
+        choice("val_labels", VAL_LABELS)
+        choice("test_prediction", TEST_PREDICTIONS)
+        choice("monitor", MONITORS)
+        choice("final_model", ("best", "last"))
+        choice("device", DEVICES)
+        choice("graph_metric", ("cosine", "euclidean"))
+        if self.energy not in ENERGIES:
+            ENERGIES.get(self.energy)  # raises with "did you mean"
+        from .models import BACKBONES
+
+        if self.backbone not in BACKBONES:
+            from .models.backbones import is_torchvision_model
+
+            if not is_torchvision_model(self.backbone):
+                from .models import create_backbone
+
+                create_backbone(self.backbone)  # raises with "did you mean"
+        if not 0 < self.label_fraction <= 1:
+            raise ValueError(f"label_fraction must lie in (0, 1], got {self.label_fraction}")
+        positive("labels_per_class", "image_size", "in_chans", "threads", "weight_decay", "ae_pretrain_epochs",
+                 "rampup_epochs", "warmup_epochs", "max_epoch_steps", "crop_scale", "translate", "rotate_degrees", allow_zero=True)
+        positive("lr", "batch_size", "epochs", "patience", "min_epoch_steps", "n_neighbors", "labelled_per_batch", "checkpoint_every")
+        if self.in_chans not in (0, 1, 3):
+            raise ValueError(f"in_chans must be 0 (as stored), 1 or 3, got {self.in_chans}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if not (self.crop_scale < 1 and self.translate < 1):
+            raise ValueError("crop_scale and translate must be < 1")
+        if self.alpha_max < 0:
+            raise ValueError(f"alpha_max must be >= 0, got {self.alpha_max}")
+        if self.labelled_per_batch >= self.batch_size and self.mode == "dynamic":
+            raise ValueError(
+                f"labelled_per_batch={self.labelled_per_batch} leaves no room for unlabelled images in a batch of "
+                f"{self.batch_size}; make it smaller than batch_size"
+            )
+        fr = self.split_fractions
+        if len(fr) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in fr) or abs(sum(fr) - 1) > 1e-6 or fr[0] <= 0:
+            raise ValueError(f"split_fractions must be three non-negative numbers (train, val, test) summing to 1, got {fr}")
+        if self.image_size and self.image_size < 16:
+            raise ValueError(f"image_size must be 0 (keep) or >= 16, got {self.image_size}")
+        return self
+
+    # ------------------------------------------------------------------ I/O
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def dump(self, path: str | Path) -> None:
+        """Write the resolved config as YAML (one key per field, in declaration order)."""
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "RunConfig":
+        """Build from a mapping, converting each value to its field's type; unknown keys are refused."""
+        cfg = cls()
+        return apply_overrides(cfg, values, source=source)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+_HINTS = typing.get_type_hints(RunConfig)
+
+
+def _convert(key: str, value: Any, source: str) -> Any:
+    """Convert ``value`` (from YAML or a ``key=value`` string) to the type of field ``key``."""
+    kind = _HINTS[key]
+    if isinstance(value, str) and kind is not str:
+        # --set values arrive as strings: parse them as YAML scalars / lists / dicts.
+        try:
+            value = yaml.safe_load(value) if value != "" else value
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{source}: cannot parse {key}={value!r}: {exc}") from None
+    bad = ValueError(f"{source}: {key} must be {kind.__name__ if hasattr(kind, '__name__') else kind}, got {value!r}")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+            raise bad
+        return int(value)
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if kind is str:
+        if value is None or value is False:
+            return ""
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise bad
+        return str(value)
+    if kind is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        return list(value)
+    if kind is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise bad
+        return dict(value)
+    raise TypeError(f"unsupported field type {kind} for {key}")
+
+
+def apply_overrides(cfg: RunConfig, values: dict, source: str = "--set") -> RunConfig:
+    """Return a copy of ``cfg`` with ``values`` applied (converted and type-checked)."""
+    updates = {}
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key not in _FIELDS:
+            import difflib
+
+            close = difflib.get_close_matches(key, _FIELDS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{source}: unknown config key {key!r}.{hint}")
+        updates[key] = _convert(key, value, source)
+    return dataclasses.replace(cfg, **updates)
+
+
+def parse_set(items: list[str] | None) -> dict:
+    """``["a=1", "b=x"]`` → ``{"a": "1", "b": "x"}`` (values converted later by type)."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
+    """Read a YAML config (optional), apply ``overrides``; paths in the YAML are relative to it.
+
+    A relative ``data`` path in a config file is resolved against the file's folder, so that
+    ``configs/malaria.yaml`` can say ``data: ../../shared/data/...`` and work from any cwd.
+    """
+    cfg = RunConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: a config must be a mapping of key: value")
+        cfg = apply_overrides(cfg, values, source=str(path))
+        if cfg.data and not Path(cfg.data).is_absolute() and not cfg.data.startswith("$"):
+            cfg = dataclasses.replace(cfg, data=str((path.parent / cfg.data).resolve()))
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    return cfg
+
+
+# Keys that may differ on --resume without changing the result.
+RESUME_FREE_KEYS = ("progress", "threads", "device", "out", "name")
+
+
+def config_diff(a: dict, b: dict, ignore=RESUME_FREE_KEYS) -> list[str]:
+    """Keys whose values differ between two config dicts (as ``key: old -> new``)."""
+    keys = sorted(set(a) | set(b))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if k not in ignore and a.get(k) != b.get(k)]
