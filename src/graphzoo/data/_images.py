@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -69,10 +70,18 @@ class CorruptImageError(ValueError):
         self.path = Path(path)
 
 
-def note(notes: list[str], message: str, stacklevel: int = 3) -> None:
-    """Record ``message`` in ``notes`` and issue it as a :class:`DataWarning`."""
+def note(notes: list[str], message: str) -> None:
+    """Record ``message`` in ``notes`` and issue it as a :class:`DataWarning`.
+
+    The warning points at the first caller outside ``graphzoo.data`` (the user's ``load`` call),
+    not at the reader line that noticed the problem.
+    """
     notes.append(message)
-    warnings.warn(message, DataWarning, stacklevel=stacklevel)
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(0), 1
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == here:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, DataWarning, stacklevel=level)
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
