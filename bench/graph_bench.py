@@ -45,6 +45,8 @@ Timings are wall clock on whatever machine runs this; on a shared machine rerun 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import ctypes
 import gc
 import re
@@ -269,7 +271,7 @@ def run_block(n, c, args, budget: PeerBudget) -> list[dict]:
         row["total_s"] = row["knn_s"] + (row["diff_s"] or 0.0)
         rows.append(row)
         log(f"  {pipeline:<38s} kNN {row['knn_s']:7.2f} s  diff {fmt(row['diff_s'])} s  "
-            f"peak {peak:7.0f} MB  acc {fmt(acc, '.3f')}  {note}")
+            f"peak {peak:7.0f} MB  acc {fmt(acc, '.3f')}  recall {fmt(recall, '.3f')}  {note}")
 
     log(f"n={n} c={c} d={args.dim} k={k} labels={lab.sum()}")
     warnings.simplefilter("ignore")  # convergence warnings are reported in the note column instead
@@ -321,7 +323,7 @@ def peer_rows(n, c, k, X, y, lab, W_ours, m_knn_ours, add, rows, args, budget) -
 
     # ---- faiss exact + scipy CG, one column at a time
     name = "faiss+scipy"
-    reason = budget.check(name, n)
+    reason = budget.check(name, n) or (None if "faiss" in args.peers else "not run (--peers)")
     if reason:
         rows.append(dict(n=n, c=c, pipeline=f"{name} (all)", note=reason))
         log("  " + reason)
@@ -346,7 +348,7 @@ def peer_rows(n, c, k, X, y, lab, W_ours, m_knn_ours, add, rows, args, budget) -
 
     # ---- scikit-learn LabelSpreading(kernel="knn")
     name = "sklearn"
-    reason = budget.check(name, n)
+    reason = budget.check(name, n) or (None if "sklearn" in args.peers else "not run (--peers)")
     if reason:
         rows.append(dict(n=n, c=c, pipeline="sklearn LabelSpreading(knn)", note=reason))
         log("  " + reason)
@@ -377,6 +379,9 @@ def peer_rows(n, c, k, X, y, lab, W_ours, m_knn_ours, add, rows, args, budget) -
 
     # ---- graphlearning
     name = "graphlearning"
+    if "graphlearning" not in args.peers:
+        rows.append(dict(n=n, c=c, pipeline="graphlearning (all)", note="not run (--peers)"))
+        return
     try:
         import graphlearning as gl
     except ImportError as e:
@@ -462,6 +467,19 @@ def targets(rows: list[dict]) -> list[str]:
     return out
 
 
+def print_table(rows: list[dict], header: str) -> None:
+    print("\n" + header + "\n")
+    print("| n | c | pipeline | kNN s | diff s | total s | peak MB | acc | recall | note |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['n']} | {r['c']} | {r['pipeline']} | {fmt(r.get('knn_s'))} | {fmt(r.get('diff_s'))} | "
+              f"{fmt(r.get('total_s'))} | {fmt(r.get('peak_mb'), '.0f')} | {fmt(r.get('acc'), '.3f')} | "
+              f"{fmt(r.get('recall'), '.3f')} | {r.get('note', '')} |")
+    print("\nTargets:")
+    for line in targets(rows):
+        print(line)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 27_500, 112_000])
@@ -473,11 +491,20 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smoke run: n=2000 only")
     p.add_argument("--skip-peers", action="store_true", help="only our rows")
+    p.add_argument("--peers", nargs="+", choices=("faiss", "sklearn", "graphlearning"),
+                   default=["faiss", "sklearn", "graphlearning"], help="which peer pipelines to run")
     p.add_argument("--peer-budget", type=float, default=300.0,
                    help="skip a peer whose extrapolated time at a size exceeds this many seconds")
     p.add_argument("--poisson-tol", type=float, default=1e-3,
                    help="extra 'ours poisson' row at this CG tolerance (0 to disable)")
+    p.add_argument("--save", metavar="PATH", help="append every row as one JSON line to PATH as it is measured")
+    p.add_argument("--table", metavar="PATH", nargs="+",
+                   help="run nothing: print the table and targets from rows saved with --save")
     args = p.parse_args(argv)
+    if args.table:
+        rows = [json.loads(line) for path in args.table for line in open(path) if line.strip()]
+        print_table(rows, f"# graph_bench: rows from {' '.join(args.table)}")
+        return 0
     if args.quick:
         args.sizes = [2000]
     budget = PeerBudget(args.peer_budget)
@@ -485,27 +512,26 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     for n in sorted(args.sizes):
         for c in args.classes:
-            rows += run_block(n, c, args, budget)
+            block = run_block(n, c, args, budget)
+            rows += block
+            if args.save:
+                with open(args.save, "a") as f:
+                    for r in block:
+                        f.write(json.dumps(r) + "\n")
 
     import platform
 
     import threadpoolctl
 
-    print(f"\n# graph_bench: d={args.dim}, k={args.n_neighbors}, label rate {args.label_rate:g}, "
-          f"separation {args.separation:g}, seed {args.seed}")
-    print(f"# {platform.machine()} {platform.processor() or ''}, {len(__import__('os').sched_getaffinity(0))} usable cores, "
-          f"numpy {np.__version__}, faiss {getattr(faiss, '__version__', '?')}, "
-          f"BLAS threads {[i.get('num_threads') for i in threadpoolctl.threadpool_info()]}; "
-          f"wall {time.perf_counter() - t0:.0f} s\n")
-    print("| n | c | pipeline | kNN s | diff s | total s | peak MB | acc | recall | note |")
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---|")
-    for r in rows:
-        print(f"| {r['n']} | {r['c']} | {r['pipeline']} | {fmt(r.get('knn_s'))} | {fmt(r.get('diff_s'))} | "
-              f"{fmt(r.get('total_s'))} | {fmt(r.get('peak_mb'), '.0f')} | {fmt(r.get('acc'), '.3f')} | "
-              f"{fmt(r.get('recall'), '.3f')} | {r.get('note', '')} |")
-    print("\nTargets:")
-    for line in targets(rows):
-        print(line)
+    header = (
+        f"# graph_bench: d={args.dim}, k={args.n_neighbors}, label rate {args.label_rate:g}, "
+        f"separation {args.separation:g}, seed {args.seed}\n"
+        f"# {platform.machine()}, {len(os.sched_getaffinity(0))} usable cores, numpy {np.__version__}, "
+        f"faiss {getattr(faiss, '__version__', '?')}, "
+        f"BLAS threads {[i.get('num_threads') for i in threadpoolctl.threadpool_info()]}; "
+        f"wall {time.perf_counter() - t0:.0f} s"
+    )
+    print_table(rows, header)
     return 0
 
 
