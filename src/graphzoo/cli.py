@@ -14,6 +14,9 @@ import sys
 # command name -> (module, one-line help). The module must define add_arguments and main.
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("graphzoo.data.inspect", "inspect a dataset: counts per class / split, sizes, label budgets"),
+    "run": ("graphzoo.run", "train and evaluate the hybrid model (One Pass / Dynamic Pass); writes runs/<name>/"),
+    "predict": ("graphzoo.predict", "classify new images with a trained run"),
+    "list": ("graphzoo.listing", "list the available backbones, energies and data formats"),
 }
 
 

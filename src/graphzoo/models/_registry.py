@@ -27,7 +27,7 @@ def _lazy(name: str, attr: str, doc: str) -> None:
 _lazy("small_cnn", "small_cnn", "The seed's customised CNN: four conv-BN-ReLU-pool blocks, global average pooling.")
 _lazy("resnet18", "resnet18", "torchvision ResNet-18 without its fc layer (512-d).")
 _lazy("resnet50", "resnet50", "torchvision ResNet-50 without its fc layer (2048-d).")
-_lazy("vgg16", "vgg16", "torchvision VGG-16 (with batch norm) convolutions + global average pooling (512-d).")
+_lazy("vgg16", "vgg16", "torchvision VGG-16 convolutions + global average pooling (512-d).")
 _lazy("autoencoder", "autoencoder", "Convolutional autoencoder; its encoder is ψ (reconstruction pretraining).")
 
 
