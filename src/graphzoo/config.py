@@ -244,6 +244,11 @@ def _convert(key: str, value: Any, source: str) -> Any:
             raise bad
         return int(value)
     if kind is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise bad from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
         return float(value)

@@ -10,8 +10,10 @@ graphzoo run --config configs/demo.yaml --resume        # continue a killed run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from pathlib import Path
 
 from .config import load_config, parse_set
 
@@ -59,6 +61,9 @@ def build_config(args: argparse.Namespace):
     if args.no_progress:
         overrides["progress"] = False
     cfg = load_config(args.config, overrides)
+    if cfg.data and Path(cfg.data).exists():
+        # the resolved config records where the data was, independent of the cwd
+        cfg = dataclasses.replace(cfg, data=str(Path(cfg.data).resolve()))
     return cfg.validate()
 
 

@@ -1,0 +1,187 @@
+"""One Pass and Dynamic Pass on tiny synthetic image sets: outputs, determinism, resume, failures."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from graphzoo.config import RunConfig  # noqa: E402
+from graphzoo.data.types import ImageSet  # noqa: E402
+from graphzoo.train import Experiment, run_experiment  # noqa: E402
+
+
+def blobs(n=240, size=20, seed=0, multilabel=False) -> ImageSet:
+    """Gray images whose class is where a bright square sits (left / right half), plus noise.
+
+    Multi-label: three labels, each "a bright square in quadrant j" (any subset may be present).
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.normal(40, 12, (n, size, size))
+    h = size // 2
+    if multilabel:
+        Y = (rng.random((n, 3)) < 0.4).astype(np.int64)
+        Y[Y.sum(1) == 0, 0] = 1
+        corners = [(0, 0), (0, h), (h, 0)]
+        for j, (r, c) in enumerate(corners):
+            x[Y[:, j] == 1, r + 2 : r + h - 2, c + 2 : c + h - 2] += 150
+        labels = Y[:, 0].copy()
+    else:
+        labels = np.arange(n) % 2
+        x[labels == 0, 4:-4, 2 : h - 1] += 150
+        x[labels == 1, 4:-4, h + 1 : -2] += 150
+        Y = None
+    images = np.clip(x, 0, 255).astype(np.uint8)
+    pids = np.array([f"p{i % 30}" for i in range(n)])
+    return ImageSet(images, labels, ["left", "right"], None, pids, np.array([f"img{i}.png" for i in range(n)]),
+                    multilabels=Y, multilabel_names=None if Y is None else ["a", "b", "c"])
+
+
+def cfg_for(tmp_path, **kw) -> RunConfig:
+    base = dict(data="synthetic", out=str(tmp_path), name="run", threads=1, progress=False, epochs=2, warmup_epochs=2,
+                min_epoch_steps=4, batch_size=32, labelled_per_batch=8, n_neighbors=10, label_fraction=0.2, val_labels="all")
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def strip_times(m):
+    """Drop wall-clock entries (keys ending in _s), recursively: everything else must match."""
+    if isinstance(m, dict):
+        return {k: strip_times(v) for k, v in m.items() if not k.endswith("_s")}
+    return m
+
+
+def read_csv(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_one_pass_writes_run_folder(tmp_path):
+    metrics, run = run_experiment(cfg_for(tmp_path, epochs=3), imageset=blobs())
+    for f in ("config.yaml", "metrics.json", "history.csv", "predictions.csv", "split.json", "split.csv",
+              "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run / f).exists(), f
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["test_prediction"] == "transductive"  # One Pass predicts with the energy
+    assert set(saved["per_class"]) == {"left", "right"}
+    assert saved["accuracy"] > 0.8 and saved["auc"] > 0.8
+    assert 0 <= saved["balanced_accuracy"] <= 1
+    hist = read_csv(run / "history.csv")
+    assert [r["phase"] for r in hist] == ["supervised"] * 3 and hist[-1]["stop_reason"] == "max_epochs"
+    preds = read_csv(run / "predictions.csv")
+    assert len(preds) == 240 and {"true", "pred", "prob_left"} <= set(preds[0])
+    # the split keeps patients on one side and labels only inside the budget
+    split = read_csv(run / "split.csv")
+    sides = {}
+    for r in split:
+        sides.setdefault(r["patient_id"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in sides.values())
+    import yaml
+
+    assert yaml.safe_load((run / "config.yaml").read_text()) == cfg_for(tmp_path, epochs=3).to_dict()
+
+
+def test_dynamic_pass_history_and_determinism(tmp_path):
+    cfg = cfg_for(tmp_path, mode="dynamic", epochs=2, rampup_epochs=2)
+    m1, run1 = run_experiment(cfg, imageset=blobs())
+    hist = read_csv(run1 / "history.csv")
+    dyn = [r for r in hist if r["phase"] == "dynamic"]
+    assert len(dyn) == 2
+    for key in ("pseudo_accuracy", "coverage", "mean_certainty", "energy_n_iter", "loss_labelled", "loss_unlabelled", "alpha", "val_accuracy"):
+        assert dyn[0][key] != "", key
+    assert 0 < float(dyn[0]["alpha"]) < float(dyn[1]["alpha"]) == 1.0  # ramp-up
+    assert float(dyn[-1]["pseudo_accuracy"]) > 0.7
+    assert dyn[-1]["stop_reason"] == "max_epochs"
+    assert m1["test_prediction"] == "inductive"
+    # same seed and config -> identical numbers
+    m2, run2 = run_experiment(cfg_for(tmp_path / "again", mode="dynamic", epochs=2, rampup_epochs=2), imageset=blobs())
+    assert strip_times(m1) == strip_times(m2)
+    assert (run1 / "predictions.csv").read_text() == (run2 / "predictions.csv").read_text()
+
+
+def test_kill_and_resume_is_exact(tmp_path):
+    data = blobs(seed=1)
+    full, run_full = run_experiment(cfg_for(tmp_path / "full", mode="dynamic"), imageset=data)
+    cfg = cfg_for(tmp_path / "killed", mode="dynamic")
+    partial = Experiment(cfg, imageset=data, stop_after_epochs=3).run()  # "killed" in the first dynamic epoch's wake
+    assert partial == {"interrupted_after_epoch": 3}
+    resumed = Experiment(cfg, resume=True, imageset=data).run()
+    assert strip_times(resumed) == strip_times(full)
+    run_killed = tmp_path / "killed" / "run"
+    assert (run_killed / "predictions.csv").read_text() == (run_full / "predictions.csv").read_text()
+    drop_time = lambda rows: [{k: v for k, v in r.items() if k not in ("time_s", "pseudo_s", "graph_s", "energy_s")} for r in rows]  # noqa: E731
+    assert drop_time(read_csv(run_killed / "history.csv")) == drop_time(read_csv(run_full / "history.csv"))
+
+
+def test_resume_refuses_changed_config(tmp_path):
+    data = blobs(n=120)
+    Experiment(cfg_for(tmp_path, epochs=1), imageset=data).run()
+    with pytest.raises(ValueError, match=r"differs .* lr: 0.001 -> 0.01"):
+        Experiment(cfg_for(tmp_path, epochs=1, lr=0.01), resume=True, imageset=data)
+    with pytest.raises(ValueError, match="already holds a run"):
+        Experiment(cfg_for(tmp_path, epochs=1), imageset=data)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    original = Experiment._loss
+
+    def poisoned(self, logits, target):
+        out = original(self, logits, target)
+        return out * float("nan") if self.state["epoch"] >= 1 else out
+
+    monkeypatch.setattr(Experiment, "_loss", poisoned)
+    exp = Experiment(cfg_for(tmp_path, epochs=3), imageset=blobs(n=120))
+    with pytest.raises(FloatingPointError, match="last good checkpoint .*epoch 1"):
+        exp.run()
+    ck = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    assert ck["state"]["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+
+
+def test_multilabel_one_pass_reports_per_label_auc(tmp_path):
+    metrics, run = run_experiment(cfg_for(tmp_path, task="multilabel", monitor="val_auc", epochs=3, label_fraction=0.3),
+                                  imageset=blobs(multilabel=True))
+    assert set(metrics["per_class"]) == {"a", "b", "c"}
+    aucs = [v["auc"] for v in metrics["per_class"].values()]
+    assert metrics["auc"] == pytest.approx(np.mean(aucs))
+    assert metrics["auc"] > 0.7
+
+
+def test_multilabel_dynamic_and_autoencoder(tmp_path):
+    m, run = run_experiment(cfg_for(tmp_path, task="multilabel", mode="dynamic", monitor="val_auc", epochs=1, warmup_epochs=1,
+                                    backbone="autoencoder", ae_pretrain_epochs=1), imageset=blobs(n=120, multilabel=True))
+    phases = [r["phase"] for r in read_csv(run / "history.csv")]
+    assert phases == ["ae", "supervised", "dynamic"]
+    assert np.isfinite(m["auc"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"mode": "two-pass"}, "mode='two-pass' is not one of"),
+        ({"label_fraction": 1.5}, "label_fraction must lie in"),
+        ({"energy": "poison"}, "Did you mean 'poisson'"),
+        ({"backbone": "resnt50"}, "Did you mean 'resnet50'"),
+        ({"split_fractions": [0.5, 0.5]}, "split_fractions"),
+        ({"labelled_per_batch": 64, "mode": "dynamic"}, "labelled_per_batch"),
+        ({"data": ""}, "no data"),
+    ],
+)
+def test_invalid_config_rejected_before_training(tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        Experiment(cfg_for(tmp_path, **override), imageset=blobs(n=40))
+    assert not (tmp_path / "run").exists()
+
+
+def test_set_overrides_are_type_checked(tmp_path):
+    from graphzoo.config import apply_overrides
+
+    cfg = apply_overrides(RunConfig(), {"epochs": "5", "lr": "1e-4", "augment": "false", "energy_params": "{alpha: 0.9}"})
+    assert (cfg.epochs, cfg.lr, cfg.augment, cfg.energy_params) == (5, 1e-4, False, {"alpha": 0.9})
+    for bad in ({"epochs": "2.5"}, {"augment": "maybe"}, {"lr": "fast"}, {"epochz": "3"}):
+        with pytest.raises(ValueError):
+            apply_overrides(RunConfig(), bad)
