@@ -54,7 +54,10 @@ def _as_nchw(a, single: bool = False) -> torch.Tensor:
     a = np.asarray(a)
     if a.dtype != np.uint8:
         raise ValueError(f"images must be uint8, got {a.dtype}; rescale them to 0..255 first")
-    t = torch.from_numpy(np.ascontiguousarray(a))
+    a = np.ascontiguousarray(a)
+    if not a.flags.writeable:  # torch.from_numpy warns on read-only (e.g. cached, memory-mapped) arrays
+        a = a.copy()
+    t = torch.from_numpy(a)
     if single:
         t = t[None]
     if t.ndim == 3:
