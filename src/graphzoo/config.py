@@ -57,7 +57,8 @@ class RunConfig:
     Dynamic Pass: number of dynamic epochs), warmup_epochs (Dynamic Pass: max supervised warm-up
     epochs), patience (early stopping, epochs without improvement of ``monitor``), min_epoch_steps (a supervised epoch repeats the
     labelled set until it has made at least this many steps, so that epochs on 1 % labels are not
-    two steps long), monitor, final_model ("best" by validation, or "last"),
+    two steps long), lr_patience / lr_decay (multiply the learning rate by lr_decay after
+    every lr_patience epochs without improvement; 0 disables), monitor, final_model ("best" by validation, or "last"),
     augment / hflip / vflip / rotate_degrees / crop_scale / translate, ae_pretrain_epochs
     (autoencoder backbone: reconstruction epochs on all images).
 
@@ -101,6 +102,8 @@ class RunConfig:
     pretrained: str = ""
     dropout: float = 0.2
     lr: float = 1e-3
+    lr_patience: int = 3
+    lr_decay: float = 0.5
     weight_decay: float = 0.0
     batch_size: int = 128
     epochs: int = 30
@@ -184,10 +187,12 @@ class RunConfig:
         if not 0 < self.label_fraction <= 1:
             raise ValueError(f"label_fraction must lie in (0, 1], got {self.label_fraction}")
         positive("labels_per_class", "image_size", "in_chans", "threads", "weight_decay", "ae_pretrain_epochs",
-                 "rampup_epochs", "warmup_epochs", "max_epoch_steps", "crop_scale", "translate", "rotate_degrees", allow_zero=True)
+                 "rampup_epochs", "warmup_epochs", "max_epoch_steps", "lr_patience", "crop_scale", "translate", "rotate_degrees", allow_zero=True)
         positive("lr", "batch_size", "epochs", "patience", "min_epoch_steps", "n_neighbors", "labelled_per_batch", "checkpoint_every")
         if self.in_chans not in (0, 1, 3):
             raise ValueError(f"in_chans must be 0 (as stored), 1 or 3, got {self.in_chans}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must lie in (0, 1], got {self.lr_decay}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if not (self.crop_scale < 1 and self.translate < 1):

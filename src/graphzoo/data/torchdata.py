@@ -159,9 +159,8 @@ class Augment:
     For each image one affine map is drawn: rotation ``θ ~ U(−degrees, degrees)``, scale
     ``s ~ U(1 − scale, 1)`` (a random crop of side ``s`` resized back), shift ``~ U(±translate)``
     of the half-width, and independent horizontal / vertical flips. All maps are applied by one
-    ``affine_grid`` + ``grid_sample`` (bilinear, zero padding in normalised units, i.e. the
-    background value of the normalised image is the dataset mean — close to the black background
-    of the cell images). Randomness comes only from ``generator``, so a run is reproducible.
+    ``affine_grid`` + ``grid_sample`` (bilinear, zero padding: apply it to raw intensities, before
+    normalising, so that uncovered corners are black like the images' background). Randomness comes only from ``generator``, so a run is reproducible.
 
     Parameters
     ----------
@@ -180,6 +179,7 @@ class Augment:
         self.hflip, self.vflip, self.degrees, self.scale, self.translate = hflip, vflip, degrees, scale, translate
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Augment a float batch (B, C, H, W); draws 6 numbers per image from ``generator``."""
         b = x.shape[0]
         u = torch.rand(b, 6, generator=generator)  # drawn on CPU: identical streams on any device
         theta = (2 * u[:, 0] - 1) * math.radians(self.degrees)

@@ -345,10 +345,12 @@ class Experiment:
 
     # ------------------------------------------------------------------ batches
     def _batch(self, idx: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        x = self.normalizer(self.data.images[idx].to(self.device, non_blocking=True))
+        x = self.data.images[idx].to(self.device, non_blocking=True)
         if self.augment is not None and generator is not None:
-            x = self.augment(x, generator)
-        return x
+            # Augment before normalising, so that the area a rotation or shift uncovers is filled
+            # with black (the background of cells, X-rays, mammograms), not with the mean gray.
+            x = self.augment(x.float(), generator).clamp_(0, 255)
+        return self.normalizer(x)
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-sample (multiclass) or per-entry (multi-label) loss, unreduced."""
@@ -610,7 +612,7 @@ class Experiment:
             if self.stop_after_epochs is not None and epochs_this_session >= self.stop_after_epochs:
                 return {"interrupted_after_epoch": self.state["epoch"]}
             t0 = time.perf_counter()
-            row = {"epoch": self.state["epoch"] + 1, "phase": name, "lr": self.cfg.lr}
+            row = {"epoch": self.state["epoch"] + 1, "phase": name, "lr": self.optimizer.param_groups[0]["lr"]}
             row.update(getattr(self, f"_epoch_{name}")())
             if name != "ae":
                 row.update(self._validate())
@@ -631,6 +633,11 @@ class Experiment:
                 else:
                     self.state["bad"] += 1
                     row["is_best"] = False
+                    if self.cfg.lr_patience and self.state["bad"] % self.cfg.lr_patience == 0:
+                        # Plateau: decay the learning rate (kept in the optimiser state, so a
+                        # resumed run continues with the decayed rate).
+                        for group in self.optimizer.param_groups:
+                            group["lr"] *= self.cfg.lr_decay
                 if name == "supervised" and self.state["bad"] >= self.cfg.patience:
                     stop = f"early_stopping (no {self.cfg.monitor} improvement in {self.cfg.patience} epochs)"
             row["time_s"] = round(time.perf_counter() - t0, 2)
