@@ -291,6 +291,12 @@ class Experiment:
         cfg = self.cfg
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+            try:  # the kNN search runs in faiss's own OpenMP pool
+                import faiss
+
+                faiss.omp_set_num_threads(cfg.threads)
+            except ImportError:
+                pass
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
@@ -363,9 +369,13 @@ class Experiment:
         """Logits (or ψ features) of ``images[idx]`` in eval mode, as float32 numpy."""
         self.model.eval()
         out = []
-        for b in torch.as_tensor(idx, dtype=torch.long).split(batch_size):
+        batches = torch.as_tensor(idx, dtype=torch.long).split(batch_size)
+        bar = self._progress(len(batches), "features" if features else "predict")
+        for b in batches:
             x = self._batch(b, None)
             out.append((self.model.features(x) if features else self.model(x)).float().cpu())
+            bar.update()
+        bar.close()
         self.model.train()
         return torch.cat(out).numpy() if out else np.zeros((0, self.model.head.in_features if features else self.data.n_outputs), np.float32)
 
