@@ -1,0 +1,51 @@
+"""``graphzoo experiment --config configs/experiments/<name>.yaml``: run a grid, then write its report.
+
+Examples
+--------
+graphzoo experiment --config configs/experiments/demo.yaml
+graphzoo experiment --config configs/experiments/malaria.yaml --set epochs=5 --no-report
+graphzoo experiment --config configs/experiments/demo.yaml --dry-run     # list the cells only
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="experiment YAML (see configs/experiments/)")
+    parser.add_argument("--set", nargs="+", metavar="KEY=VALUE", default=[], action="extend",
+                        help="override a run-config key for every cell, e.g. --set epochs=5 threads=2")
+    parser.add_argument("--out", help="parent folder of the experiment folder (default: the file's out, else runs/experiments)")
+    parser.add_argument("--no-report", action="store_true", help="do not write report.html / report.md at the end")
+    parser.add_argument("--dry-run", action="store_true", help="list the cells and exit")
+    parser.add_argument("--progress", action="store_true", help="progress bars inside each run (default: one line per cell)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..config import parse_set
+    from .grid import load_grid, plan_cells, read_results, run_grid
+
+    spec = load_grid(args.config, parse_set(args.set), out=args.out)
+    if args.progress:
+        spec.base = dataclasses.replace(spec.base, progress=True)
+    cells = plan_cells(spec)
+    done = {r["cell"] for r in read_results(spec.results_path)}
+    print(f"experiment {spec.name}: {len(cells)} cells ({len(done & {c.id for c in cells})} done) -> {spec.folder}", file=sys.stderr)
+    if args.dry_run:
+        for c in cells:
+            print(f"{'done ' if c.id in done else 'todo '} {c.id}  [{c.kind}{', from ' + c.source if c.source else ''}]")
+        return 0
+    t0 = time.perf_counter()
+    run_grid(spec)
+    print(f"grid finished in {time.perf_counter() - t0:.0f} s; table: {spec.folder / 'summary.md'}", file=sys.stderr)
+    print((spec.folder / "summary.md").read_text())
+    if spec.report and not args.no_report:
+        from ..report import build_report
+
+        html, md = build_report(spec.folder)
+        print(f"report: {html}\n        {md}", file=sys.stderr)
+    return 0
