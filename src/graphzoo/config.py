@@ -58,7 +58,8 @@ class RunConfig:
     epochs), patience (early stopping, epochs without improvement of ``monitor``), min_epoch_steps (a supervised epoch repeats the
     labelled set until it has made at least this many steps, so that epochs on 1 % labels are not
     two steps long), lr_patience / lr_decay (multiply the learning rate by lr_decay after
-    every lr_patience epochs without improvement; 0 disables), monitor, final_model ("best" by validation, or "last"),
+    every lr_patience epochs without improvement; 0 disables), monitor, final_model (the model evaluated at the end: "best" by
+    validation, "last", or "auto": best for One Pass, last for Dynamic Pass),
     augment / hflip / vflip / rotate_degrees / crop_scale / translate, ae_pretrain_epochs
     (autoencoder backbone: reconstruction epochs on all images).
 
@@ -111,7 +112,7 @@ class RunConfig:
     patience: int = 6
     min_epoch_steps: int = 20
     monitor: str = "val_accuracy"
-    final_model: str = "best"
+    final_model: str = "auto"
     augment: bool = True
     hflip: bool = True
     vflip: bool = True
@@ -170,7 +171,7 @@ class RunConfig:
         choice("val_labels", VAL_LABELS)
         choice("test_prediction", TEST_PREDICTIONS)
         choice("monitor", MONITORS)
-        choice("final_model", ("best", "last"))
+        choice("final_model", ("auto", "best", "last"))
         choice("device", DEVICES)
         choice("graph_metric", ("cosine", "euclidean"))
         if self.energy not in ENERGIES:

@@ -329,7 +329,10 @@ def tv_ratio(
     max_inner: int = 100,
     tol: float = 1e-4,
     inner_eps: float = 1e-6,
+    energy_tol: float = 1e-3,
+    patience: int = 10,
     step: float = 1.0,
+    adaptive_step: bool = False,
     min_inner: int = 1,
     dtype=np.float64,
     random_state=None,
@@ -463,49 +466,62 @@ def tv_ratio(
     energy_history = [float(E.sum())]
     descent_history: list[float] = []
     inner_iterations: list[int] = []
-    P = np.zeros((K.shape[0], c), dtype=dtype)  # dual variable in the unscaled box |P| <= 1
+    Q = np.zeros((K.shape[0], c), dtype=dtype)  # rescaled dual variable, |Q_r| <= δ/B_r
     scale_nc = np.sqrt(n * c)
     stop_reason = "max_outer"
     residual = np.inf
     cap_hits = 0
     n_outer = 0
+    box_old = None
+    prox_step = step
+    max_step = 2.0**10 * step
     for n_outer in range(1, max_outer + 1):
-        delta = step * float(B.max())
-        Db = delta / B  # (c,) TV weight per class in the prox problem
+        delta = prox_step * float(B.max())
+        box = (delta / B).astype(dtype)  # per-class TV weight δ/B_r of the prox problem = dual box
+        if box_old is not None:
+            Q *= box / box_old  # keep the dual direction P = Q/box across outer steps
         G = U + V * (delta * E / B)
-        Q = P * Db.astype(dtype)  # rescaled dual, |Q_r| <= Db_r
-        box = Db.astype(dtype)
         tau = 1.0 / L
         sigma = 1.0 / (tau * L * L)
         U_k, E_k, B_k = U, E, B
-        KU_bar = KU
-        KU_prev = KU
-        U_prev = U
+        KU_prev = KU_cur = KU
+        U_cur = U
+        theta = 0.0
         accepted = False
         for it in range(1, max_inner + 1):
-            # Dual ascent on Q, then primal prox (strongly convex: ½‖U − G‖²) with projection.
-            Q += sigma * KU_bar
+            # Dual ascent at the extrapolated point K Ū = (1+θ) K U − θ K U_old (products reused),
+            # then the primal prox of ½‖U − G‖² + ι_C (strongly convex, hence the acceleration).
+            Q += (sigma * (1.0 + theta)) * KU_cur
+            if theta:
+                Q -= (sigma * theta) * KU_prev
             np.clip(Q, -box, box, out=Q)
-            U_new = project((U_prev - tau * (KT @ Q) + tau * G) / (1.0 + tau))
+            U_new = project((U_cur - tau * (KT @ Q) + tau * G) / (1.0 + tau))
             theta = 1.0 / np.sqrt(1.0 + 2.0 * tau)
             tau *= theta
             sigma /= theta
-            KU_new = K @ U_new.astype(dtype, copy=False)
-            # K Ū for the next dual step, from products already computed.
-            KU_bar = (1.0 + theta) * KU_new - theta * KU_prev
-            KU_prev, U_prev = KU_new, U_new
-            T_new, B_new, V_new = ratios(KU_new, U_new)
+            KU_prev, KU_cur, U_cur = KU_cur, K @ U_new.astype(dtype, copy=False), U_new
+            T_new, B_new, V_new = ratios(KU_cur, U_new)
             E_new = T_new / B_new
             step2 = float(np.sum((U_new - U_k) ** 2))
             descent = float(np.sum(B_new / B_k * (E_k - E_new)))
-            if it >= min_inner and descent >= (1.0 - inner_eps) * step2 / delta:
+            # An iterate that has not moved passes the test trivially (0 >= 0) without being the
+            # prox point, so it may only end the inner loop at the cap.
+            if it >= min_inner and step2 > 0 and descent >= (1.0 - inner_eps) * step2 / delta:
                 accepted = True
                 break
+        box_old = box
         cap_hits += not accepted
+        if adaptive_step:
+            # The descent inequality holds for any prox step, so adapt it: grow it while one or
+            # two primal-dual steps already give sufficient decrease (early, far from a
+            # minimum), shrink it when the inner solver needs its whole budget.
+            if accepted and it <= 2:
+                prox_step = min(prox_step * 2.0, max_step)
+            elif not accepted:
+                prox_step = max(prox_step / 2.0, step)
         inner_iterations.append(it)
         descent_history.append(descent)
-        U, KU, T, B, V, E = U_new, KU_new, T_new, B_new, V_new, E_new
-        P = Q / box  # keep the dual direction for the next outer step
+        U, KU, T, B, V, E = U_new, KU_cur, T_new, B_new, V_new, E_new
         energy_history.append(float(E.sum()))
         residual = np.sqrt(step2) / scale_nc
         if verbose:
@@ -513,6 +529,12 @@ def tv_ratio(
         if residual < tol:
             stop_reason = "tol"
             break
+        if energy_tol > 0 and n_outer >= patience:
+            # Relative decrease of the energy over the last `patience` outer steps.
+            past, now = energy_history[-1 - patience], energy_history[-1]
+            if past - now <= energy_tol * abs(now):
+                stop_reason = "energy_plateau"
+                break
 
     info.update(
         energy_history=energy_history,
@@ -525,4 +547,4 @@ def tv_ratio(
         class_ratios=E,
         time_s=time.perf_counter() - t_start,
     )
-    return EnergyResult(U, n_outer, float(residual), stop_reason == "tol", info=info)
+    return EnergyResult(U, n_outer, float(residual), stop_reason != "max_outer", info=info)

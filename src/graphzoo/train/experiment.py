@@ -592,8 +592,9 @@ class Experiment:
     def _finish_phase(self, reason: str) -> None:
         name = self.phases[self.state["phase"]][0]
         self.state["stop_reasons"][name] = reason
-        if name == "supervised" and self.cfg.final_model == "best":
-            # Dynamic Pass starts from (and One Pass extracts features with) the best warm-up model.
+        if name == "supervised":
+            # Early stopping: Dynamic Pass starts from (and One Pass extracts features with) the
+            # best warm-up model.
             self._load_best_weights()
         self.state["phase"] += 1
         self.state["phase_epoch"] = 0
@@ -657,13 +658,21 @@ class Experiment:
                 self._save_last()
             if stop:
                 self._finish_phase(stop)
-        if self.cfg.final_model == "best":
+        if self._final_model() == "best":
             self._load_best_weights()
         metrics = self._evaluate()
         metrics["wall_time_s"] = round(elapsed_before + time.perf_counter() - t_start, 1)
         (self.dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         self._write_history()
         return metrics
+
+    def _final_model(self) -> str:
+        # Dynamic Pass ends with its last model (as LP-DeepSSL): a validation part cut from a 1 %
+        # label budget is a few dozen images, too few to pick among pseudo-label epochs; the
+        # best-by-validation model stays in checkpoints/best.pt.
+        if self.cfg.final_model == "auto":
+            return "last" if self.cfg.mode == "dynamic" else "best"
+        return self.cfg.final_model
 
     # ------------------------------------------------------------------ final evaluation
     def _evaluate(self) -> dict:
@@ -698,7 +707,7 @@ class Experiment:
             "val": self._metrics(self.idx_val, p_net[self.idx_val]) if len(self.idx_val) else {},
             "graph": ginfo,
             "epochs": self.state["epoch"], "best_epoch": self.state["best_epoch"], "stop_reasons": self.state["stop_reasons"],
-            "final_model": cfg.final_model, "eval_s": round(time.perf_counter() - t0, 1),
+            "final_model": self._final_model(), "eval_s": round(time.perf_counter() - t0, 1),
         }
         self._write_predictions(p_net, p_graph, p_main)
         return metrics
