@@ -296,6 +296,12 @@ def run_block(n, c, args, budget: PeerBudget) -> list[dict]:
     del W
 
     # ---- ours, approximate (HNSW)
+    if args.no_hnsw:
+        rows.append(dict(n=n, c=c, pipeline="ours (HNSW kNN) label_spreading", note="not run (--no-hnsw)"))
+        del dist_ex, idx_ex
+        if not args.skip_peers:
+            peer_rows(n, c, k, X, y, lab, W_ours, m_knn_ours, add, rows, args, budget)
+        return rows
     m_knn = {}
     with measure(m_knn):
         # knn_search + knn_graph(knn=...) is what knn_graph(X, method="approximate") does; split
@@ -491,6 +497,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smoke run: n=2000 only")
     p.add_argument("--skip-peers", action="store_true", help="only our rows")
+    p.add_argument("--no-hnsw", action="store_true", help="skip our approximate-search row (HNSW build is slow at d=512)")
     p.add_argument("--peers", nargs="+", choices=("faiss", "sklearn", "graphlearning"),
                    default=["faiss", "sklearn", "graphlearning"], help="which peer pipelines to run")
     p.add_argument("--peer-budget", type=float, default=300.0,

@@ -38,6 +38,11 @@ from sklearn.preprocessing import StandardScaler
 import graphzoo
 from graphzoo import ENERGIES
 
+try:  # registers "tv_ratio" even where graphzoo.energies does not import it (yet)
+    import graphzoo.energies.tv_ratio  # noqa: F401
+except ImportError:
+    pass
+
 REPO = Path(__file__).resolve().parents[1]
 
 
