@@ -60,7 +60,7 @@ class RunConfig:
     two steps long), lr_patience / lr_decay (multiply the learning rate by lr_decay after
     every lr_patience epochs without improvement; 0 disables), monitor, final_model (the model evaluated at the end: "best" by
     validation, "last", or "auto": best for One Pass, last for Dynamic Pass),
-    augment / hflip / vflip / rotate_degrees / crop_scale / translate, ae_pretrain_epochs
+    augment / hflip / vflip / rotate_degrees / crop_scale / translate / rot90 (exact quarter turns), ae_pretrain_epochs
     (autoencoder backbone: reconstruction epochs on all images).
 
     Graph and energy
@@ -117,6 +117,7 @@ class RunConfig:
     hflip: bool = True
     vflip: bool = True
     rotate_degrees: float = 10.0
+    rot90: bool = False
     crop_scale: float = 0.1
     translate: float = 0.05
     ae_pretrain_epochs: int = 5

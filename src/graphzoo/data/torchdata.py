@@ -171,17 +171,40 @@ class Augment:
         Maximum zoom-in (0.1: crops of 90–100 % of the side).
     translate : float in [0, 1)
         Maximum shift as a fraction of the half-width.
+    rot90 : bool
+        Also apply a random number of exact quarter turns. With ``degrees = scale = translate = 0``
+        no resampling happens at all (flips and quarter turns are index permutations).
     """
 
-    def __init__(self, hflip: bool = True, vflip: bool = True, degrees: float = 10.0, scale: float = 0.1, translate: float = 0.05) -> None:
+    def __init__(self, hflip: bool = True, vflip: bool = True, degrees: float = 10.0, scale: float = 0.1, translate: float = 0.05,
+                 rot90: bool = False) -> None:
         if not 0 <= scale < 1 or not 0 <= translate < 1 or degrees < 0:
             raise ValueError("augmentation needs degrees >= 0, 0 <= scale < 1 and 0 <= translate < 1")
         self.hflip, self.vflip, self.degrees, self.scale, self.translate = hflip, vflip, degrees, scale, translate
+        self.rot90 = rot90
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Augment a float batch (B, C, H, W); draws 6 numbers per image from ``generator``."""
+        """Augment a float batch (B, C, H, W); draws 7 numbers per image from ``generator``."""
         b = x.shape[0]
-        u = torch.rand(b, 6, generator=generator)  # drawn on CPU: identical streams on any device
+        u = torch.rand(b, 7, generator=generator)  # drawn on CPU: identical streams on any device
+        if self.rot90:
+            # Exact quarter turns (no interpolation, so no blur): with the flips they give the 8
+            # symmetries of the square, all label-preserving for orientation-free images (cells).
+            k = (u[:, 6] * 4).long().clamp_(max=3)
+            x = x.clone()
+            for turns in (1, 2, 3):
+                sel = torch.nonzero(k == turns).flatten().to(x.device)
+                if len(sel):
+                    x[sel] = torch.rot90(x[sel], turns, dims=(2, 3))
+        if self.degrees == 0 and self.scale == 0 and self.translate == 0:
+            # Flips only: index, no resampling.
+            if self.hflip:
+                sel = torch.nonzero(u[:, 2] < 0.5).flatten().to(x.device)
+                x[sel] = x[sel].flip(3)
+            if self.vflip:
+                sel = torch.nonzero(u[:, 3] < 0.5).flatten().to(x.device)
+                x[sel] = x[sel].flip(2)
+            return x
         theta = (2 * u[:, 0] - 1) * math.radians(self.degrees)
         s = 1 - self.scale * u[:, 1]
         sx = torch.where(u[:, 2] < 0.5, -1.0, 1.0) if self.hflip else torch.ones(b)

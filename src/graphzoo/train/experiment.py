@@ -312,7 +312,7 @@ class Experiment:
         self.idx_val = d.idx("val", True)
         self.idx_test = d.idx("test")
         self.normalizer = Normalizer.fit(d.images, self.idx_train)
-        self.augment = Augment(cfg.hflip, cfg.vflip, cfg.rotate_degrees, cfg.crop_scale, cfg.translate) if cfg.augment else None
+        self.augment = Augment(cfg.hflip, cfg.vflip, cfg.rotate_degrees, cfg.crop_scale, cfg.translate, cfg.rot90) if cfg.augment else None
 
         from ..models import HybridNet, create_backbone
 
