@@ -198,6 +198,7 @@ class Augment:
                     x[sel] = torch.rot90(x[sel], turns, dims=(2, 3))
         if self.degrees == 0 and self.scale == 0 and self.translate == 0:
             # Flips only: index, no resampling.
+            x = x if self.rot90 else x.clone()  # never modify the caller's tensor
             if self.hflip:
                 sel = torch.nonzero(u[:, 2] < 0.5).flatten().to(x.device)
                 x[sel] = x[sel].flip(3)
