@@ -1,0 +1,10 @@
+"""Reports of runs and experiments: a self-contained ``report.html`` and a ``report.md``.
+
+``graphzoo report runs/experiments/demo`` (or a single run folder) calls :func:`build_report`.
+"""
+
+from __future__ import annotations
+
+from .build import Section, build_report
+
+__all__ = ["build_report", "Section"]

@@ -1,0 +1,210 @@
+"""The report's figures (matplotlib, Agg backend), each returned as PNG bytes.
+
+* :func:`fraction_curves`: a metric against the label fraction, mean ± std error bars per method.
+* :func:`embedding_map`: 2-D map of ψ features (t-SNE, UMAP when installed), coloured by class,
+  labelled points marked (seed Fig. 2).
+* :func:`graph_map`: the kNN graph drawn on that map, edges subsampled, nodes coloured by the
+  predicted class (seed Fig. 4).
+* :func:`example_grid`: test images with truth and prediction, misclassifications included (Fig. 3).
+* :func:`confusion_figure`, :func:`per_label_auc_figure`, :func:`dynamic_curves`.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+__all__ = ["png", "fraction_curves", "embed_2d", "embedding_map", "graph_map", "example_grid", "confusion_figure",
+           "per_label_auc_figure", "dynamic_curves"]
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: figures are rendered to bytes
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png(fig, dpi: int = 90) -> bytes:
+    """Render and close ``fig``; PNG bytes."""
+    plt = _plt()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def fraction_curves(summary: dict, metric_name: str, full: dict | None = None) -> bytes:
+    """``summary`` as :func:`graphzoo.experiments.summarise` returns it; ``full``: methods drawn as a
+    horizontal band (fully supervised, which has one column at 100 %)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for i, (key, m) in enumerate(summary.items()):
+        fr = sorted(f for f, c in m["cells"].items() if c["mean"] is not None)
+        if not fr:
+            continue
+        mean = np.array([m["cells"][f]["mean"] for f in fr])
+        std = np.array([m["cells"][f]["std"] for f in fr])
+        color = PALETTE[i % len(PALETTE)]
+        if full and key in full:
+            ax.axhline(mean[-1], color=color, ls="--", lw=1.2, label=f"{m['label']} ({100 * fr[-1]:g} %)")
+            ax.axhspan(mean[-1] - std[-1], mean[-1] + std[-1], color=color, alpha=0.1)
+            continue
+        ls = "-" if m["kind"] == "method" else ":"
+        ax.errorbar(100 * np.array(fr), mean, yerr=std, marker="o", ms=4, capsize=3, ls=ls, color=color, label=m["label"])
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled training images (%)")
+    ax.set_ylabel(metric_name)
+    ax.grid(alpha=0.3, which="both")
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set_title(f"Test {metric_name} vs label fraction (mean ± std over seeds)", fontsize=10)
+    return png(fig)
+
+
+def embed_2d(Z: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
+    """(n, 2) map of ``Z`` and the method's name: UMAP when ``umap-learn`` is installed, else t-SNE."""
+    Z = np.asarray(Z, np.float64)
+    Z = Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)  # the graph's cosine geometry
+    try:
+        import umap  # type: ignore
+
+        return umap.UMAP(n_neighbors=15, random_state=seed).fit_transform(Z), "UMAP"
+    except ImportError:
+        from sklearn.decomposition import PCA
+        from sklearn.manifold import TSNE
+
+        if Z.shape[1] > 50:
+            Z = PCA(50, random_state=seed).fit_transform(Z)
+        perplexity = float(min(30, max(5, (len(Z) - 1) / 4)))
+        return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(Z), "t-SNE"
+
+
+def embedding_map(Y: np.ndarray, classes: np.ndarray, names: list, labelled: np.ndarray, method: str) -> bytes:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 5.2))
+    for k, name in enumerate(names):
+        s = classes == k
+        ax.scatter(Y[s, 0], Y[s, 1], s=6, alpha=0.55, color=PALETTE[k % len(PALETTE)], label=f"{name} ({s.sum()})", lw=0)
+    for k in range(len(names)):
+        s = (classes == k) & labelled
+        if s.any():
+            ax.scatter(Y[s, 0], Y[s, 1], s=60, marker="*", color=PALETTE[k % len(PALETTE)], edgecolor="black", lw=0.7)
+    ax.scatter([], [], s=60, marker="*", color="white", edgecolor="black", label=f"labelled ({int(labelled.sum())})")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=8, loc="best", markerscale=1.5)
+    ax.set_title(f"{method} of the ψ features, coloured by true class", fontsize=10)
+    return png(fig)
+
+
+def graph_map(Y: np.ndarray, W, pred: np.ndarray, names: list, max_edges: int = 4000, seed: int = 0) -> bytes:
+    """Edges of ``W`` (sparse, on the same points as ``Y``) subsampled to ``max_edges``; nodes by predicted class."""
+    import scipy.sparse as sp
+    from matplotlib.collections import LineCollection
+
+    plt = _plt()
+    U = sp.triu(W, 1).tocoo()
+    rng = np.random.default_rng(seed)
+    keep = rng.choice(U.nnz, size=min(max_edges, U.nnz), replace=False) if U.nnz else np.zeros(0, int)
+    segs = np.stack([Y[U.row[keep]], Y[U.col[keep]]], 1)
+    fig, ax = plt.subplots(figsize=(6, 5.2))
+    ax.add_collection(LineCollection(segs, colors="0.55", linewidths=0.3, alpha=0.35))
+    for k, name in enumerate(names):
+        s = pred == k
+        ax.scatter(Y[s, 0], Y[s, 1], s=7, color=PALETTE[k % len(PALETTE)], label=f"predicted {name}", lw=0, zorder=3)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=8, markerscale=2)
+    ax.set_title(f"kNN graph ({len(keep)} of {U.nnz} edges shown), nodes by predicted class", fontsize=10)
+    return png(fig)
+
+
+def example_grid(images: np.ndarray, truth: list[str], pred: list[str], wrong: np.ndarray, ncols: int = 8) -> bytes:
+    """``images`` (m, H, W) or (m, C, H, W) uint8; titles "true → predicted", red where wrong."""
+    plt = _plt()
+    m = len(images)
+    nrows = max(1, -(-m // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.45 * ncols, 1.75 * nrows))
+    for ax in np.atleast_1d(axes).ravel():
+        ax.axis("off")
+    for i, ax in enumerate(np.atleast_1d(axes).ravel()[:m]):
+        im = np.asarray(images[i])
+        if im.ndim == 3:
+            im = im[0] if im.shape[0] == 1 else np.moveaxis(im, 0, -1)
+        ax.imshow(im, cmap="gray" if im.ndim == 2 else None)
+        ax.set_title(f"T: {truth[i]}\nP: {pred[i]}", fontsize=6.5, color="#c00000" if wrong[i] else "#006400")
+    fig.suptitle("Test images: T = ground truth, P = prediction (red: misclassified)", fontsize=9)
+    return png(fig)
+
+
+def confusion_figure(cm: np.ndarray, names: list, title: str) -> bytes:
+    plt = _plt()
+    cm = np.asarray(cm)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(names), 1.0 + 0.8 * len(names)))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=9)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    return png(fig)
+
+
+def per_label_auc_figure(aucs: dict, title: str) -> bytes:
+    plt = _plt()
+    names = [k for k, v in aucs.items() if v is not None]
+    vals = [aucs[k] for k in names]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.bar(range(len(names)), vals, color=PALETTE[0])
+    ax.axhline(0.5, color="0.4", ls=":", lw=1)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test ROC-AUC")
+    ax.set_title(title, fontsize=9)
+    return png(fig)
+
+
+def dynamic_curves(history: list[dict]) -> bytes:
+    """Per epoch: pseudo-label accuracy and coverage; losses; validation metrics. Warm-up shaded."""
+    plt = _plt()
+
+    def col(key):
+        return np.array([float(r[key]) if r.get(key) not in (None, "") else np.nan for r in history])
+
+    ep = col("epoch")
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
+    warm = [r.get("phase") != "dynamic" for r in history]
+    for ax in axes:
+        if any(warm):
+            last = ep[np.flatnonzero(warm)[-1]]
+            ax.axvspan(ep[0] - 0.5, last + 0.5, color="0.92", zorder=0)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("epoch (grey: supervised warm-up)")
+    for key, label in (("pseudo_accuracy", "pseudo-label accuracy"), ("pseudo_weighted_accuracy", "ξζ-weighted accuracy"), ("coverage", "coverage"), ("mean_certainty", "mean certainty ξ")):
+        if key in history[0]:
+            axes[0].plot(ep, col(key), marker="o", ms=3, label=label)
+    if "pseudo_auc" in history[0]:
+        axes[0].plot(ep, col("pseudo_auc"), marker="o", ms=3, label="pseudo-label mean AUC")
+    axes[0].set_title("pseudo-labels of the unlabelled images", fontsize=9)
+    for key in ("train_loss", "loss_labelled", "loss_unlabelled"):
+        if key in history[0]:
+            axes[1].plot(ep, col(key), marker="o", ms=3, label=key)
+    axes[1].set_title("training loss", fontsize=9)
+    for key in ("val_accuracy", "val_auc", "val_loss"):
+        if key in history[0]:
+            axes[2].plot(ep, col(key), marker="o", ms=3, label=key)
+    axes[2].set_title("validation (labelled validation images)", fontsize=9)
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return png(fig)

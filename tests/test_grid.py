@@ -1,0 +1,180 @@
+"""Experiment grid: skip-on-rerun, appended results, identical splits across methods and baselines;
+the GCN baseline on a planted two-community graph; mean ± std aggregation."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import yaml
+
+from graphzoo.experiments import load_grid, plan_cells, read_results, results_table, run_grid, summarise
+from graphzoo.experiments.aggregate import cell_metrics, format_mean_std
+from graphzoo.experiments.baselines import gcn_predict, sklearn_label_spreading
+
+
+def write_npz(path, n=120, size=16, seed=0, multilabel=False):
+    """Tiny npz in our layout: the class is where a bright bar sits (left / right), patients in 20 groups."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(40, 12, (n, size, size))
+    y = np.arange(n) % 2
+    h = size // 2
+    x[y == 0, 3:-3, 1 : h - 1] += 150
+    x[y == 1, 3:-3, h + 1 : -1] += 150
+    extra = {}
+    if multilabel:
+        M = np.stack([y, 1 - y, (rng.random(n) < 0.5).astype(int)], 1)
+        extra = dict(multilabels=M, multilabel_names=np.array(["left", "right", "noise"]))
+    np.savez(path, images=np.clip(x, 0, 255).astype(np.uint8), labels=y, class_names=np.array(["left", "right"]),
+             patient_ids=np.array([f"p{i % 20}" for i in range(n)]), filenames=np.array([f"c{i}.png" for i in range(n)]), **extra)
+    return path
+
+
+TINY_RUN = dict(split="patient", epochs=1, warmup_epochs=1, min_epoch_steps=2, batch_size=16, labelled_per_batch=4, patience=2,
+                n_neighbors=8, threads=1, backbone_kwargs={"width": 4}, augment=False, val_labels="all")
+
+
+def write_grid(tmp_path, data, **kw):
+    spec = {"name": "g", "out": str(tmp_path / "exp"), "set": {"data": str(data), **TINY_RUN}, "label_fractions": [0.3], "seeds": [0, 1],
+            "methods": [{"mode": "one-pass", "energies": ["label_spreading", "poisson"]},
+                        {"mode": "dynamic", "energies": ["label_spreading"], "set": {"epochs": 1}}],
+            "baselines": ["supervised", "fully_supervised", "gcn", "sklearn_label_spreading"], "gcn": {"epochs": 30}, "report": False}
+    spec.update(kw)
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def split_columns(run_dir):
+    with open(run_dir / "split.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    return [r["split"] for r in rows], [r["labelled"] for r in rows]
+
+
+def test_grid_appends_skips_and_shares_splits(tmp_path, capsys):
+    import io
+
+    data = write_npz(tmp_path / "tiny.npz")
+    spec = load_grid(write_grid(tmp_path, data))
+    cells = plan_cells(spec)
+    log = io.StringIO()
+    records = run_grid(spec, log=log)
+    assert len(records) == len(cells) == 14  # 2 seeds x (2 energies + dynamic + 3 graph baselines) + 2 fully supervised
+    lines = spec.results_path.read_text().splitlines()
+    assert len(lines) == len(cells) and [json.loads(x)["cell"] for x in lines] == [c.id for c in cells]
+    assert log.getvalue().count("accuracy") == len(cells)  # one progress line per finished cell
+
+    # identical splits: recorded hashes, and the run folders' own split files
+    for seed in (0, 1):
+        recs = [r for r in records if r["seed"] == seed]
+        assert len({r["split_hash"] for r in recs}) == 1
+        assert len({r["label_hash"] for r in recs if r["label_fraction"] == 0.3}) == 1
+        full = next(r for r in recs if r["method"].startswith("fully_supervised"))
+        assert full["label_hash"] != recs[0]["label_hash"]  # all labels, same partition
+        op = split_columns(spec.folder / f"runs/op-small_cnn-label_spreading-lf0.3-s{seed}")
+        dp = split_columns(spec.folder / f"runs/dp-small_cnn-label_spreading-lf0.3-s{seed}")
+        fs = split_columns(spec.folder / f"runs/fully_supervised-small_cnn-lf1-s{seed}")
+        assert op == dp and op[0] == fs[0] and set(fs[1][i] for i, s in enumerate(fs[0]) if s == "train") == {"1"}
+    assert split_columns(spec.folder / "runs/op-small_cnn-label_spreading-lf0.3-s0") != split_columns(spec.folder / "runs/op-small_cnn-label_spreading-lf0.3-s1")
+
+    # the energy re-minimised on the One Pass features reproduces the run's own transductive result
+    ls_run = next(r for r in records if r["cell"].startswith("op-small_cnn-label_spreading|") and r["seed"] == 0)
+    assert ls_run["accuracy"] == pytest.approx(ls_run["test_transductive_accuracy"])
+    sup = next(r for r in records if r["method"] == "supervised-small_cnn" and r["seed"] == 0)
+    assert sup["accuracy"] == pytest.approx(ls_run["test_inductive_accuracy"])
+    for r in records:
+        assert 0 <= r["accuracy"] <= 1 and np.array(r["confusion"]).sum() == r["n_test"]
+
+    # rerun: everything skipped, nothing appended
+    log = io.StringIO()
+    run_grid(load_grid(write_grid(tmp_path, data)), log=log)
+    assert log.getvalue().count("done, skipped") == len(cells)
+    assert len(spec.results_path.read_text().splitlines()) == len(cells)
+
+    # a lost cell (its line removed) is the only one run again, and appended at the end
+    lines = spec.results_path.read_text().splitlines()
+    gone = json.loads(lines[4])["cell"]
+    spec.results_path.write_text("\n".join(lines[:4] + lines[5:]) + "\n")
+    log = io.StringIO()
+    run_grid(load_grid(write_grid(tmp_path, data)), log=log)
+    assert log.getvalue().count("done, skipped") == len(cells) - 1
+    assert json.loads(spec.results_path.read_text().splitlines()[-1])["cell"] == gone
+
+    # a changed method config is refused instead of silently reusing old cells
+    with pytest.raises(ValueError, match="another config"):
+        run_grid(load_grid(write_grid(tmp_path, data, set={"data": str(data), **TINY_RUN, "lr": 0.01})), log=io.StringIO())
+
+
+def test_grid_spec_errors(tmp_path):
+    data = write_npz(tmp_path / "tiny.npz", n=40)
+    with pytest.raises(ValueError, match="decide the split"):
+        load_grid(write_grid(tmp_path, data, methods=[{"mode": "one-pass", "set": {"seed": 3}}]))
+    with pytest.raises(ValueError, match="Did you mean 'gcn'"):
+        load_grid(write_grid(tmp_path, data, baselines=["gnc"]))
+    with pytest.raises(ValueError, match="Did you mean 'seeds'"):
+        load_grid(write_grid(tmp_path, data, seedz=[0]))
+    with pytest.raises(ValueError, match="energy"):
+        load_grid(write_grid(tmp_path, data, methods=[{"mode": "one-pass", "energies": ["lapalce_nope"]}]))
+
+
+def planted_partition(n=300, p_in=0.06, p_out=0.004, d=8, snr=0.35, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    same = y[:, None] == y[None, :]
+    A = np.triu(rng.random((n, n)) < np.where(same, p_in, p_out), 1)  # tiny test graph: dense draw is fine at n=300
+    W = sp.csr_matrix((A | A.T).astype(float))
+    X = rng.normal(size=(n, d))
+    X[:, 0] += snr * (2 * y - 1)  # features alone separate the communities poorly
+    return W, X, y
+
+
+def test_gcn_learns_planted_partition():
+    from sklearn.linear_model import LogisticRegression
+
+    W, X, y = planted_partition()
+    rng = np.random.default_rng(1)
+    train = np.r_[rng.choice(np.flatnonzero(y == 0), 10, replace=False), rng.choice(np.flatnonzero(y == 1), 10, replace=False)]
+    rest = np.setdiff1d(np.arange(len(y)), train)
+    val, test = rest[:40], rest[40:]
+    P = gcn_predict(W, X, y, train, val, n_outputs=2, epochs=200, seed=0)
+    assert P.shape == (len(y), 2) and np.allclose(P.sum(1), 1)
+    acc = (P[test].argmax(1) == y[test]).mean()
+    lr_acc = LogisticRegression().fit(X[train], y[train]).score(X[test], y[test])
+    assert acc >= 0.9, acc
+    assert acc > lr_acc + 0.1, (acc, lr_acc)
+    Pm = gcn_predict(W, X, np.stack([y, 1 - y], 1), train, val, multilabel=True, epochs=200, seed=0)
+    assert (np.round(Pm[test, 0]) == y[test]).mean() >= 0.9
+
+
+def test_sklearn_label_spreading_baseline():
+    rng = np.random.default_rng(0)
+    y = np.arange(200) % 2
+    X = rng.normal(size=(200, 5)) + 4 * y[:, None]
+    lab = np.zeros(200, bool)
+    lab[:6] = True
+    P = sklearn_label_spreading(X, y, lab, n_neighbors=10, cosine=False)
+    assert P.shape == (200, 2) and np.isfinite(P).all()
+    assert (P.argmax(1) == y).mean() > 0.95
+    Pm = sklearn_label_spreading(X, np.stack([y, 1 - y, np.zeros(200, int)], 1), lab, multilabel=True, n_neighbors=10, cosine=False)
+    assert (np.round(Pm[:, 0]) == y).mean() > 0.95 and np.all(Pm[:, 2] == 0)
+
+
+def test_mean_std_aggregation_and_table():
+    recs = [{"method": "a", "label": "A", "label_fraction": f, "seed": s, "accuracy": v}
+            for f, vals in ((0.01, [0.5, 0.7, 0.9]), (0.2, [0.8, 0.8, 0.8])) for s, v in enumerate(vals)]
+    recs += [{"method": "b", "label": "B", "kind": "baseline", "label_fraction": 0.2, "seed": 0, "accuracy": 0.6}]
+    s = summarise(recs, "accuracy")
+    assert list(s) == ["a", "b"]
+    assert s["a"]["cells"][0.01]["mean"] == pytest.approx(0.7)
+    assert s["a"]["cells"][0.01]["std"] == pytest.approx(0.2)  # sample std (ddof=1)
+    assert s["a"]["cells"][0.2]["std"] == pytest.approx(0, abs=1e-12) and s["b"]["cells"][0.2]["n"] == 1
+    header, rows, fr = results_table(recs, "accuracy")
+    assert header == ["Method", "1 %", "20 %"] and fr == [0.01, 0.2]
+    assert rows == [["A", "0.700 ± 0.200", "0.800 ± 0.000"], ["B", "—", "0.600 ± 0.000"]]
+    assert format_mean_std(None) == "—"
+    m = cell_metrics(np.array([0, 0, 1, 1, 2]), np.eye(3)[[0, 1, 1, 1, 2]], ["x", "y", "z"], False)
+    assert m["confusion"] == [[1, 1, 0], [0, 2, 0], [0, 0, 1]] and m["accuracy"] == pytest.approx(0.8)
+    assert m["per_class"]["y"]["precision"] == pytest.approx(2 / 3)
