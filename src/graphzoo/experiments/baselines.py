@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["gcn_predict", "sklearn_label_spreading", "run_features", "normalized_adjacency"]
+__all__ = ["gcn_predict", "sklearn_label_spreading", "run_features", "final_checkpoint", "normalized_adjacency"]
 
 
 def normalized_adjacency(W: sp.spmatrix):
@@ -216,11 +216,19 @@ def sklearn_label_spreading(
     return out
 
 
-def run_features(run_dir: str | Path, images=None, which: str = "best", batch_size: int = 512, cache: bool = True) -> np.ndarray:
+def final_checkpoint(run_dir: str | Path) -> str:
+    """"best" or "last": the checkpoint a finished run evaluated (``final_model`` in its metrics.json)."""
+    import json
+
+    m = json.loads((Path(run_dir) / "metrics.json").read_text())
+    return "last" if m.get("final_model") == "last" else "best"
+
+
+def run_features(run_dir: str | Path, images=None, which: str | None = None, batch_size: int = 512, cache: bool = True) -> np.ndarray:
     """ψ(x) of every image of a run, shape (n_images, out_dim), in the order of ``predictions.csv``.
 
     Read from ``features.npy`` in the run folder when present; otherwise computed with the run's
-    checkpoint (``which``: "best" or "last") on ``images`` (uint8 tensor (N, C, H, W), as
+    checkpoint (``which``: "best" or "last"; default the one the run evaluated) on ``images`` (uint8 tensor (N, C, H, W), as
     :func:`graphzoo.train.experiment.prepare_data` returns them; re-prepared from the run's
     ``config.yaml`` when omitted) and, with ``cache``, saved there (float32).
     """
@@ -237,7 +245,7 @@ def run_features(run_dir: str | Path, images=None, which: str = "best", batch_si
         from ..train.experiment import prepare_data
 
         images = prepare_data(load_config(run_dir / "config.yaml")).images
-    model, _, norm = load_model(run_dir, which)
+    model, _, norm = load_model(run_dir, which or final_checkpoint(run_dir))
     out = []
     with torch.no_grad():
         for b in torch.arange(len(images)).split(batch_size):

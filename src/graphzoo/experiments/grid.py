@@ -322,8 +322,7 @@ class _Runner:
             from .baselines import run_features
 
             src = self.cells[cid]
-            which = "best" if src.cfg.final_model == "best" else "last"
-            self.feat_cache = {cid: run_features(self._run_dir(src), self._data(cid).images, which=which)}
+            self.feat_cache = {cid: run_features(self._run_dir(src), self._data(cid).images)}
         return self.feat_cache[cid]
 
     # -- cells ----------------------------------------------------------------------------------

@@ -108,7 +108,9 @@ def run_sections(run_dir: str | Path, title: str = "", max_points: int = 1500, n
     out.append(s)
 
     # -- embedding, graph ------------------------------------------------------------------------
-    which = "best" if cfg.final_model == "best" else "last"
+    from ..experiments.baselines import final_checkpoint
+
+    which = final_checkpoint(run_dir)
     Z = run_features(run_dir, data.images, which=which)
     rng = np.random.default_rng(seed)
     n = len(Z)
