@@ -13,6 +13,7 @@ name                   energy
 ``label_spreading``    p = 2, ``H = (I - αS)⁻¹ Y`` (Zhou et al. 2004)
 ``laplace``            harmonic extension, labels clamped (Zhu et al. 2003)
 ``poisson``            Poisson learning, optional class priors (Calder et al. 2020)
+``tv_ratio``           p = 1, ``Σ_r TV(u_r)/B(u_r)`` on the simplex (Bresson et al. 2013)
 =====================  ====================================================================
 """
 
@@ -30,6 +31,7 @@ from ._base import (
 )
 from ._solvers import block_cg
 from .quadratic import fit_class_offsets, label_spreading, laplace, poisson
+from .tv_ratio import tv_ratio
 
 __all__ = [
     "ENERGIES",
@@ -47,4 +49,5 @@ __all__ = [
     "locality_order",
     "one_hot",
     "poisson",
+    "tv_ratio",
 ]
