@@ -1,0 +1,147 @@
+"""Benchmark of the p = 1 energy ``tv_ratio``: accuracy on the real malaria cells and timings.
+
+Prints three tables:
+
+1. ``accuracy``: malaria cells (all 27,558; fixed features = PCA-50 of the standardised 50x50
+   grayscale pixels; k = 50 cosine graph from ``knn_graph``), tv_ratio vs label_spreading vs
+   poisson at 0.5 / 1 / 5 / 20 % labels (stratified-free uniform sampling), 3 seeds, mean ± std.
+2. ``timing-27k``: the same graph, 2 classes, 1 % labels: wall time of tv_ratio (target ≤ 30 s
+   on 2 cores) with its energy curve.
+3. ``timing-112k``: 112,120 synthetic 512-d features (14-class Gaussian mixture, the size of
+   ChestX-ray14), k = 50 cosine graph, 1 % labels: wall time (target ≤ 5 min) and energy curve.
+
+Usage::
+
+    python bench/tv_bench.py                      # all parts
+    python bench/tv_bench.py --parts accuracy timing27k --max-outer 100
+    GRAPHZOO_DATA=/path/to/data python bench/tv_bench.py
+
+Timings on a shared 2-core machine are noisy; rerun when the machine is quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from graphzoo import knn_graph
+from graphzoo.energies import ConvergenceWarning, label_spreading, poisson, tv_ratio
+
+DATA = Path(os.environ.get("GRAPHZOO_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+
+
+def malaria_graph(k: int = 50):
+    from sklearn.decomposition import PCA
+
+    d = np.load(DATA / "malaria" / "malaria_50_gray.npz")
+    X = d["images"].reshape(len(d["images"]), -1).astype(np.float32) / 255.0
+    X = (X - X.mean(0)) / (X.std(0) + 1e-6)
+    Z = PCA(50, random_state=0).fit_transform(X).astype(np.float32)
+    return knn_graph(Z, k, metric="cosine"), d["labels"].astype(np.int64)
+
+
+def sample_labels(y_true: np.ndarray, frac: float, seed: int, n_classes: int) -> np.ndarray:
+    """Uniform sample of ``frac`` of the nodes, topped up so that every class has a label."""
+    rng = np.random.default_rng(seed)
+    y = np.full(len(y_true), -1)
+    idx = rng.choice(len(y_true), max(n_classes, int(round(frac * len(y_true)))), replace=False)
+    y[idx] = y_true[idx]
+    for k in range(n_classes):
+        if not (y == k).any():
+            i = rng.choice(np.flatnonzero(y_true == k))
+            y[i] = k
+    return y
+
+
+def curve(history, n_points: int = 8) -> str:
+    h = np.asarray(history)
+    pick = np.unique(np.linspace(0, len(h) - 1, min(n_points, len(h))).astype(int))
+    return " ".join(f"{i}:{h[i]:.4g}" for i in pick)
+
+
+def part_accuracy(W, y_true, args) -> None:
+    print("\n## accuracy: malaria 27,558 cells, PCA-50 pixels, k=50 cosine; mean ± std over seeds", args.seeds)
+    print(f"{'labels':>7} | {'label_spreading':>16} | {'poisson':>16} | {'tv_ratio':>16} | tv time s | tv outer")
+    for frac in args.fractions:
+        acc = {"ls": [], "poisson": [], "tv": []}
+        times, outers = [], []
+        for seed in args.seeds:
+            y = sample_labels(y_true, frac, seed, 2)
+            unl = y < 0
+            acc["ls"].append((label_spreading(W, y, 2).scores.argmax(1) == y_true)[unl].mean())
+            acc["poisson"].append((poisson(W, y, 2).scores.argmax(1) == y_true)[unl].mean())
+            t = time.perf_counter()
+            r = tv_ratio(W, y, 2, max_outer=args.max_outer, dtype=np.float32)
+            times.append(time.perf_counter() - t)
+            outers.append(r.n_iter)
+            acc["tv"].append((r.scores.argmax(1) == y_true)[unl].mean())
+        cells = " | ".join(f"{np.mean(v):.4f} ± {np.std(v):.4f}" for v in acc.values())
+        print(f"{frac * 100:6.1f}% | {cells} | {np.mean(times):9.1f} | {np.mean(outers):.0f}", flush=True)
+
+
+def part_timing(W, y_true, n_classes: int, title: str, args) -> None:
+    y = sample_labels(y_true, 0.01, 0, n_classes)
+    unl = y < 0
+    print(f"\n## {title}: n={W.shape[0]}, stored entries={W.nnz}, classes={n_classes}, 1% labels")
+    print(f"{'start':>16} | {'time s':>7} | outer | inner | stop           | acc(unl) | energy curve (outer:energy)")
+    for warm in args.warm:
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            r = tv_ratio(W, y, n_classes, warm_start=warm, max_outer=args.max_outer, dtype=np.float32)
+        dt = time.perf_counter() - t
+        acc = (r.scores.argmax(1) == y_true)[unl].mean()
+        name = "label_spreading" if warm else "uniform"
+        print(
+            f"{name:>16} | {dt:7.1f} | {r.n_iter:5d} | {r.info['n_inner_total']:5d} | "
+            f"{r.info['stop_reason']:<14} | {acc:.4f}   | {curve(r.info['energy_history'])}",
+            flush=True,
+        )
+    t = time.perf_counter()
+    ls = label_spreading(W, y, n_classes)
+    print(f"{'(label_spreading)':>16} | {time.perf_counter() - t:7.1f} | acc(unl) {(ls.scores.argmax(1) == y_true)[unl].mean():.4f}")
+
+
+def synthetic_112k(n: int = 112_120, d: int = 512, c: int = 14, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(c, d)).astype(np.float32)
+    y = rng.integers(0, c, n)
+    # Overlapping clusters: noise norm ≈ 1.5× the centre norm, so the task is not trivial.
+    Z = centres[y] + 1.5 * rng.normal(size=(n, d)).astype(np.float32)
+    t = time.perf_counter()
+    W = knn_graph(Z, 50, metric="cosine")
+    print(f"(synthetic 112k graph built in {time.perf_counter() - t:.0f} s)")
+    return W, y
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--parts", nargs="+", default=["accuracy", "timing27k", "timing112k"])
+    p.add_argument("--fractions", nargs="+", type=float, default=[0.005, 0.01, 0.05, 0.2])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--max-outer", type=int, default=300)
+    p.add_argument("--warm", nargs="+", type=lambda s: s.lower() == "true", default=[True, False])
+    args = p.parse_args()
+    if {"accuracy", "timing27k"} & set(args.parts):
+        if not (DATA / "malaria" / "malaria_50_gray.npz").exists():
+            print(f"malaria data not found under {DATA}; set GRAPHZOO_DATA")
+        else:
+            t = time.perf_counter()
+            W, y_true = malaria_graph()
+            print(f"(malaria graph built in {time.perf_counter() - t:.0f} s)")
+            if "accuracy" in args.parts:
+                part_accuracy(W, y_true, args)
+            if "timing27k" in args.parts:
+                part_timing(W, y_true, 2, "timing-27k malaria", args)
+    if "timing112k" in args.parts:
+        W, y_true = synthetic_112k()
+        part_timing(W, y_true, 14, "timing-112k synthetic 512-d", args)
+
+
+if __name__ == "__main__":
+    main()
