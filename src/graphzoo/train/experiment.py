@@ -599,6 +599,10 @@ class Experiment:
         self.state["phase"] += 1
         self.state["phase_epoch"] = 0
         self.state["bad"] = 0
+        # A new phase trains on a new objective (pseudo-labels): start again from the base
+        # learning rate rather than the plateau-decayed one of the warm-up.
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr
         self._save_last()
 
     # ------------------------------------------------------------------ main loop
