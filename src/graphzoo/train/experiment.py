@@ -74,10 +74,6 @@ class PreparedData:
         return np.flatnonzero(mask)
 
 
-def _strata(targets: np.ndarray) -> np.ndarray:
-    return targets if targets.ndim == 1 else targets
-
-
 def prepare_data(cfg: RunConfig, imageset=None) -> PreparedData:
     """Load ``cfg.data`` (or use ``imageset``), split it and draw the label budget."""
     from ..data import label_budget, load, patient_split
