@@ -10,10 +10,16 @@ import scipy.sparse as sp
 from conftest import mask_labels
 from sklearn.datasets import make_blobs, make_moons
 
-from graphzoo import ENERGIES, ConvergenceWarning, UnlabelledComponentWarning, diffuse, knn_graph
+from functools import partial
+
+from graphzoo import ENERGIES, ConvergenceWarning, UnlabelledComponentWarning, diffuse
+from graphzoo import knn_graph as _knn_graph
 from graphzoo.energies import fit_class_offsets, one_hot
 
 QUADRATIC = ["label_spreading", "laplace", "poisson"]
+
+# float64 graphs: these tests compare against dense solves to 1e-6 and beyond.
+knn_graph = partial(_knn_graph, dtype=np.float64)
 
 
 @pytest.fixture
@@ -265,6 +271,8 @@ def test_induced_subgraph_matches_fancy_indexing(rng):
 
 def test_float32_graph_gives_float32_label_spreading(small_problem):
     W, y, _ = small_problem
+    X, _ = make_blobs(60, centers=3, cluster_std=2.5, random_state=3)
+    assert _knn_graph(X, 8).dtype == np.float32  # the default graph precision
     ref = diffuse(W, y, "label_spreading", tol=1e-10).scores
     res = diffuse(W.astype(np.float32), y, "label_spreading", tol=1e-5)
     assert res.scores.dtype == np.float32
