@@ -407,6 +407,13 @@ class Experiment:
     def _generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.state["epoch"])
 
+    def _optimizer_step(self, loss: torch.Tensor, step: int) -> None:
+        """One gradient step on ``loss``, refusing a NaN / inf loss before it reaches the weights."""
+        self._check_loss(loss, step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
     def _check_loss(self, loss: torch.Tensor, step: int) -> None:
         if not torch.isfinite(loss):
             last = self.ckpt_dir / "last.pt"
@@ -434,10 +441,7 @@ class Experiment:
         for step, b in enumerate(batches):
             x = self._batch(b, None)
             loss = F.mse_loss(self.model.backbone.reconstruct(x), x)
-            self._check_loss(loss, step)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self._optimizer_step(loss, step)
             total += loss.item()
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -456,10 +460,7 @@ class Experiment:
         for step, b in enumerate(batches):
             x = self._batch(b, g)
             loss = self._loss(self.model(x), targets[b].to(self.device)).mean()
-            self._check_loss(loss, step)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self._optimizer_step(loss, step)
             total += loss.item()
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -550,10 +551,7 @@ class Experiment:
             lu = self._loss(logits[len(lb):], p_label[ub].to(self.device))
             loss_u = (lu * p_weight[ub].to(self.device)).mean()
             loss = loss_l + alpha * loss_u
-            self._check_loss(loss, step)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self._optimizer_step(loss, step)
             tot += loss.item()
             tot_l += loss_l.item()
             tot_u += loss_u.item()
