@@ -221,6 +221,18 @@ def test_disconnected_graph_is_safe():
     assert res.unreachable[10:].all() and not res.unreachable[:10].any()
 
 
+def test_zero_energy_start_stops_at_once():
+    # Two separate cliques, one label each: the label-spreading warm start is already the exact
+    # partition, T(u_r) = 0 for every class, a global minimum of the ratio.
+    clique = sp.csr_matrix(np.ones((6, 6)) - np.eye(6))
+    W = sp.block_diag([clique, clique]).tocsr()
+    y = np.full(12, -1)
+    y[0], y[6] = 0, 1
+    r = tv_ratio(W, y, 2)
+    assert r.info["stop_reason"] == "zero_energy" and r.n_iter == 0 and r.converged
+    np.testing.assert_array_equal(r.scores.argmax(1), np.repeat([0, 1], 6))
+
+
 def test_class_priors():
     W = _barbell(6)
     y = np.full(12, -1)

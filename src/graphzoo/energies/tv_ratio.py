@@ -389,8 +389,9 @@ def tv_ratio(
           outer step (non-negative when the inner loop stopped on sufficient decrease);
         * ``inner_iterations`` (per outer step), ``n_outer``, ``n_inner_total``,
           ``inner_cap_hits`` (steps accepted at ``max_inner`` without the decrease test);
-        * ``stop_reason``: ``"tol"``, ``"max_outer"``, ``"no_edges"``, ``"all_labelled"`` or
-          ``"single_class"``;
+        * ``stop_reason``: ``"tol"``, ``"max_outer"``, ``"energy_plateau"``, ``"zero_energy"``
+          (the start already has zero energy, a global minimum), ``"no_edges"``,
+          ``"all_labelled"`` or ``"single_class"``;
         * ``lambdas``, ``class_priors``, ``lipschitz`` (``‖K‖₂``), ``n_edges``, ``warm_start``,
           ``class_ratios`` (final ``E_r``), ``time_s``.
 
@@ -471,6 +472,10 @@ def tv_ratio(
     stop_reason = "max_outer"
     residual = np.inf
     cap_hits = 0
+    if energy_history[0] == 0.0:
+        # The ratios are non-negative, so a start with zero total variation in every class (each
+        # class a union of connected components) is already a global minimiser.
+        stop_reason, residual, max_outer = "zero_energy", 0.0, 0
     n_outer = 0
     box_old = None
     prox_step = step
