@@ -109,7 +109,7 @@ def _numpy_search(base: np.ndarray, queries: np.ndarray, k: int, inner_product: 
     return scores, idx
 
 
-def _faiss_search(base, queries, k, inner_product, method, hnsw_m, ef_search, random_state):
+def _faiss_search(base, queries, k, inner_product, method, hnsw_m, ef_search):
     d = base.shape[1]
     metric = faiss.METRIC_INNER_PRODUCT if inner_product else faiss.METRIC_L2
     if method == "exact":
@@ -134,7 +134,6 @@ def knn_search(
     backend: str = "auto",
     hnsw_m: int = 32,
     ef_search: int = 128,
-    random_state=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Find the ``n_neighbors`` nearest points of ``X`` for every query.
 
@@ -150,14 +149,13 @@ def knn_search(
     metric : {"cosine", "euclidean"}, default="cosine"
         Cosine L2-normalises the rows first and ranks by inner product.
     method : {"exact", "approximate"}, default="exact"
-        ``"approximate"`` uses a faiss HNSW index (needs faiss): use it for n in the
-        hundreds of thousands; check its recall against ``"exact"`` on a subset.
+        ``"approximate"`` uses a faiss HNSW index (needs faiss). Measure before relying on it:
+        on 2 cores at 112k × 512 its index build made it slower than exact search, with recall
+        0.56 (``bench/graph_bench.py``); it pays off only for larger n or more cores.
     backend : {"auto", "faiss", "numpy"}, default="auto"
         Exact search engine; ``"auto"`` takes faiss when importable.
     hnsw_m, ef_search : int
         HNSW graph degree and search breadth (approximate method only).
-    random_state : ignored
-        Accepted for API symmetry; exact search is deterministic.
 
     Returns
     -------
@@ -194,7 +192,7 @@ def knn_search(
         raise ImportError("faiss is required for backend='faiss' or method='approximate': pip install faiss-cpu")
     k_search = k + 1 if self_query else k
     if use_faiss or method == "approximate":
-        scores, idx = _faiss_search(X, Q, k_search, inner_product, method, hnsw_m, ef_search, random_state)
+        scores, idx = _faiss_search(X, Q, k_search, inner_product, method, hnsw_m, ef_search)
     else:
         scores, idx = _numpy_search(X, Q, k_search, inner_product)
 
