@@ -303,6 +303,7 @@ class _Runner:
         self.log = log
         self.data_cache: dict[str, object] = {}  # run cell id -> PreparedData
         self.feat_cache: dict[str, np.ndarray] = {}
+        self.graph_cache: dict[tuple, object] = {}  # (run cell id, k, metric) -> kNN graph of its features
         self.cells = {c.id: c for c in plan_cells(spec)}
 
     # -- helpers --------------------------------------------------------------------------------
@@ -323,7 +324,17 @@ class _Runner:
 
             src = self.cells[cid]
             self.feat_cache = {cid: run_features(self._run_dir(src), self._data(cid).images)}
+            self.graph_cache = {}
         return self.feat_cache[cid]
+
+    def _graph(self, cid: str, cfg):
+        """kNN graph of a run's features, built once for all the energies and the GCN on them."""
+        key = (cid, cfg.n_neighbors, cfg.graph_metric)
+        if key not in self.graph_cache:
+            from ..train.experiment import feature_graph
+
+            self.graph_cache[key] = feature_graph(self._features(cid), cfg)
+        return self.graph_cache[key]
 
     # -- cells ----------------------------------------------------------------------------------
     def run_cell(self, cell: Cell) -> dict:
@@ -366,15 +377,14 @@ class _Runner:
 
                     cfg = dataclasses.replace(src.cfg, energy=cell.energy, energy_params=dict(cell.energy_params))
                     cfg.validate()
-                    P, _, info = diffuse_features(Z, data.targets, graph_lab, cfg, data.multilabel, data.n_outputs)
+                    P, _, info = diffuse_features(Z, data.targets, graph_lab, cfg, data.multilabel, data.n_outputs,
+                                                  W=self._graph(src.id, cfg))
                     rec["graph"] = info
                     rec["config"] = _cfg_fingerprint(cfg)
                 elif cell.kind == "gcn":
-                    from .. import knn_graph
                     from .baselines import gcn_predict
 
-                    cfg = src.cfg
-                    W = knn_graph(Z, n_neighbors=min(cfg.n_neighbors, len(Z) - 1), metric=cfg.graph_metric)
+                    W = self._graph(src.id, src.cfg)
                     val_lab = np.flatnonzero(data.labelled & (data.split == "val"))
                     P = gcn_predict(W, Z, data.targets, np.flatnonzero(graph_lab), val_lab if len(val_lab) else None,
                                     multilabel=data.multilabel, n_outputs=data.n_outputs, seed=cell.seed, **self.spec.gcn)

@@ -165,19 +165,30 @@ def certainty(p: np.ndarray, multilabel: bool) -> np.ndarray:
     return 1 - (-(q * np.log(q)).sum(1)) / math.log(p.shape[1])
 
 
-def diffuse_features(Z: np.ndarray, targets: np.ndarray, labelled: np.ndarray, cfg: RunConfig, multilabel: bool, n_classes: int):
+def feature_graph(Z: np.ndarray, cfg: RunConfig):
+    """The run's kNN graph over features ``Z`` (k capped below the number of nodes)."""
+    from .. import knn_graph
+
+    return knn_graph(Z, n_neighbors=min(cfg.n_neighbors, len(Z) - 1), metric=cfg.graph_metric)
+
+
+def diffuse_features(Z: np.ndarray, targets: np.ndarray, labelled: np.ndarray, cfg: RunConfig, multilabel: bool, n_classes: int, W=None):
     """kNN graph over ``Z`` and the energy's class probabilities for every node.
+
+    ``W``, when given, is a graph already built over these ``Z`` by :func:`feature_graph` (the
+    kNN search dominates the cost, so callers diffusing several energies on one set of features
+    build it once); ``graph_s`` is then 0.
 
     Returns ``(proba, reachable, info)``: proba (n, c) rows summing to one (multi-label: (n, L)
     probability that each label is present, one two-class diffusion per label on the shared
     graph); reachable (n,) or (n, L) bool, False where no label reaches the node; info a dict of
     diagnostics (iterations, residual, convergence, unreachable count, edges, seconds).
     """
-    from .. import diffuse, knn_graph, scores_to_proba
+    from .. import diffuse, scores_to_proba
 
     t0 = time.perf_counter()
-    k = min(cfg.n_neighbors, len(Z) - 1)
-    W = knn_graph(Z, n_neighbors=k, metric=cfg.graph_metric)
+    if W is None:
+        W = feature_graph(Z, cfg)
     t_graph = time.perf_counter() - t0
     info = {"graph_edges": int(W.nnz), "graph_s": round(t_graph, 3)}
     with warnings.catch_warnings(record=True) as caught:
