@@ -178,3 +178,36 @@ def test_mean_std_aggregation_and_table():
     m = cell_metrics(np.array([0, 0, 1, 1, 2]), np.eye(3)[[0, 1, 1, 1, 2]], ["x", "y", "z"], False)
     assert m["confusion"] == [[1, 1, 0], [0, 2, 0], [0, 0, 1]] and m["accuracy"] == pytest.approx(0.8)
     assert m["per_class"]["y"]["precision"] == pytest.approx(2 / 3)
+
+
+def test_dynamic_warm_start_from_one_pass_run(tmp_path):
+    """``warm_start: one-pass``: the Dynamic Pass cell skips its warm-up and starts from the One Pass
+    run's best network of the same fraction and seed (only the dynamic epochs run)."""
+    import io
+
+    import torch
+
+    data = write_npz(tmp_path / "tiny.npz")
+    methods = [{"mode": "one-pass", "energies": ["label_spreading"]},
+               {"mode": "dynamic", "energies": ["label_spreading"], "set": {"epochs": 1}, "warm_start": "one-pass"}]
+    spec = load_grid(write_grid(tmp_path, data, methods=methods, baselines=[], seeds=[0]))
+    op, dp = plan_cells(spec)
+    assert dp.source == op.id and dp.cfg.warmup_epochs == 0
+    assert dp.cfg.pretrained == str(spec.folder / "runs" / op.cfg.name / "checkpoints" / "best.pt")
+    records = run_grid(spec, log=io.StringIO())
+    assert [r["cell"] for r in records] == [op.id, dp.id]
+    hist = (spec.folder / "runs" / dp.cfg.name / "history.csv").read_text().splitlines()
+    phases = [row.split(",")[hist[0].split(",").index("phase")] for row in hist[1:]]
+    assert phases and set(phases) == {"dynamic"}  # no supervised warm-up epoch ran
+    # the loaded backbone is the One Pass run's best one (checked on a conv weight before training)
+    from graphzoo.models import create_backbone
+
+    best = torch.load(dp.cfg.pretrained, weights_only=False)["model"]
+    bb = create_backbone("small_cnn", in_chans=1, pretrained=dp.cfg.pretrained, width=4)
+    name, w = next((k, v) for k, v in bb.state_dict().items() if v.ndim == 4)
+    assert torch.equal(w, best["backbone." + name])
+
+    with pytest.raises(ValueError, match="no One Pass method"):
+        load_grid(write_grid(tmp_path, data, methods=methods[1:]))
+    with pytest.raises(ValueError, match="dynamic only"):
+        load_grid(write_grid(tmp_path, data, methods=[{"mode": "one-pass", "warm_start": "one-pass"}]))

@@ -11,7 +11,8 @@ An experiment is a YAML file (``configs/experiments/*.yaml``)::
     methods:
       - {mode: one-pass, backbones: [small_cnn], energies: [label_spreading, poisson],
          energy_params: {label_spreading: {alpha: 0.99}}}
-      - {mode: dynamic, backbones: [small_cnn], energies: [label_spreading], set: {epochs: 3}}
+      - {mode: dynamic, backbones: [small_cnn], energies: [label_spreading], set: {epochs: 3},
+         warm_start: one-pass}           # optional: start from the One Pass run's trained net
     baselines: [supervised, fully_supervised, gcn, sklearn_label_spreading]
     baseline_backbone: small_cnn     # whose One Pass features / graph the baselines use
     gcn: {hidden: 64, epochs: 200}
@@ -29,6 +30,12 @@ Cells and what they cost
   One Pass trains its network on the labelled images only, so all the energies listed in one
   One Pass entry share that training: the first energy is the run, the others re-minimise their
   energy on the same features ψ(x) and graph (exactly what the run's evaluation does).
+* Dynamic Pass with ``warm_start: one-pass``: its supervised warm-up on the labelled images *is* a
+  One Pass training (same data, loss, early stopping), so the cell starts from the best checkpoint
+  of the same grid's One Pass run with that backbone, fraction and seed (``pretrained=<its
+  best.pt>``, ``warmup_epochs=0``) instead of training it again; only the dynamic epochs run. The
+  head is re-initialised and trained in the dynamic epochs. That run's settings are the warm-up's
+  (an entry's own ``warmup_epochs`` etc. are then not used).
 * ``supervised``: the same One Pass network's inductive test prediction (trained on the labelled
   subset only, early-stopped on the labelled validation part).
 * ``fully_supervised``: a One Pass run with every training label (``label_fraction=1``), inductive
@@ -84,6 +91,7 @@ class MethodSpec:
     energy_params: dict
     overrides: dict
     group: str  # One Pass entries sharing one training (same YAML entry and backbone)
+    warm_start: bool = False  # Dynamic Pass: start from the grid's One Pass run (module docstring)
 
 
 @dataclass
@@ -172,7 +180,7 @@ def load_grid(path: str | Path, overrides: dict | None = None, out: str | None =
     for i, entry in enumerate(spec.get("methods") or []):
         if not isinstance(entry, dict) or "mode" not in entry:
             raise ValueError(f"{path}: methods[{i}] must be a mapping with a mode (one-pass or dynamic)")
-        extra = set(entry) - {"mode", "backbones", "backbone", "energies", "energy", "energy_params", "set", "name"}
+        extra = set(entry) - {"mode", "backbones", "backbone", "energies", "energy", "energy_params", "set", "name", "warm_start"}
         if extra:
             raise ValueError(f"{path}: methods[{i}] has unknown key(s) {sorted(extra)}; use set: {{key: value}} for run-config keys")
         mode = entry["mode"]
@@ -183,6 +191,11 @@ def load_grid(path: str | Path, overrides: dict | None = None, out: str | None =
         if bad:
             raise ValueError(f"{path}: methods[{i}].set changes {bad}, which decide the split and label mask; "
                              "every method of a grid must see the same split (set them at the top level instead)")
+        warm = entry.get("warm_start")
+        if warm not in (None, False, "one-pass"):
+            raise ValueError(f"{path}: methods[{i}].warm_start={warm!r}: the only warm start is 'one-pass'")
+        if warm and mode != "dynamic":
+            raise ValueError(f"{path}: methods[{i}].warm_start applies to mode: dynamic only")
         eparams = dict(entry.get("energy_params") or {})
         for b in _as_list(entry.get("backbones", entry.get("backbone", base.backbone))):
             for energy in _as_list(entry.get("energies", entry.get("energy", base.energy))):
@@ -192,7 +205,10 @@ def load_grid(path: str | Path, overrides: dict | None = None, out: str | None =
                     raise ValueError(f"{path}: method {key!r} appears twice; give one entry a name: to tell them apart")
                 params = eparams.get(energy, base.energy_params if energy == base.energy else {})
                 label = f"{MODE_LABELS[mode]} · {b} · {energy}" + (f" ({entry['name']})" if entry.get("name") else "")
-                methods.append(MethodSpec(key, label, mode, b, energy, dict(params), sets, group=f"{i}:{b}"))
+                if warm and not any(m.mode == "one-pass" and m.backbone == b for m in methods):
+                    raise ValueError(f"{path}: methods[{i}] (dynamic, {b}) has warm_start: one-pass, but no One Pass "
+                                     f"method with backbone {b} is listed before it to start from")
+                methods.append(MethodSpec(key, label, mode, b, energy, dict(params), sets, group=f"{i}:{b}", warm_start=bool(warm)))
     baselines = [str(b) for b in _as_list(spec.get("baselines", list(BASELINES)) or [])]
     for b in baselines:
         if b not in BASELINES:
@@ -231,6 +247,7 @@ def plan_cells(spec: GridSpec) -> list[Cell]:
     for seed in spec.seeds:
         for f in spec.label_fractions:
             first_of_group: dict[str, str] = {}
+            op_run: dict[str, Cell] = {}  # backbone -> this (fraction, seed)'s first One Pass run
             for m in spec.methods:
                 cid = f"{m.key}|lf={_fs(f)}|seed={seed}"
                 common = dict(method=m.key, label=m.label, role="method", label_fraction=f, seed=seed, energy=m.energy,
@@ -239,9 +256,16 @@ def plan_cells(spec: GridSpec) -> list[Cell]:
                     cells.append(Cell(cid, kind="energy", source=first_of_group[m.group], **common))
                     continue
                 cfg = _method_cfg(spec.base, m, f, seed, spec.folder)
-                cells.append(Cell(cid, kind="run", cfg=cfg, **common))
+                source = None
+                if m.warm_start:
+                    src = op_run[m.backbone]
+                    best = Path(src.cfg.out) / src.cfg.name / "checkpoints" / "best.pt"
+                    cfg = dataclasses.replace(cfg, pretrained=str(best), warmup_epochs=0)
+                    source = src.id
+                cells.append(Cell(cid, kind="run", cfg=cfg, source=source, **common))
                 if m.mode == "one-pass":
                     first_of_group[m.group] = cid
+                    op_run.setdefault(m.backbone, cells[-1])
             graph_bl = [b for b in spec.baselines if b in ("supervised", "gcn", "sklearn_label_spreading")]
             if graph_bl:
                 src = next((c for c in cells if c.kind == "run" and c.mode == "one-pass" and c.backbone == spec.baseline_backbone
