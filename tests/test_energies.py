@@ -12,7 +12,7 @@ from sklearn.datasets import make_blobs, make_moons
 
 from functools import partial
 
-from graphzoo import ENERGIES, ConvergenceWarning, UnlabelledComponentWarning, diffuse
+from graphzoo import ENERGIES, ConvergenceWarning, UnlabelledComponentWarning, diffuse, diffuse_per_label
 from graphzoo import knn_graph as _knn_graph
 from graphzoo.energies import fit_class_offsets, one_hot
 
@@ -278,3 +278,32 @@ def test_float32_graph_gives_float32_label_spreading(small_problem):
     assert res.scores.dtype == np.float32
     np.testing.assert_allclose(res.scores, ref, atol=1e-4)
     assert (res.scores.argmax(1) == ref.argmax(1)).all()
+
+
+@pytest.mark.parametrize("reorder", [False, True])
+def test_diffuse_per_label_matches_diffuse_per_column(reorder):
+    """Multi-label: one shared check / components / renumbering, the same result as L diffuse calls,
+    unlabelled components included; None for a label with a single value among the labelled nodes."""
+    rng = np.random.default_rng(0)
+    X, _ = make_blobs(60, centers=3, random_state=1)
+    W1 = knn_graph(X, 6, metric="euclidean")
+    W = sp.block_diag([W1, W1]).tocsr()  # the second copy has no labelled node
+    Y = (rng.random((120, 3)) < 0.4).astype(int)
+    Y[:, 2] = 1
+    lab = np.zeros(120, bool)
+    lab[rng.choice(60, 20, replace=False)] = True
+    Ym = np.where(lab[:, None], Y, -1)
+    with pytest.warns(UnlabelledComponentWarning):
+        out = diffuse_per_label(W, Ym, "poisson", reorder=reorder)
+    assert out[2] is None and len(out) == 3
+    for j in (0, 1):
+        with pytest.warns(UnlabelledComponentWarning):
+            ref = diffuse(W, Ym[:, j], "poisson", n_classes=2, reorder=reorder)
+        np.testing.assert_allclose(out[j].scores, ref.scores, atol=1e-12)
+        assert (out[j].unreachable == ref.unreachable).all() and out[j].unreachable[60:].all()
+    Ybad = Ym.copy()
+    Ybad[~lab, 1] = 0
+    with pytest.raises(ValueError, match="same rows unlabelled"):
+        diffuse_per_label(W, Ybad)
+    with pytest.raises(ValueError, match="0 / 1"):
+        diffuse_per_label(W, np.where(lab[:, None], 2 * Y, -1))

@@ -7,7 +7,7 @@ that import torch lazily.
 """
 
 from .classifier import GraphSSLClassifier, scores_to_proba
-from .energies import ENERGIES, ConvergenceWarning, EnergyResult, UnlabelledComponentWarning, diffuse
+from .energies import ENERGIES, ConvergenceWarning, EnergyResult, UnlabelledComponentWarning, diffuse, diffuse_per_label
 from .graph import edge_weights, knn_graph, knn_search
 from .registry import Registry
 
@@ -21,6 +21,7 @@ __all__ = [
     "Registry",
     "UnlabelledComponentWarning",
     "diffuse",
+    "diffuse_per_label",
     "edge_weights",
     "knn_graph",
     "knn_search",

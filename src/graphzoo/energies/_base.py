@@ -31,6 +31,7 @@ __all__ = [
     "ConvergenceWarning",
     "UnlabelledComponentWarning",
     "diffuse",
+    "diffuse_per_label",
     "check_graph",
     "check_labels",
     "one_hot",
@@ -230,14 +231,86 @@ def diffuse(
         are. (scikit-learn returns NaN there, its issue #9292; we never do.)
     """
     W = check_graph(W)
+    y, n_classes = check_labels(y, W.shape[0], n_classes)
+    fn = _energy_fn(energy)
+    plan = _plan(W, y >= 0, reorder)
+    return _run(plan, fn, y, n_classes, params)
+
+
+def diffuse_per_label(
+    W,
+    Y,
+    energy: str | Callable[..., Any] = "label_spreading",
+    *,
+    reorder: bool | str = "auto",
+    **params,
+) -> list[EnergyResult | None]:
+    """Multi-label diffusion: one two-class :func:`diffuse` per label, on one graph.
+
+    Parameters
+    ----------
+    W : scipy sparse matrix of shape (n, n)
+        As in :func:`diffuse`.
+    Y : array-like of int, shape (n, L)
+        ``1`` / ``0`` where label ``j`` is present / absent on a labelled node, ``-1`` on the
+        unlabelled nodes; the same rows are labelled in every column (one labelled image has all
+        its labels).
+    energy, reorder, **params
+        As in :func:`diffuse`.
+
+    Returns
+    -------
+    list of L EnergyResult or None
+        Result ``j`` has scores of shape (n, 2) (absent, present). ``None`` where the labelled nodes
+        all carry the same value of label ``j``: no two-class problem to solve there.
+
+    Same results as calling :func:`diffuse` per column, but the graph check, the connected
+    components and the locality renumbering (≈ 0.5 s each at 112k nodes) are done once, not L times.
+    """
+    W = check_graph(W)
     n = W.shape[0]
-    y, n_classes = check_labels(y, n, n_classes)
+    Y = np.asarray(Y)
+    if Y.ndim != 2 or Y.shape[0] != n:
+        raise ValueError(f"Y must have shape ({n}, n_labels) to match W, got {Y.shape}")
+    labelled = Y[:, 0] >= 0
+    if not (np.all((Y >= 0) == labelled[:, None])):
+        raise ValueError("Y must mark the same rows unlabelled (-1) in every column")
+    if Y[labelled].size and not np.isin(Y[labelled], (0, 1)).all():
+        raise ValueError("Y must hold 0 / 1 on labelled rows (label absent / present)")
+    fn = _energy_fn(energy)
+    plan = _plan(W, labelled, reorder)
+    out: list[EnergyResult | None] = []
+    for j in range(Y.shape[1]):
+        y = Y[:, j]
+        if np.unique(y[labelled]).size < 2:
+            out.append(None)
+            continue
+        y, _ = check_labels(y, n, 2)
+        out.append(_run(plan, fn, y, 2, params))
+    return out
+
+
+@dataclass
+class _Plan:
+    """What :func:`diffuse` works out from the graph and the labelled nodes, before any energy runs."""
+
+    W: sp.csr_matrix  # the checked graph, (n, n)
+    reachable: np.ndarray  # (n,) bool: in a connected component that holds a labelled node
+    nodes: np.ndarray | None  # the nodes the energy runs on, in its order; None = all, as they are
+    W_run: sp.csr_matrix  # W restricted to / renumbered by `nodes`
+
+
+def _energy_fn(energy) -> Callable[..., Any]:
     fn = ENERGIES.get(energy) if isinstance(energy, str) else energy
     if not callable(fn):
         raise TypeError(f"energy must be a registered name or a callable, got {type(energy).__name__}")
+    return fn
 
+
+def _plan(W: sp.csr_matrix, labelled: np.ndarray, reorder: bool | str) -> _Plan:
+    n = W.shape[0]
     n_comp, comp = connected_components(W, directed=False)
-    has_label = np.bincount(comp[y >= 0], minlength=n_comp) > 0
+    has_label = np.bincount(comp[labelled], minlength=n_comp) > 0
     reachable = has_label[comp]
     if not reachable.all():
         warnings.warn(
@@ -245,7 +318,7 @@ def diffuse(
             "with no labelled node; they get zero scores and are flagged in `unreachable`. "
             "Label a node there or increase n_neighbors.",
             UnlabelledComponentWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     if reorder == "auto":
         reorder = n >= REORDER_MIN_NODES
@@ -256,18 +329,22 @@ def diffuse(
         nodes = order[reachable[order]]
     elif not reachable.all():
         nodes = np.flatnonzero(reachable)
+    return _Plan(W, reachable, nodes, W if nodes is None else induced_subgraph(W, nodes))
 
+
+def _run(plan: _Plan, fn, y: np.ndarray, n_classes: int, params: dict) -> EnergyResult:
+    n, nodes = plan.W.shape[0], plan.nodes
     if nodes is None:
-        result = fn(W, y, n_classes, **params)
+        result = fn(plan.W, y, n_classes, **params)
         result = result if isinstance(result, EnergyResult) else EnergyResult(np.asarray(result))
     else:
         per_node = {k: np.asarray(v)[nodes] for k, v in params.items() if isinstance(v, np.ndarray) and len(v) == n}
-        sub = fn(induced_subgraph(W, nodes), y[nodes], n_classes, **{**params, **per_node})
+        sub = fn(plan.W_run, y[nodes], n_classes, **{**params, **per_node})
         sub = sub if isinstance(sub, EnergyResult) else EnergyResult(np.asarray(sub))
         scores = np.zeros((n, n_classes), dtype=sub.scores.dtype)
         scores[nodes] = sub.scores
         result = EnergyResult(scores, sub.n_iter, sub.residual, sub.converged, None, sub.info)
-    result.unreachable = ~reachable
+    result.unreachable = ~plan.reachable
     if result.scores.shape != (n, n_classes):
         raise ValueError(f"energy returned scores of shape {result.scores.shape}, expected {(n, n_classes)}")
     if not np.isfinite(result.scores).all():
@@ -277,6 +354,6 @@ def diffuse(
             f"energy {getattr(fn, '__name__', fn)!s} stopped at its iteration cap "
             f"({result.n_iter} iterations, residual {result.residual:.2e}); raise max_iter or tol",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     return result

@@ -184,7 +184,7 @@ def diffuse_features(Z: np.ndarray, targets: np.ndarray, labelled: np.ndarray, c
     graph); reachable (n,) or (n, L) bool, False where no label reaches the node; info a dict of
     diagnostics (iterations, residual, convergence, unreachable count, edges, seconds).
     """
-    from .. import diffuse, scores_to_proba
+    from .. import diffuse, diffuse_per_label, scores_to_proba
 
     t0 = time.perf_counter()
     if W is None:
@@ -205,14 +205,12 @@ def diffuse_features(Z: np.ndarray, targets: np.ndarray, labelled: np.ndarray, c
             proba = np.zeros((len(Z), L))
             reachable = np.zeros((len(Z), L), bool)
             iters, resid, conv, skipped = [], [], [], 0
-            for j in range(L):
-                y = np.where(labelled, targets[:, j], -1)
-                lab = y[labelled]
-                if lab.min() == lab.max():  # this label has only one value among the labelled images
-                    proba[:, j] = lab.mean()
+            Y = np.where(labelled[:, None], targets, -1)
+            for j, res in enumerate(diffuse_per_label(W, Y, cfg.energy, **cfg.energy_params)):
+                if res is None:  # this label has only one value among the labelled images
+                    proba[:, j] = targets[labelled, j].mean()
                     skipped += 1
                     continue
-                res = diffuse(W, y, cfg.energy, n_classes=2, **cfg.energy_params)
                 proba[:, j] = scores_to_proba(res.scores)[:, 1]
                 reachable[:, j] = ~res.unreachable
                 iters.append(res.n_iter)
