@@ -203,7 +203,8 @@ def test_chestxray_raw_sample_matches_npz():
 
 def test_mias_raw_sample_matches_npz():
     raw = need(DATA_DIR / "mias" / "raw_sample")
-    ref = gd.load(need(DATA_DIR / "mias" / "mini_mias_256.npz"))
+    with pytest.warns(gd.DataWarning, match="patient ids derived"):
+        ref = gd.load(need(DATA_DIR / "mias" / "mini_mias_256.npz"))
     ds = quiet_load(raw, size=256)
     assert gd.detect_format(raw) == "mias"
     assert ds.images.shape == (9, 256, 256)
@@ -225,6 +226,9 @@ def test_mias_raw_sample_matches_npz():
     r = np.corrcoef(ds.images.reshape(9, -1).astype(float), ref.images[idx].reshape(9, -1).astype(float))
     assert np.diag(r[:9, 9:]).min() > 0.99
     assert ds.patient_ids.tolist() == [f"mias_{(int(f[3:]) + 1) // 2:03d}" for f in ds.filenames]
+    # the npz has no patient ids: derived from the film names the same way (both breasts together)
+    np.testing.assert_array_equal(ref.patient_ids[idx], ds.patient_ids)
+    assert len(set(ref.patient_ids)) == 161
 
 
 def test_mias_info_parser_handles_quirks(tmp_path):

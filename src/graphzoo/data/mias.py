@@ -154,7 +154,7 @@ def read_mias(
         images=finish_images(images, stack=stack, where=str(folder), names=refs, notes=notes),
         labels=np.array(labels, np.int64),
         class_names=list(MIAS_CLASSES),
-        patient_ids=np.array([f"mias_{(int(r[3:]) + 1) // 2:03d}" for r in refs]),
+        patient_ids=mias_patient_ids(refs),
         filenames=np.array(refs),
         meta={
             "background_tissue": np.array(tissue),
@@ -168,3 +168,12 @@ def read_mias(
         source=f"mias:{folder}",
         notes=notes,
     )
+
+
+MIAS_REF = re.compile(r"mdb\d{3}")
+
+
+def mias_patient_ids(refs) -> np.ndarray:
+    """Patient ids of mini-MIAS films: ``mdbNNN`` come in left / right pairs of one woman
+    (mdb001 + mdb002, mdb003 + mdb004, ...), so the id is ``mias_{(NNN + 1) // 2:03d}``."""
+    return np.array([f"mias_{(int(str(r)[3:6]) + 1) // 2:03d}" for r in refs])

@@ -451,6 +451,13 @@ def read_npz(path: Path, *, skip_corrupt: bool = False, class_names: Sequence[st
     patient_ids = per_image("patient_ids")
     filenames = per_image("filenames")
     multilabels = per_image("multilabels")
+    if patient_ids is None and filenames is not None and n:
+        from .mias import MIAS_REF, mias_patient_ids
+
+        if all(MIAS_REF.fullmatch(str(f)) for f in filenames):
+            # mini-MIAS films of one woman (left / right pair) must not sit on two sides of a split
+            patient_ids = mias_patient_ids(filenames)
+            note(notes, f"{where}: mini-MIAS film names (mdbNNN); patient ids derived from the left/right pairs")
     meta: dict[str, np.ndarray] = {}
     for k, arr in data.items():
         if k in _FIELDS:
