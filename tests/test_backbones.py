@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn as nn  # noqa: E402
 
-from graphzoo.data.torchdata import Augment, ImageTensorDataset, Normalizer, to_image_tensor  # noqa: E402
+from graphzoo.data.torchdata import Augment, ImageTensorDataset, Normalizer, apply_view, to_image_tensor, tta_views  # noqa: E402
 from graphzoo.models import BACKBONES, HybridNet, create_backbone  # noqa: E402
 
 torch.set_num_threads(1)
@@ -131,3 +131,33 @@ def test_dataset_items():
     ds = ImageTensorDataset(x, np.arange(6), Normalizer([0.5], [0.25]), indices=[1, 4])
     img, target, idx = ds[1]
     assert len(ds) == 2 and img.shape == (1, 8, 8) and int(target) == 4 and idx == 4
+
+
+def test_tta_views_are_the_augmentation_symmetries():
+    x = torch.arange(2 * 1 * 5 * 5, dtype=torch.float32).reshape(2, 1, 5, 5)
+    d8 = [apply_view(x, v) for v in tta_views(True, True, True)]
+    assert len(d8) == 8 and len({t.numpy().tobytes() for t in d8}) == 8  # all distinct
+    # closed under a quarter turn and a mirror: the 8 symmetries of the square
+    as_set = {t.numpy().tobytes() for t in d8}
+    assert {torch.rot90(t, 1, dims=(2, 3)).numpy().tobytes() for t in d8} == as_set
+    assert {t.flip(2).numpy().tobytes() for t in d8} == as_set
+    flips = [apply_view(x, v) for v in tta_views(True, True, False)]
+    expected = [x, x.flip(3), x.flip(2), x.flip(2).flip(3)]
+    assert len(flips) == 4 and all(torch.equal(a, b) for a, b in zip(flips, expected))
+    assert tta_views(False, False, False) == [(0, False)] and len(tta_views(False, False, True)) == 4
+
+
+def test_infer_over_d8_views_is_rotation_invariant():
+    """Averaged over the 8 symmetries, ψ and the logits no longer depend on the cell's orientation."""
+    torch.manual_seed(0)
+    net = HybridNet(create_backbone("small_cnn", in_chans=1, width=4), 2).eval()
+    x = torch.randn(3, 1, 16, 16)
+    views = tta_views(True, True, True)
+    with torch.no_grad():
+        lg, z = net.infer(x, views)
+        lg_r, z_r = net.infer(torch.rot90(x, 1, dims=(2, 3)).flip(3), views)
+        lg_1, z_1 = net.infer(x)
+    torch.testing.assert_close(z_r, z, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lg_r, lg, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lg_1, net(x))  # one view: the plain forward pass
+    assert not torch.allclose(z_1, z)  # and the single view is not already invariant

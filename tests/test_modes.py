@@ -62,7 +62,7 @@ def read_csv(path):
 
 def test_one_pass_writes_run_folder(tmp_path):
     metrics, run = run_experiment(cfg_for(tmp_path, epochs=3), imageset=blobs())
-    for f in ("config.yaml", "metrics.json", "history.csv", "predictions.csv", "split.json", "split.csv",
+    for f in ("config.yaml", "metrics.json", "history.csv", "predictions.csv", "split.json", "split.csv", "features.npy",
               "checkpoints/last.pt", "checkpoints/best.pt"):
         assert (run / f).exists(), f
     saved = json.loads((run / "metrics.json").read_text())
@@ -185,3 +185,40 @@ def test_set_overrides_are_type_checked(tmp_path):
     for bad in ({"epochs": "2.5"}, {"augment": "maybe"}, {"lr": "fast"}, {"epochz": "3"}):
         with pytest.raises(ValueError):
             apply_overrides(RunConfig(), bad)
+
+
+def test_tta_run_saves_averaged_features_and_predict_uses_them(tmp_path):
+    """tta: the final ψ and net probabilities average the 8 symmetries; features.npy, the baselines'
+    run_features and graphzoo predict all see the same averaged network."""
+    from graphzoo.experiments.baselines import run_features
+    from graphzoo.predict import load_model
+
+    images = blobs(n=120)
+    cfg = cfg_for(tmp_path, epochs=1, rot90=True, tta=True)
+    metrics, run = run_experiment(cfg, imageset=images)
+    Z = np.load(run / "features.npy")
+    model, meta, norm = load_model(run, "best")
+    assert len(meta["tta_views"]) == 8
+    x = torch.from_numpy(images.images[:, None])
+    with torch.no_grad():
+        plain = model.features(norm(x)).numpy()
+        lg, z8 = model.infer(norm(x), [tuple(v) for v in meta["tta_views"]])
+    np.testing.assert_allclose(Z, z8.numpy(), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(Z, plain, atol=1e-3)
+    (run / "features.npy").unlink()
+    np.testing.assert_allclose(run_features(run, x, cache=False), Z, rtol=1e-4, atol=1e-5)
+    proba = torch.softmax(lg.double(), 1).numpy()
+    sup = json.loads((run / "metrics.json").read_text())["test_inductive"]["accuracy"]
+    test = np.array([r["split"] == "test" for r in read_csv(run / "predictions.csv")])
+    assert sup == pytest.approx((proba[test].argmax(1) == images.labels[test]).mean())
+    # graphzoo predict on image files: the same averaged probabilities
+    from PIL import Image
+
+    from graphzoo.predict import predict_files
+
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"cell{i}.png")
+        Image.fromarray(images.images[i]).save(files[-1])
+    p_files, _ = predict_files(run, files)
+    np.testing.assert_allclose(p_files, proba[:3], rtol=1e-4, atol=1e-5)

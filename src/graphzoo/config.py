@@ -61,7 +61,10 @@ class RunConfig:
     every lr_patience epochs without improvement; 0 disables), monitor, final_model (the model evaluated at the end: "best" by
     validation, "last", or "auto": best for One Pass, last for Dynamic Pass),
     augment / hflip / vflip / rotate_degrees / crop_scale / translate / rot90 (exact quarter turns), ae_pretrain_epochs
-    (autoencoder backbone: reconstruction epochs on all images).
+    (autoencoder backbone: reconstruction epochs on all images), tta (test-time averaging: the
+    final features ψ(x) and logits are averaged over the exact flips / quarter turns that training
+    augments with, :func:`graphzoo.data.torchdata.tta_views`; 8 views for cells with rot90, so the
+    final extraction costs 8×).
 
     Graph and energy
     ----------------
@@ -118,6 +121,7 @@ class RunConfig:
     vflip: bool = True
     rotate_degrees: float = 10.0
     rot90: bool = False
+    tta: bool = False
     crop_scale: float = 0.1
     translate: float = 0.05
     ae_pretrain_epochs: int = 5

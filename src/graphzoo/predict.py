@@ -65,13 +65,15 @@ def predict_files(run_dir, files, which: str = "best", batch_size: int = 256):
     from .data.torchdata import to_image_tensor
 
     model, meta, norm = load_model(run_dir, which)
+    views = [tuple(v) for v in meta.get("tta_views") or [(0, False)]]  # the run's test-time averaging
     size = meta["image_size"]
     arrays = [decode_image(f, channels=meta["in_chans"], size=size) for f in files]
     x = to_image_tensor(arrays, size=size, in_chans=meta["in_chans"])
     out = []
     with torch.no_grad():
         for b in x.split(batch_size):
-            logits = model(norm(b)).double()
+            logits, _ = model.infer(norm(b), views)
+            logits = logits.double()
             out.append(torch.sigmoid(logits) if meta["multilabel"] else torch.softmax(logits, 1))
     return torch.cat(out).numpy(), meta
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-__all__ = ["to_image_tensor", "Normalizer", "Augment", "ImageTensorDataset", "batch_indices"]
+__all__ = ["to_image_tensor", "Normalizer", "Augment", "ImageTensorDataset", "batch_indices", "tta_views", "apply_view"]
 
 # ITU-R 601 luma weights, the same as PIL's "L" conversion.
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
@@ -217,6 +217,34 @@ class Augment:
         ).to(x.device, x.dtype)
         grid = F.affine_grid(mat, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def tta_views(hflip: bool, vflip: bool, rot90: bool) -> list[tuple[int, bool]]:
+    """The exact symmetries :class:`Augment` draws from, as views for test-time averaging.
+
+    A view ``(k, f)`` is: mirror left-right if ``f``, then ``k`` quarter turns
+    (:func:`apply_view`). These are index permutations, so no view blurs the image. With ``rot90``
+    and a flip they are the 8 symmetries of the square; without ``rot90``: the identity plus the
+    flips that training used (``vflip`` is ``(2, True)``: a mirror then a half turn).
+    """
+    if rot90:
+        return [(k, f) for f in ((False, True) if hflip or vflip else (False,)) for k in range(4)]
+    views = [(0, False)]
+    if hflip:
+        views.append((0, True))
+    if vflip:
+        views.append((2, True))
+    if hflip and vflip:
+        views.append((2, False))
+    return views
+
+
+def apply_view(x: torch.Tensor, view: tuple[int, bool]) -> torch.Tensor:
+    """Apply one :func:`tta_views` view to a batch (B, C, H, W)."""
+    k, f = view
+    if f:
+        x = x.flip(3)
+    return torch.rot90(x, k, dims=(2, 3)) if k else x
 
 
 def batch_indices(indices, batch_size: int, shuffle: bool, generator: torch.Generator | None = None) -> list[torch.Tensor]:

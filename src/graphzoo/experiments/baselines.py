@@ -227,7 +227,8 @@ def final_checkpoint(run_dir: str | Path) -> str:
 def run_features(run_dir: str | Path, images=None, which: str | None = None, batch_size: int = 512, cache: bool = True) -> np.ndarray:
     """ψ(x) of every image of a run, shape (n_images, out_dim), in the order of ``predictions.csv``.
 
-    Read from ``features.npy`` in the run folder when present; otherwise computed with the run's
+    Read from ``features.npy`` in the run folder when present (a run writes it at its final
+    evaluation, test-time averaged where the run's ``tta`` is on); otherwise computed with the run's
     checkpoint (``which``: "best" or "last"; default the one the run evaluated) on ``images`` (uint8 tensor (N, C, H, W), as
     :func:`graphzoo.train.experiment.prepare_data` returns them; re-prepared from the run's
     ``config.yaml`` when omitted) and, with ``cache``, saved there (float32).
@@ -245,11 +246,12 @@ def run_features(run_dir: str | Path, images=None, which: str | None = None, bat
         from ..train.experiment import prepare_data
 
         images = prepare_data(load_config(run_dir / "config.yaml")).images
-    model, _, norm = load_model(run_dir, which or final_checkpoint(run_dir))
+    model, meta, norm = load_model(run_dir, which or final_checkpoint(run_dir))
+    views = [tuple(v) for v in meta.get("tta_views") or [(0, False)]]
     out = []
     with torch.no_grad():
         for b in torch.arange(len(images)).split(batch_size):
-            out.append(model.features(norm(images[b])).float())
+            out.append(model.infer(norm(images[b]), views)[1].float())
     Z = torch.cat(out).numpy()
     if cache:
         np.save(cached, Z)

@@ -404,7 +404,7 @@ class HybridNet(nn.Module):
         Dropout before the linear layer (the seed's 0.2).
 
     ``features(x)`` returns ψ(x) of shape ``(B, out_dim)``; ``forward(x)`` the logits
-    ``(B, n_outputs)``.
+    ``(B, n_outputs)``; ``infer(x, views)`` both, averaged over test-time views.
     """
 
     def __init__(self, backbone: nn.Module, n_outputs: int, dropout: float = 0.2) -> None:
@@ -418,3 +418,12 @@ class HybridNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.backbone(x)))
+
+    def infer(self, x: torch.Tensor, views=((0, False),)) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits (B, n_outputs), ψ(x) (B, out_dim))``, each the mean over ``views``
+        (:func:`graphzoo.data.torchdata.tta_views`; the default is the image as it is). Call in
+        eval mode: the mean logit is then the logit of the mean feature (the head is linear)."""
+        from ..data.torchdata import apply_view
+
+        z = torch.stack([self.backbone(apply_view(x, v)) for v in views]).mean(0)
+        return self.head(self.dropout(z)), z

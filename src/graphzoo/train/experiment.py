@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import RunConfig, config_diff
-from ..data.torchdata import Augment, Normalizer, to_image_tensor
+from ..data.torchdata import Augment, Normalizer, to_image_tensor, tta_views
 from .metrics import classification_metrics, multilabel_metrics
 
 __all__ = ["Experiment", "PreparedData", "prepare_data", "run_experiment", "default_run_name"]
@@ -338,7 +338,8 @@ class Experiment:
         d = self.data
         return {"backbone": self.cfg.backbone, "backbone_kwargs": self.cfg.backbone_kwargs, "in_chans": int(d.images.shape[1]),
                 "image_size": int(d.images.shape[-1]), "n_outputs": d.n_outputs, "names": d.names, "multilabel": d.multilabel,
-                "dropout": self.cfg.dropout, "normalizer": self.normalizer.state_dict()}
+                "dropout": self.cfg.dropout, "normalizer": self.normalizer.state_dict(),
+                "tta_views": [list(v) for v in self._views()] if self.cfg.tta else []}
 
     def _write_split(self) -> None:
         from ..data import save_split
@@ -370,19 +371,29 @@ class Experiment:
         return F.cross_entropy(logits, target, reduction="none")
 
     @torch.no_grad()
-    def _infer(self, idx: np.ndarray, features: bool = False, batch_size: int = 512) -> np.ndarray:
-        """Logits (or ψ features) of ``images[idx]`` in eval mode, as float32 numpy."""
+    def _infer(self, idx: np.ndarray, tta: bool = False, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (len(idx), n_outputs) and ψ features (len(idx), out_dim) of ``images[idx]`` in eval
+        mode, float32 numpy, in one pass. ``tta``: both averaged over :meth:`_views`."""
         self.model.eval()
-        out = []
+        views = self._views() if tta else [(0, False)]
+        logits, feats = [], []
         batches = torch.as_tensor(idx, dtype=torch.long).split(batch_size)
-        bar = self._progress(len(batches), "features" if features else "predict")
+        bar = self._progress(len(batches), f"infer ×{len(views)}" if len(views) > 1 else "infer")
         for b in batches:
             x = self._batch(b, None)
-            out.append((self.model.features(x) if features else self.model(x)).float().cpu())
+            lg, z = self.model.infer(x, views)
+            logits.append(lg.float().cpu())
+            feats.append(z.float().cpu())
             bar.update()
         bar.close()
         self.model.train()
-        return torch.cat(out).numpy() if out else np.zeros((0, self.model.head.in_features if features else self.data.n_outputs), np.float32)
+        if not logits:
+            return np.zeros((0, self.data.n_outputs), np.float32), np.zeros((0, self.model.head.in_features), np.float32)
+        return torch.cat(logits).numpy(), torch.cat(feats).numpy()
+
+    def _views(self) -> list[tuple[int, bool]]:
+        cfg = self.cfg
+        return tta_views(cfg.hflip, cfg.vflip, cfg.rot90) if cfg.augment else [(0, False)]
 
     def _proba(self, logits: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(logits).double()
@@ -397,7 +408,7 @@ class Experiment:
     def _validate(self) -> dict:
         if len(self.idx_val) == 0:
             return {}
-        logits = self._infer(self.idx_val)
+        logits, _ = self._infer(self.idx_val)
         target = torch.as_tensor(self.data.targets[self.idx_val])
         loss = float(self._loss(torch.from_numpy(logits), target).mean())
         m = self._metrics(self.idx_val, self._proba(logits))
@@ -479,7 +490,7 @@ class Experiment:
     def _pseudo_labels(self) -> dict:
         """Features of the training images → graph → energy → pseudo-labels, certainty, weights."""
         cfg, d = self.cfg, self.data
-        Z = self._infer(self.idx_train, features=True)
+        _, Z = self._infer(self.idx_train)
         lab_mask = d.labelled[self.idx_train]
         proba, reachable, info = diffuse_features(Z, d.targets[self.idx_train], lab_mask, cfg, d.multilabel, d.n_outputs)
         u = ~lab_mask
@@ -686,11 +697,11 @@ class Experiment:
         cfg, d = self.cfg, self.data
         t0 = time.perf_counter()
         all_idx = np.arange(len(d.split))
-        logits = self._infer(all_idx)
+        logits, Z = self._infer(all_idx, tta=cfg.tta)
+        np.save(self.dir / "features.npy", Z)  # ψ of every image, for baselines and the report (run_features)
         p_net = self._proba(logits)
         # Transductive: every image joins one graph built from the final ψ, labels of the
         # labelled training images only (validation labels stay out of it).
-        Z = self._infer(all_idx, features=True)
         graph_labels = d.labelled & (d.split == "train")
         p_graph, reachable, ginfo = diffuse_features(Z, d.targets, graph_labels, cfg, d.multilabel, d.n_outputs)
         method = cfg.test_prediction
