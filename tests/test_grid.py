@@ -12,6 +12,7 @@ import scipy.sparse as sp
 import yaml
 
 from graphzoo.experiments import load_grid, plan_cells, read_results, results_table, run_grid, summarise
+from graphzoo.experiments.grid import stale_cells
 from graphzoo.experiments.aggregate import cell_metrics, format_mean_std
 from graphzoo.experiments.baselines import gcn_predict, sklearn_label_spreading
 
@@ -104,8 +105,13 @@ def test_grid_appends_skips_and_shares_splits(tmp_path, capsys):
     assert json.loads(spec.results_path.read_text().splitlines()[-1])["cell"] == gone
 
     # a changed method config is refused instead of silently reusing old cells
+    changed = load_grid(write_grid(tmp_path, data, set={"data": str(data), **TINY_RUN, "lr": 0.01}))
     with pytest.raises(ValueError, match="another config"):
-        run_grid(load_grid(write_grid(tmp_path, data, set={"data": str(data), **TINY_RUN, "lr": 0.01})), log=io.StringIO())
+        run_grid(changed, log=io.StringIO())
+    # every cell is stale: the runs by their config, the energies and baselines through their source run
+    stale = stale_cells(plan_cells(changed), {r["cell"]: r for r in read_results(spec.results_path)})
+    assert set(stale) == {c.id for c in cells}
+    assert any("lr" in d[0] for d in stale.values()) and any("source run" in d[0] for d in stale.values())
 
 
 def test_grid_spec_errors(tmp_path):

@@ -27,17 +27,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..config import parse_set
-    from .grid import load_grid, plan_cells, read_results, run_grid
+    from .grid import load_grid, plan_cells, read_results, run_grid, stale_cells
 
     spec = load_grid(args.config, parse_set(args.set), out=args.out)
     if args.progress:
         spec.base = dataclasses.replace(spec.base, progress=True)
     cells = plan_cells(spec)
-    done = {r["cell"] for r in read_results(spec.results_path)}
-    print(f"experiment {spec.name}: {len(cells)} cells ({len(done & {c.id for c in cells})} done) -> {spec.folder}", file=sys.stderr)
+    records = {r["cell"]: r for r in read_results(spec.results_path)}
+    stale = stale_cells(cells, records)
+    n_done = len(set(records) & {c.id for c in cells})
+    print(f"experiment {spec.name}: {len(cells)} cells ({n_done} done"
+          f"{f', {len(stale)} of them with another config' if stale else ''}) -> {spec.folder}", file=sys.stderr)
     if args.dry_run:
         for c in cells:
-            print(f"{'done ' if c.id in done else 'todo '} {c.id}  [{c.kind}{', from ' + c.source if c.source else ''}]")
+            status = "stale" if c.id in stale else "done " if c.id in records else "todo "
+            print(f"{status} {c.id}  [{c.kind}{', from ' + c.source if c.source else ''}]"
+                  + (f"  changed: {'; '.join(stale[c.id][:3])}" if c.id in stale else ""))
         return 0
     t0 = time.perf_counter()
     run_grid(spec)

@@ -63,7 +63,7 @@ import yaml
 from ..config import RunConfig, apply_overrides, config_diff, load_config
 from .aggregate import cell_metrics, results_table
 
-__all__ = ["GridSpec", "MethodSpec", "Cell", "load_grid", "plan_cells", "run_grid", "read_results", "SPLIT_KEYS", "BASELINES"]
+__all__ = ["GridSpec", "MethodSpec", "Cell", "load_grid", "plan_cells", "run_grid", "read_results", "stale_cells", "SPLIT_KEYS", "BASELINES"]
 
 # Keys that decide the split and the labelled mask: identical for every cell of a (fraction, seed).
 SPLIT_KEYS = ("data", "data_format", "task", "split", "split_fractions", "label_fraction", "labels_per_class", "val_labels", "seed")
@@ -314,6 +314,24 @@ def _hashes(data) -> tuple[str, str]:
     return h, lab
 
 
+def stale_cells(cells: list[Cell], done: dict[str, dict]) -> dict[str, list[str]]:
+    """Finished cells (records in ``done`` by cell id) whose run config differs from the planned
+    one, or that were computed from such a run: cell id -> the differences, worded as
+    :func:`graphzoo.config.config_diff` does."""
+    out: dict[str, list[str]] = {}
+    for c in cells:  # in plan order: a source run comes before the cells that read it
+        r = done.get(c.id)
+        if r is None:
+            continue
+        if c.cfg is not None and r.get("config") is not None:
+            diff = config_diff(r["config"], _cfg_fingerprint(c.cfg), ignore=_FREE_KEYS)
+            if diff:
+                out[c.id] = diff
+        if c.id not in out and c.source in out:  # computed from (or warm-started by) a run that changed
+            out[c.id] = [f"its source run {c.source} changed"]
+    return out
+
+
 def _cfg_fingerprint(cfg: RunConfig) -> dict:
     d = cfg.to_dict()
     for k in _FREE_KEYS:
@@ -436,13 +454,12 @@ class _Runner:
         spec.folder.mkdir(parents=True, exist_ok=True)
         done = {r["cell"]: r for r in read_results(spec.results_path)}
         cells = list(self.cells.values())
-        for c in cells:  # a cell whose config changed since it ran is not silently reused
-            r = done.get(c.id)
-            if r is not None and c.cfg is not None and r.get("config") is not None:
-                diff = config_diff(r["config"], _cfg_fingerprint(c.cfg), ignore=_FREE_KEYS)
-                if diff:
-                    raise ValueError(f"cell {c.id} of {spec.results_path} was run with another config ({'; '.join(diff[:4])}); "
-                                     f"use a new experiment name, or delete its line from results.jsonl and its run folder")
+        stale = stale_cells(cells, done)  # a cell whose config changed since it ran is not silently reused
+        if stale:
+            cid, diff = next(iter(stale.items()))
+            raise ValueError(f"{len(stale)} finished cell(s) of {spec.results_path} were run with another config, e.g. {cid} "
+                             f"({'; '.join(diff[:4])}); use a new experiment name, or delete their lines from results.jsonl "
+                             "and their run folders")
         t_grid = time.perf_counter()
         n = len(cells)
         for i, c in enumerate(cells, 1):
