@@ -171,9 +171,10 @@ def test_sklearn_label_spreading_baseline():
 def test_mean_std_aggregation_and_table():
     recs = [{"method": "a", "label": "A", "label_fraction": f, "seed": s, "accuracy": v}
             for f, vals in ((0.01, [0.5, 0.7, 0.9]), (0.2, [0.8, 0.8, 0.8])) for s, v in enumerate(vals)]
-    recs += [{"method": "b", "label": "B", "kind": "baseline", "label_fraction": 0.2, "seed": 0, "accuracy": 0.6}]
+    recs += [{"method": "b", "label": "B", "kind": "gcn", "role": "baseline", "label_fraction": 0.2, "seed": 0, "accuracy": 0.6}]
     s = summarise(recs, "accuracy")
     assert list(s) == ["a", "b"]
+    assert s["a"]["kind"] == "method" and s["b"]["kind"] == "baseline"  # from the record's role (figures draw them apart)
     assert s["a"]["cells"][0.01]["mean"] == pytest.approx(0.7)
     assert s["a"]["cells"][0.01]["std"] == pytest.approx(0.2)  # sample std (ddof=1)
     assert s["a"]["cells"][0.2]["std"] == pytest.approx(0, abs=1e-12) and s["b"]["cells"][0.2]["n"] == 1

@@ -71,7 +71,7 @@ def summarise(records: list[dict], metric: str = "accuracy") -> "OrderedDict[str
     groups: dict[tuple, list] = {}
     for r in records:
         key = r["method"]
-        out.setdefault(key, {"label": r.get("label", key), "kind": r.get("kind", "method"), "cells": {}})
+        out.setdefault(key, {"label": r.get("label", key), "kind": r.get("role", "method"), "cells": {}})
         if metric.startswith("per_label_auc."):
             name = metric.split(".", 1)[1]
             value = (r.get("per_class") or {}).get(name, {}).get("auc")

@@ -44,6 +44,7 @@ def fraction_curves(summary: dict, metric_name: str, full: dict | None = None) -
     horizontal band (fully supervised, which has one column at 100 %)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    ticks: set[float] = set()
     for i, (key, m) in enumerate(summary.items()):
         fr = sorted(f for f, c in m["cells"].items() if c["mean"] is not None)
         if not fr:
@@ -56,12 +57,16 @@ def fraction_curves(summary: dict, metric_name: str, full: dict | None = None) -
             ax.axhspan(mean[-1] - std[-1], mean[-1] + std[-1], color=color, alpha=0.1)
             continue
         ls = "-" if m["kind"] == "method" else ":"
+        ticks.update(100 * f for f in fr)
         ax.errorbar(100 * np.array(fr), mean, yerr=std, marker="o", ms=4, capsize=3, ls=ls, color=color, label=m["label"])
     ax.set_xscale("log")
     ax.set_xlabel("labelled training images (%)")
     ax.set_ylabel(metric_name)
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3, which="major")
+    # ticks at the grid's label fractions only (a log axis would label 6×10⁰ etc. in between)
+    ax.set_xticks(sorted(ticks))
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_title(f"Test {metric_name} vs label fraction (mean ± std over seeds)", fontsize=10)
     return png(fig)
