@@ -214,6 +214,13 @@ def test_dynamic_warm_start_from_one_pass_run(tmp_path):
     name, w = next((k, v) for k, v in bb.state_dict().items() if v.ndim == 4)
     assert torch.equal(w, best["backbone." + name])
 
+    # dynamic_last: the One Pass cells and baselines of every seed first, the costly dynamic ones after
+    order = plan_cells(load_grid(write_grid(tmp_path, data, methods=methods, seeds=[0, 1], baselines=["gcn"], dynamic_last=True)))
+    modes = [c.mode for c in order]
+    assert modes.count("dynamic") == 2 and modes[-2:] == ["dynamic", "dynamic"]
+    ids = [c.id for c in order]
+    assert all(ids.index(c.source) < ids.index(c.id) for c in order if c.source)
+
     with pytest.raises(ValueError, match="no One Pass method"):
         load_grid(write_grid(tmp_path, data, methods=methods[1:]))
     with pytest.raises(ValueError, match="dynamic only"):

@@ -17,6 +17,7 @@ An experiment is a YAML file (``configs/experiments/*.yaml``)::
     baseline_backbone: small_cnn     # whose One Pass features / graph the baselines use
     gcn: {hidden: 64, epochs: 200}
     sklearn_label_spreading: {alpha: 0.2}
+    dynamic_last: false              # true: every seed's One Pass cells and baselines first
     report: true
 
 Every cell of one (label fraction, seed) sees the same train / val / test split and the same
@@ -110,6 +111,7 @@ class GridSpec:
     sklearn_label_spreading: dict = field(default_factory=dict)
     report: bool = True
     source: str = ""
+    dynamic_last: bool = False
 
     @property
     def results_path(self) -> Path:
@@ -154,7 +156,7 @@ def load_grid(path: str | Path, overrides: dict | None = None, out: str | None =
         raise FileNotFoundError(f"experiment file {str(path)!r} does not exist")
     spec = yaml.safe_load(path.read_text()) or {}
     known = {"name", "out", "base", "set", "label_fractions", "seeds", "methods", "baselines", "baseline_backbone", "gcn",
-             "sklearn_label_spreading", "report"}
+             "sklearn_label_spreading", "report", "dynamic_last"}
     unknown = set(spec) - known
     if unknown:
         import difflib
@@ -226,7 +228,8 @@ def load_grid(path: str | Path, overrides: dict | None = None, out: str | None =
         for m in methods:
             _method_cfg(base, m, f, 0, folder).validate()
     return GridSpec(name, folder, base, fractions, seeds, methods, baselines, bb, dict(spec.get("gcn") or {}),
-                    dict(spec.get("sklearn_label_spreading") or {}), bool(spec.get("report", True)), str(path))
+                    dict(spec.get("sklearn_label_spreading") or {}), bool(spec.get("report", True)), str(path),
+                    bool(spec.get("dynamic_last", False)))
 
 
 def _fs(f: float) -> str:
@@ -241,7 +244,10 @@ def _method_cfg(base: RunConfig, m: MethodSpec, fraction: float, seed: int, fold
 
 def plan_cells(spec: GridSpec) -> list[Cell]:
     """All cells in running order: seed by seed (so that a table with one seed exists early), then
-    label fraction, methods before the baselines that read their runs."""
+    label fraction, methods before the baselines that read their runs. With ``dynamic_last`` the
+    Dynamic Pass cells (the costly ones: a graph per epoch) move after all the others, so that the
+    One Pass and baseline table over every seed exists first; they only read One Pass runs, which
+    then still come before them."""
     cells: list[Cell] = []
     op = [m for m in spec.methods if m.mode == "one-pass"]
     for seed in spec.seeds:
@@ -286,6 +292,8 @@ def plan_cells(spec: GridSpec) -> list[Cell]:
             cfg = _method_cfg(spec.base, m, 1.0, seed, spec.folder)
             cells.append(Cell(f"{m.key}|lf=1|seed={seed}", m.key, f"{BASELINE_LABELS['fully_supervised']} · {spec.baseline_backbone}",
                               "run", "baseline", 1.0, seed, cfg=cfg, backbone=m.backbone, mode="one-pass", energy=m.energy))
+    if spec.dynamic_last:
+        cells = [c for c in cells if c.mode != "dynamic"] + [c for c in cells if c.mode == "dynamic"]
     return cells
 
 
