@@ -73,11 +73,13 @@ def test_pretrained_true_never_downloads(tmp_path, monkeypatch):
         create_backbone("resnet18", pretrained=True)
 
 
-def test_own_backbone_from_run_checkpoint(tmp_path):
+@pytest.mark.parametrize("name", ["small_cnn", "resnet18"])
+def test_own_backbone_from_run_checkpoint(tmp_path, name):
+    """A run's best.pt warm-starts the same backbone (Dynamic Pass from a One Pass run)."""
     torch.manual_seed(1)
-    net = HybridNet(create_backbone("small_cnn"), 2)
+    net = HybridNet(create_backbone(name), 2)
     torch.save({"model": net.state_dict()}, tmp_path / "best.pt")
-    again = create_backbone("small_cnn", pretrained=str(tmp_path / "best.pt"))
+    again = create_backbone(name, pretrained=str(tmp_path / "best.pt"))
     x = torch.randn(2, 1, 32, 32)
     net.eval(), again.eval()
     assert torch.allclose(again(x), net.backbone(x))

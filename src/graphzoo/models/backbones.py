@@ -302,6 +302,9 @@ def torchvision_backbone(name: str, in_chans: int = 1, pretrained=False, **kwarg
         state = _read_state_dict(path)
     elif pretrained:
         state = _read_state_dict(pretrained)
+        prefix = "backbone.model."  # a graphzoo run's checkpoint: HybridNet.backbone (TorchvisionBackbone).model
+        if any(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
     conv_name = _adapt_input_conv(model, in_chans)
     if state is not None:
