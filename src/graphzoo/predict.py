@@ -39,7 +39,11 @@ def _collect(paths: list[str]) -> list[Path]:
 
 
 def load_model(run_dir: str | Path, which: str = "best"):
-    """Rebuild a run's network; returns ``(model in eval mode, meta dict, Normalizer)``."""
+    """Rebuild a run's network; returns ``(model in eval mode, meta dict, Normalizer)``.
+
+    ``meta["tta_views"]`` is the list of views (:func:`graphzoo.data.torchdata.tta_views`) the run
+    averages its predictions over; ``[(0, False)]`` (the image as it is) for runs without ``tta``.
+    """
     import torch
 
     from .data.torchdata import Normalizer
@@ -50,6 +54,7 @@ def load_model(run_dir: str | Path, which: str = "best"):
         raise FileNotFoundError(f"{path} does not exist; is {run_dir} a finished graphzoo run?")
     ck = torch.load(path, map_location="cpu", weights_only=False)
     meta = ck["meta"]
+    meta["tta_views"] = [tuple(v) for v in meta.get("tta_views") or [(0, False)]]
     backbone = create_backbone(meta["backbone"], in_chans=meta["in_chans"], pretrained=False, **meta["backbone_kwargs"])
     model = HybridNet(backbone, meta["n_outputs"], meta["dropout"])
     model.load_state_dict(ck["model"])
@@ -65,14 +70,13 @@ def predict_files(run_dir, files, which: str = "best", batch_size: int = 256):
     from .data.torchdata import to_image_tensor
 
     model, meta, norm = load_model(run_dir, which)
-    views = [tuple(v) for v in meta.get("tta_views") or [(0, False)]]  # the run's test-time averaging
     size = meta["image_size"]
     arrays = [decode_image(f, channels=meta["in_chans"], size=size) for f in files]
     x = to_image_tensor(arrays, size=size, in_chans=meta["in_chans"])
     out = []
     with torch.no_grad():
         for b in x.split(batch_size):
-            logits, _ = model.infer(norm(b), views)
+            logits, _ = model.infer(norm(b), meta["tta_views"])  # the run's test-time averaging
             logits = logits.double()
             out.append(torch.sigmoid(logits) if meta["multilabel"] else torch.softmax(logits, 1))
     return torch.cat(out).numpy(), meta

@@ -247,11 +247,10 @@ def run_features(run_dir: str | Path, images=None, which: str | None = None, bat
 
         images = prepare_data(load_config(run_dir / "config.yaml")).images
     model, meta, norm = load_model(run_dir, which or final_checkpoint(run_dir))
-    views = [tuple(v) for v in meta.get("tta_views") or [(0, False)]]
     out = []
     with torch.no_grad():
         for b in torch.arange(len(images)).split(batch_size):
-            out.append(model.infer(norm(images[b]), views)[1].float())
+            out.append(model.infer(norm(images[b]), meta["tta_views"])[1].float())
     Z = torch.cat(out).numpy()
     if cache:
         np.save(cached, Z)
