@@ -196,6 +196,14 @@ def _read_state_dict(path: str | os.PathLike) -> dict:
     return state
 
 
+def _under_prefix(state: dict, prefix: str) -> dict:
+    """The entries of ``state`` under ``prefix``, with the prefix removed; ``state`` itself when no
+    key has it (so a plain backbone state dict passes through)."""
+    if not any(k.startswith(prefix) for k in state):
+        return state
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
 def _first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
@@ -302,9 +310,8 @@ def torchvision_backbone(name: str, in_chans: int = 1, pretrained=False, **kwarg
         state = _read_state_dict(path)
     elif pretrained:
         state = _read_state_dict(pretrained)
-        prefix = "backbone.model."  # a graphzoo run's checkpoint: HybridNet.backbone (TorchvisionBackbone).model
-        if any(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        # a graphzoo run's checkpoint: HybridNet.backbone (TorchvisionBackbone).model
+        state = _under_prefix(state, "backbone.model.")
 
     conv_name = _adapt_input_conv(model, in_chans)
     if state is not None:
@@ -355,8 +362,7 @@ def _load_own(module: nn.Module, pretrained) -> nn.Module:
         state = _read_state_dict(pretrained)
         # Accept a full HybridNet / ModuleBackbone checkpoint too: keep the backbone's part.
         for prefix in ("backbone.", "module."):
-            if any(k.startswith(prefix) for k in state):
-                state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            state = _under_prefix(state, prefix)
         module.load_state_dict(state)
     return module
 
