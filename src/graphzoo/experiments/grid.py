@@ -249,7 +249,6 @@ def plan_cells(spec: GridSpec) -> list[Cell]:
     One Pass and baseline table over every seed exists first; they only read One Pass runs, which
     then still come before them."""
     cells: list[Cell] = []
-    op = [m for m in spec.methods if m.mode == "one-pass"]
     for seed in spec.seeds:
         for f in spec.label_fractions:
             first_of_group: dict[str, str] = {}
@@ -274,8 +273,7 @@ def plan_cells(spec: GridSpec) -> list[Cell]:
                     op_run.setdefault(m.backbone, cells[-1])
             graph_bl = [b for b in spec.baselines if b in ("supervised", "gcn", "sklearn_label_spreading")]
             if graph_bl:
-                src = next((c for c in cells if c.kind == "run" and c.mode == "one-pass" and c.backbone == spec.baseline_backbone
-                            and c.label_fraction == f and c.seed == seed and c.role == "method"), None)
+                src = op_run.get(spec.baseline_backbone)
                 if src is None:  # no One Pass method with that backbone: run one for the baselines
                     m = MethodSpec(f"source-{spec.baseline_backbone}", "One Pass (baseline features)", "one-pass",
                                    spec.baseline_backbone, spec.base.energy, spec.base.energy_params, {}, "source")
