@@ -222,3 +222,15 @@ def test_tta_run_saves_averaged_features_and_predict_uses_them(tmp_path):
         Image.fromarray(images.images[i]).save(files[-1])
     p_files, _ = predict_files(run, files)
     np.testing.assert_allclose(p_files, proba[:3], rtol=1e-4, atol=1e-5)
+
+
+def test_config_diff_reads_a_missing_key_as_its_default():
+    """A config saved before a key existed ran with that key's default: not a change, unless the
+    new value differs from the default (then --resume and the grid still refuse)."""
+    from graphzoo.config import config_diff
+
+    new = RunConfig(data="x").to_dict()
+    old = {k: v for k, v in new.items() if k != "tta"}
+    assert config_diff(old, new) == []
+    assert config_diff(old, {**new, "tta": True}) == ["tta: False -> True"]
+    assert config_diff(new, {**new, "lr": 0.01}) == ["lr: 0.001 -> 0.01"]

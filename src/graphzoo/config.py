@@ -335,6 +335,16 @@ RESUME_FREE_KEYS = ("progress", "threads", "device", "out", "name")
 
 
 def config_diff(a: dict, b: dict, ignore=RESUME_FREE_KEYS) -> list[str]:
-    """Keys whose values differ between two config dicts (as ``key: old -> new``)."""
+    """Keys whose values differ between two config dicts (as ``key: old -> new``).
+
+    A :class:`RunConfig` key missing from one side (a config saved before the key existed) counts
+    as its default value, which is what that run used: adding a setting does not make every
+    earlier run or grid cell look changed.
+    """
+    defaults = RunConfig().to_dict()
+
+    def value(d: dict, k: str):
+        return d[k] if k in d else defaults.get(k)
+
     keys = sorted(set(a) | set(b))
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if k not in ignore and a.get(k) != b.get(k)]
+    return [f"{k}: {value(a, k)!r} -> {value(b, k)!r}" for k in keys if k not in ignore and value(a, k) != value(b, k)]
