@@ -2,13 +2,15 @@
 
 The graph core (this namespace) depends on numpy / scipy / scikit-learn only, with faiss
 optional: ``knn_graph`` builds the graph, ``diffuse`` minimises an energy on it, and
-``GraphSSLClassifier`` wraps both as a scikit-learn estimator. Deep models live in submodules
+``graph_step`` chains them into probabilities and certainty, and
+``GraphSSLClassifier`` wraps that as a scikit-learn estimator. Deep models live in submodules
 that import torch lazily.
 """
 
-from .classifier import GraphSSLClassifier, scores_to_proba
+from .classifier import GraphSSLClassifier
 from .energies import ENERGIES, ConvergenceWarning, EnergyResult, UnlabelledComponentWarning, diffuse, diffuse_per_label
 from .graph import edge_weights, knn_graph, knn_search
+from .graph_step import GraphStep, certainty, graph_step, scores_to_proba
 from .registry import Registry
 
 __version__ = "0.1.0"
@@ -18,11 +20,14 @@ __all__ = [
     "ConvergenceWarning",
     "EnergyResult",
     "GraphSSLClassifier",
+    "GraphStep",
     "Registry",
     "UnlabelledComponentWarning",
     "diffuse",
     "diffuse_per_label",
+    "certainty",
     "edge_weights",
+    "graph_step",
     "knn_graph",
     "knn_search",
     "scores_to_proba",

@@ -16,25 +16,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .energies import ENERGIES, diffuse
-from .graph import check_features, edge_weights, knn_graph, knn_search
+from .energies import ENERGIES
+from .graph import check_features, edge_weights, knn_search
+from .graph_step import graph_step, scores_to_proba
 
-__all__ = ["GraphSSLClassifier", "scores_to_proba"]
-
-
-def scores_to_proba(scores: np.ndarray) -> np.ndarray:
-    """Map energy scores of shape (n, c) to row-stochastic probabilities, keeping the argmax.
-
-    Non-negative scores (label spreading, Laplace, TV) are normalised per row. Signed scores
-    (Poisson) are first shifted by their global minimum, a monotone map that keeps each column's
-    ranking (so per-class ROC-AUC is meaningful). A row with no mass becomes uniform.
-    """
-    P = np.asarray(scores, dtype=np.float64)
-    if P.min() < 0:
-        P = P - P.min()
-    total = P.sum(axis=1, keepdims=True)
-    c = P.shape[1]
-    return np.divide(P, total, out=np.full_like(P, 1.0 / c), where=total > 0)
+__all__ = ["GraphSSLClassifier"]
 
 
 class GraphSSLClassifier(ClassifierMixin, BaseEstimator):
@@ -143,29 +129,19 @@ class GraphSSLClassifier(ClassifierMixin, BaseEstimator):
         if W is None:
             if self.n_neighbors >= X.shape[0]:
                 raise ValueError(f"n_neighbors={self.n_neighbors} must be smaller than n_samples={X.shape[0]}")
-            W = knn_graph(
-                X,
-                self.n_neighbors,
-                metric=self.metric,
-                weight=self.weight,
-                symmetrize=self.symmetrize,
-                method=self.knn_method,
-            )
             self.X_ = X
-        self.graph_ = W
-        result = diffuse(W, y_int, energy_fn, n_classes=len(self.classes_), **(self.energy_params or {}))
-        self.scores_ = result.scores
-        self.unreachable_ = result.unreachable
-        proba = scores_to_proba(result.scores)
-        if result.unreachable.any():
-            prior = np.bincount(y_idx, minlength=len(self.classes_)) / len(y_idx)
-            proba[result.unreachable] = prior
-        self.label_distributions_ = proba
-        self.transduction_ = self.classes_[np.argmax(proba, axis=1)]
-        self.n_iter_ = result.n_iter
-        self.residual_ = result.residual
-        self.converged_ = result.converged
-        self.energy_info_ = result.info
+        step = graph_step(X, y_int, energy=energy_fn, energy_params=self.energy_params, n_neighbors=self.n_neighbors,
+                          metric=self.metric, n_classes=len(self.classes_), W=W, weight=self.weight,
+                          symmetrize=self.symmetrize, method=self.knn_method)
+        self.graph_ = step.W
+        self.scores_ = step.scores
+        self.unreachable_ = ~step.reachable
+        self.label_distributions_ = step.proba  # unreached samples: the labelled class frequencies
+        self.transduction_ = self.classes_[np.argmax(step.proba, axis=1)]
+        self.n_iter_ = step.info["energy_n_iter"]
+        self.residual_ = step.info["energy_residual"]
+        self.converged_ = step.info["energy_converged"]
+        self.energy_info_ = step.energy_info
         return self
 
     def predict_proba(self, X) -> np.ndarray:
