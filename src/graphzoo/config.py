@@ -218,6 +218,12 @@ class RunConfig:
         return self
 
     # ------------------------------------------------------------------ I/O
+    def data_options(self) -> dict:
+        """The keyword arguments of :func:`graphzoo.data.prepare_data` (data, split, budget, size)."""
+        from .data.prepare import DATA_OPTIONS
+
+        return {k: getattr(self, k) for k in DATA_OPTIONS}
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -44,15 +44,15 @@ def load_model(run_dir: str | Path, which: str = "best"):
     ``meta["tta_views"]`` is the list of views (:func:`graphzoo.data.torchdata.tta_views`) the run
     averages its predictions over; ``[(0, False)]`` (the image as it is) for runs without ``tta``.
     """
-    import torch
-
     from .data.torchdata import Normalizer
     from .models import HybridNet, create_backbone
+    from .rundir import RunDir
+    from .train.checkpoints import load_checkpoint
 
-    path = Path(run_dir) / "checkpoints" / f"{which}.pt"
+    path = RunDir(run_dir).checkpoint(which)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; is {run_dir} a finished graphzoo run?")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = load_checkpoint(path)  # never unpickles objects: a shared checkpoint cannot run code
     meta = ck["meta"]
     meta["tta_views"] = [tuple(v) for v in meta.get("tta_views") or [(0, False)]]
     backbone = create_backbone(meta["backbone"], in_chans=meta["in_chans"], pretrained=False, **meta["backbone_kwargs"])

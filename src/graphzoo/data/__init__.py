@@ -16,13 +16,16 @@ Formats, in :data:`READERS`:
 Splits: :func:`label_budget` (the labelled subset, stratified, >= 1 per class),
 :func:`patient_split` (train / val / test with no patient on two sides), :func:`save_split` /
 :func:`load_split` (a JSON record in the run folder). The torch ``Dataset`` and transforms are
-in :mod:`graphzoo.data.torchdata`, which is the only part of this package that imports torch.
+in :mod:`graphzoo.data.torchdata`, which is the only part of this package that imports torch
+(:func:`prepare_data`, which loads, splits, draws the label budget and makes the image tensor,
+imports it when called).
 """
 
 from __future__ import annotations
 
 from ._images import CorruptImageError, DataWarning, decode_image
 from .readers import READERS, detect_format, load
+from .prepare import PreparedData, prepare_data
 from .splits import label_budget, load_split, patient_split, save_split
 from .types import ImageSet
 
@@ -38,6 +41,8 @@ __all__ = [
     "patient_split",
     "save_split",
     "load_split",
+    "prepare_data",
+    "PreparedData",
     "CorruptImageError",
     "DataWarning",
     "decode_image",

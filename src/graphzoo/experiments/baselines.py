@@ -230,7 +230,7 @@ def run_features(run_dir: str | Path, images=None, which: str | None = None, bat
     Read from ``features.npy`` in the run folder when present (a run writes it at its final
     evaluation, test-time averaged where the run's ``tta`` is on); otherwise computed with the run's
     checkpoint (``which``: "best" or "last"; default the one the run evaluated) on ``images`` (uint8 tensor (N, C, H, W), as
-    :func:`graphzoo.train.experiment.prepare_data` returns them; re-prepared from the run's
+    :func:`graphzoo.data.prepare_data` returns them; re-prepared from the run's
     ``config.yaml`` when omitted) and, with ``cache``, saved there (float32).
     """
     import torch
@@ -243,9 +243,9 @@ def run_features(run_dir: str | Path, images=None, which: str | None = None, bat
 
     if images is None:
         from ..config import load_config
-        from ..train.experiment import prepare_data
+        from ..data import prepare_data
 
-        images = prepare_data(load_config(run_dir / "config.yaml")).images
+        images = prepare_data(**load_config(run_dir / "config.yaml").data_options()).images
     model, meta, norm = load_model(run_dir, which or final_checkpoint(run_dir))
     out = []
     with torch.no_grad():

@@ -21,7 +21,7 @@ An experiment is a YAML file (``configs/experiments/*.yaml``)::
     report: true
 
 Every cell of one (label fraction, seed) sees the same train / val / test split and the same
-labelled mask: the split and the budget are drawn by :func:`graphzoo.train.experiment.prepare_data`
+labelled mask: the split and the budget are drawn by :func:`graphzoo.data.prepare_data`
 from the seed alone, method settings may not touch the keys that decide them (``SPLIT_KEYS``), and
 each record stores hashes of both, checked as the grid runs.
 
@@ -360,10 +360,10 @@ class _Runner:
 
     def _data(self, cid: str):
         if cid not in self.data_cache:
-            from ..train.experiment import prepare_data
+            from ..data import prepare_data
 
             self.data_cache = {}  # one (fraction, seed) at a time: the images can be large
-            self.data_cache[cid] = prepare_data(self.cells[cid].cfg)
+            self.data_cache[cid] = prepare_data(**self.cells[cid].cfg.data_options())
         return self.data_cache[cid]
 
     def _features(self, cid: str) -> np.ndarray:
@@ -379,9 +379,9 @@ class _Runner:
         """kNN graph of a run's features, built once for all the energies and the GCN on them."""
         key = (cid, cfg.n_neighbors, cfg.graph_metric)
         if key not in self.graph_cache:
-            from ..train.experiment import feature_graph
+            from ..graph_step import build_graph
 
-            self.graph_cache[key] = feature_graph(self._features(cid), cfg)
+            self.graph_cache[key] = build_graph(self._features(cid), cfg.n_neighbors, cfg.graph_metric)
         return self.graph_cache[key]
 
     # -- cells ----------------------------------------------------------------------------------
@@ -421,13 +421,15 @@ class _Runner:
                 Z = self._features(src.id)
                 graph_lab = data.labelled & (data.split == "train")
                 if cell.kind == "energy":
-                    from ..train.experiment import diffuse_features
+                    from ..graph_step import graph_step
 
                     cfg = dataclasses.replace(src.cfg, energy=cell.energy, energy_params=dict(cell.energy_params))
                     cfg.validate()
-                    P, _, info = diffuse_features(Z, data.targets, graph_lab, cfg, data.multilabel, data.n_outputs,
-                                                  W=self._graph(src.id, cfg))
-                    rec["graph"] = info
+                    y = np.where(graph_lab[:, None] if data.multilabel else graph_lab, data.targets, -1)
+                    step = graph_step(Z, y, energy=cfg.energy, energy_params=cfg.energy_params, n_classes=data.n_outputs,
+                                      multilabel=data.multilabel, W=self._graph(src.id, cfg))
+                    P = step.proba
+                    rec["graph"] = step.info
                     rec["config"] = _cfg_fingerprint(cfg)
                 elif cell.kind == "gcn":
                     from .baselines import gcn_predict

@@ -56,12 +56,12 @@ def run_sections(run_dir: str | Path, title: str = "", max_points: int = 1500, n
     from .. import knn_graph
     from ..config import load_config
     from ..experiments.baselines import run_features
-    from ..train.experiment import prepare_data
+    from ..data import prepare_data
 
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     cfg = load_config(run_dir / "config.yaml")
-    data = prepare_data(cfg)
+    data = prepare_data(**cfg.data_options())
     preds = _read_csv(run_dir / "predictions.csv")
     if len(preds) != len(data.split) or any(p["split"] != s for p, s in zip(preds[:50], data.split[:50])):
         raise ValueError(f"{run_dir}: predictions.csv does not match the data its config.yaml reads; was the dataset changed?")

@@ -26,7 +26,6 @@ import math
 import os
 import random
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,192 +34,20 @@ import torch
 import torch.nn.functional as F
 
 from ..config import RunConfig, config_diff
-from ..data.torchdata import Augment, Normalizer, to_image_tensor, tta_views
+from ..data.prepare import prepare_data
+from ..data.torchdata import Augment, Normalizer, tta_views
+from ..graph_step import graph_step
+from ..rundir import RunDir
+from .checkpoints import load_checkpoint, save_checkpoint
 from .metrics import classification_metrics, multilabel_metrics
 
-__all__ = ["Experiment", "PreparedData", "prepare_data", "run_experiment", "default_run_name"]
-
-
-# ----------------------------------------------------------------------------------------------
-# Data
-# ----------------------------------------------------------------------------------------------
-@dataclass
-class PreparedData:
-    """Everything a run needs about its images, held in memory.
-
-    images : uint8 tensor (N, C, H, W); targets : int (N,) or 0/1 (N, L); split : str (N,) of
-    "train" / "val" / "test"; labelled : bool (N,) (the label budget, in train and val);
-    names : class or label names; multilabel : bool; filenames, patient_ids : str (N,) or None.
-    """
-
-    images: torch.Tensor
-    targets: np.ndarray
-    split: np.ndarray
-    labelled: np.ndarray
-    names: list
-    multilabel: bool
-    filenames: np.ndarray | None
-    patient_ids: np.ndarray | None
-    split_source: str
-
-    @property
-    def n_outputs(self) -> int:
-        return len(self.names)
-
-    def idx(self, part: str, labelled: bool | None = None) -> np.ndarray:
-        mask = self.split == part
-        if labelled is not None:
-            mask &= self.labelled == labelled
-        return np.flatnonzero(mask)
-
-
-def prepare_data(cfg: RunConfig, imageset=None) -> PreparedData:
-    """Load ``cfg.data`` (or use ``imageset``), split it and draw the label budget."""
-    from ..data import label_budget, load, patient_split
-
-    ds = imageset if imageset is not None else load(cfg.data, format=cfg.data_format or None)
-    multilabel = cfg.task == "multilabel"
-    if multilabel:
-        if ds.multilabels is None:
-            raise ValueError(f"task=multilabel but {cfg.data} has no multi-hot labels; use task=multiclass")
-        targets = np.asarray(ds.multilabels).astype(np.int64)
-        names = list(ds.multilabel_names or [f"label_{j}" for j in range(targets.shape[1])])
-        keep = np.ones(len(targets), bool)
-    else:
-        targets = np.asarray(ds.labels).astype(np.int64)
-        names = list(ds.class_names)
-        keep = targets >= 0  # images without a label in the source cannot be evaluated
-    sel = np.flatnonzero(keep)
-    take = lambda a: None if a is None else np.asarray(a)[sel]  # noqa: E731
-    targets = targets[sel]
-    pids = take(ds.patient_ids)
-    images = ds.images if keep.all() else (
-        [ds.images[i] for i in sel] if isinstance(ds.images, list) else np.asarray(ds.images)[sel]
-    )
-
-    how = cfg.split
-    source = None if ds.split is None else np.asarray(ds.split).astype(str)[sel]
-    if how == "auto":
-        if pids is not None and len(np.unique(pids)) >= 3:
-            how = "patient"
-        elif source is not None and "test" in set(source):
-            how = "source"
-        else:
-            how = "random"
-    if how == "source":
-        if source is None:
-            raise ValueError(f"split=source but {cfg.data} has no split of its own; use split=patient or random")
-        split = np.array([{"valid": "val", "validation": "val"}.get(s, s) for s in source])
-        missing = {"train", "test"} - set(split)
-        if missing:
-            raise ValueError(f"split=source: the source split has no {sorted(missing)} part; use split=patient or random")
-    elif how == "patient":
-        if pids is None:
-            raise ValueError(f"split=patient but {cfg.data} has no patient ids; use split=random")
-        split = patient_split(targets, pids, fractions=tuple(cfg.split_fractions), seed=cfg.seed)
-    else:
-        split = patient_split(targets, None, fractions=tuple(cfg.split_fractions), seed=cfg.seed)
-    split = np.asarray(split).astype(str)
-
-    labelled = np.zeros(len(targets), bool)
-    budget = dict(fraction=None, per_class=cfg.labels_per_class) if cfg.labels_per_class else dict(fraction=cfg.label_fraction)
-    n_classes = None if multilabel else len(names)
-    for part, seed_offset in (("train", 0), ("val", 1)):
-        idx = np.flatnonzero(split == part)
-        if len(idx) == 0:
-            continue
-        if part == "val" and cfg.val_labels == "all":
-            labelled[idx] = True
-            continue
-        groups = None if pids is None else pids[idx]
-        try:
-            mask = label_budget(targets[idx], seed=cfg.seed + seed_offset, groups=groups, n_classes=n_classes, **budget)
-        except ValueError as exc:
-            raise ValueError(f"label budget on the {part} part: {exc}") from None
-        labelled[idx[mask]] = True
-    if not labelled[split == "train"].any():
-        raise ValueError("the label budget selected no training image; raise label_fraction")
-
-    tensor = to_image_tensor(images, size=cfg.image_size or None, in_chans=cfg.in_chans or None)
-    return PreparedData(tensor, targets, split, labelled, names, multilabel, take(ds.filenames), pids, how)
+__all__ = ["Experiment", "run_experiment", "default_run_name"]
 
 
 def default_run_name(cfg: RunConfig) -> str:
     stem = Path(cfg.data).name.split(".")[0] if cfg.data else "run"
     budget = f"n{cfg.labels_per_class}" if cfg.labels_per_class else f"lf{cfg.label_fraction:g}"
     return f"{stem}-{cfg.mode}-{cfg.backbone}-{cfg.energy}-{budget}-s{cfg.seed}"
-
-
-# ----------------------------------------------------------------------------------------------
-# Graph side
-# ----------------------------------------------------------------------------------------------
-def certainty(p: np.ndarray, multilabel: bool) -> np.ndarray:
-    """ξ = 1 − H(p)/log c (per row; per entry with c = 2 for multi-label probabilities)."""
-    eps = 1e-12
-    if multilabel:
-        q = np.clip(p, eps, 1 - eps)
-        h = -(q * np.log(q) + (1 - q) * np.log(1 - q))
-        return 1 - h / math.log(2)
-    q = np.clip(p, eps, 1)
-    return 1 - (-(q * np.log(q)).sum(1)) / math.log(p.shape[1])
-
-
-def feature_graph(Z: np.ndarray, cfg: RunConfig):
-    """The run's kNN graph over features ``Z`` (k capped below the number of nodes)."""
-    from .. import knn_graph
-
-    return knn_graph(Z, n_neighbors=min(cfg.n_neighbors, len(Z) - 1), metric=cfg.graph_metric)
-
-
-def diffuse_features(Z: np.ndarray, targets: np.ndarray, labelled: np.ndarray, cfg: RunConfig, multilabel: bool, n_classes: int, W=None):
-    """kNN graph over ``Z`` and the energy's class probabilities for every node.
-
-    ``W``, when given, is a graph already built over these ``Z`` by :func:`feature_graph` (the
-    kNN search dominates the cost, so callers diffusing several energies on one set of features
-    build it once); ``graph_s`` is then 0.
-
-    Returns ``(proba, reachable, info)``: proba (n, c) rows summing to one (multi-label: (n, L)
-    probability that each label is present, one two-class diffusion per label on the shared
-    graph); reachable (n,) or (n, L) bool, False where no label reaches the node; info a dict of
-    diagnostics (iterations, residual, convergence, unreachable count, edges, seconds).
-    """
-    from .. import diffuse, diffuse_per_label, scores_to_proba
-
-    t0 = time.perf_counter()
-    if W is None:
-        W = feature_graph(Z, cfg)
-    t_graph = time.perf_counter() - t0
-    info = {"graph_edges": int(W.nnz), "graph_s": round(t_graph, 3)}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        if not multilabel:
-            y = np.where(labelled, targets, -1)
-            res = diffuse(W, y, cfg.energy, n_classes=n_classes, **cfg.energy_params)
-            proba = scores_to_proba(res.scores)
-            reachable = ~res.unreachable
-            info.update(energy_n_iter=int(res.n_iter), energy_residual=float(res.residual),
-                        energy_converged=bool(res.converged), n_unreachable=int(res.unreachable.sum()))
-        else:
-            L = targets.shape[1]
-            proba = np.zeros((len(Z), L))
-            reachable = np.zeros((len(Z), L), bool)
-            iters, resid, conv, skipped = [], [], [], 0
-            Y = np.where(labelled[:, None], targets, -1)
-            for j, res in enumerate(diffuse_per_label(W, Y, cfg.energy, **cfg.energy_params)):
-                if res is None:  # this label has only one value among the labelled images
-                    proba[:, j] = targets[labelled, j].mean()
-                    skipped += 1
-                    continue
-                proba[:, j] = scores_to_proba(res.scores)[:, 1]
-                reachable[:, j] = ~res.unreachable
-                iters.append(res.n_iter)
-                resid.append(res.residual)
-                conv.append(res.converged)
-            info.update(energy_n_iter=int(np.sum(iters)), energy_residual=float(np.max(resid)) if resid else 0.0,
-                        energy_converged=bool(all(conv)), n_unreachable=int((~reachable).any(1).sum()), labels_skipped=skipped)
-    info["energy_warnings"] = len(caught)
-    info["energy_s"] = round(time.perf_counter() - t0 - t_graph, 3)
-    return proba, reachable, info
 
 
 # ----------------------------------------------------------------------------------------------
@@ -234,12 +61,6 @@ def _resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     return torch.device(name)
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # a kill mid-write never leaves a truncated checkpoint
 
 
 def _rng_state() -> dict:
@@ -274,8 +95,9 @@ class Experiment:
     def __init__(self, cfg: RunConfig, resume: bool = False, imageset=None, stop_after_epochs: int | None = None) -> None:
         self.cfg = cfg.validate()
         self.name = cfg.name or default_run_name(cfg)
-        self.dir = Path(cfg.out) / self.name
-        self.ckpt_dir = self.dir / "checkpoints"
+        self.rundir = RunDir(Path(cfg.out) / self.name)
+        self.dir = self.rundir.path
+        self.ckpt_dir = self.rundir.checkpoints
         self.resume = resume
         self.stop_after_epochs = stop_after_epochs  # test hook: simulate a kill after this many epochs
         if resume:
@@ -309,7 +131,7 @@ class Experiment:
             torch.use_deterministic_algorithms(True, warn_only=True)
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         self.device = _resolve_device(cfg.device)
-        self.data = prepare_data(cfg, self.imageset)
+        self.data = prepare_data(**cfg.data_options(), imageset=self.imageset)
         d = self.data
         self.idx_lab = d.idx("train", True)
         self.idx_unl = d.idx("train", False)
@@ -492,11 +314,12 @@ class Experiment:
         cfg, d = self.cfg, self.data
         _, Z = self._infer(self.idx_train)
         lab_mask = d.labelled[self.idx_train]
-        proba, reachable, info = diffuse_features(Z, d.targets[self.idx_train], lab_mask, cfg, d.multilabel, d.n_outputs)
+        y = np.where(lab_mask[:, None] if d.multilabel else lab_mask, d.targets[self.idx_train], -1)
+        step = graph_step(Z, y, energy=cfg.energy, energy_params=cfg.energy_params, n_neighbors=cfg.n_neighbors,
+                          metric=cfg.graph_metric, n_classes=d.n_outputs, multilabel=d.multilabel)
+        info = step.info
         u = ~lab_mask
-        P, R = proba[u], reachable[u]
-        xi = certainty(P, d.multilabel)
-        xi = np.where(R, xi, 0.0)
+        P, R, xi = step.proba[u], step.reachable[u], step.certainty[u]
         truth = d.targets[self.idx_unl]
         if d.multilabel:
             pseudo = (P > 0.5).astype(np.int64)
@@ -589,10 +412,10 @@ class Experiment:
                 "rng": _rng_state(), "config": self.cfg.to_dict(), "meta": self._model_meta()}
 
     def _save_last(self) -> None:
-        _atomic_save(self._checkpoint(), self.ckpt_dir / "last.pt")
+        save_checkpoint(self._checkpoint(), self.ckpt_dir / "last.pt")
 
     def _load_last(self) -> None:
-        ck = torch.load(self.ckpt_dir / "last.pt", map_location=self.device, weights_only=False)
+        ck = load_checkpoint(self.rundir.checkpoint("last"), map_location=self.device)
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.state = ck["state"]
@@ -601,7 +424,7 @@ class Experiment:
     def _load_best_weights(self) -> None:
         best = self.ckpt_dir / "best.pt"
         if best.exists():
-            self.model.load_state_dict(torch.load(best, map_location=self.device, weights_only=False)["model"])
+            self.model.load_state_dict(load_checkpoint(best, map_location=self.device)["model"])
 
     def _finish_phase(self, reason: str) -> None:
         name = self.phases[self.state["phase"]][0]
@@ -654,10 +477,10 @@ class Experiment:
                 if score is not None and (self.state["best"] is None or score > self.state["best"]):
                     self.state.update(best=score, best_epoch=self.state["epoch"], bad=0)
                     row["is_best"] = True
-                    _atomic_save({"model": self.model.state_dict(), "epoch": self.state["epoch"], "meta": self._model_meta(),
+                    save_checkpoint({"model": self.model.state_dict(), "epoch": self.state["epoch"], "meta": self._model_meta(),
                                   "config": self.cfg.to_dict()}, self.ckpt_dir / "best.pt")
                 elif score is None:  # no validation images: the latest model is the best we know
-                    _atomic_save({"model": self.model.state_dict(), "epoch": self.state["epoch"], "meta": self._model_meta(),
+                    save_checkpoint({"model": self.model.state_dict(), "epoch": self.state["epoch"], "meta": self._model_meta(),
                                   "config": self.cfg.to_dict()}, self.ckpt_dir / "best.pt")
                 else:
                     self.state["bad"] += 1
@@ -702,8 +525,10 @@ class Experiment:
         p_net = self._proba(logits)
         # Transductive: every image joins one graph built from the final ψ, labels of the
         # labelled training images only (validation labels stay out of it).
-        graph_labels = d.labelled & (d.split == "train")
-        p_graph, reachable, ginfo = diffuse_features(Z, d.targets, graph_labels, cfg, d.multilabel, d.n_outputs)
+        y = np.where(d.graph_labels[:, None] if d.multilabel else d.graph_labels, d.targets, -1)
+        step = graph_step(Z, y, energy=cfg.energy, energy_params=cfg.energy_params, n_neighbors=cfg.n_neighbors,
+                          metric=cfg.graph_metric, n_classes=d.n_outputs, multilabel=d.multilabel)
+        p_graph, ginfo = step.proba, step.info
         method = cfg.test_prediction
         if method == "auto":
             method = "transductive" if cfg.mode == "one-pass" else "inductive"
