@@ -49,6 +49,7 @@ class RunConfig:
         whole validation split is labelled.
     image_size : square side the images are resized to (0: keep).
     in_chans : 1 (gray) or 3 (RGB); 0: as stored.
+    skip_corrupt : leave out images that cannot be decoded (each one named) instead of stopping.
 
     Model and training
     ------------------
@@ -99,6 +100,7 @@ class RunConfig:
     val_labels: str = "budget"
     image_size: int = 0
     in_chans: int = 0
+    skip_corrupt: bool = False
     # model / training
     mode: str = "one-pass"
     backbone: str = "small_cnn"

@@ -15,7 +15,7 @@ __all__ = ["PreparedData", "prepare_data", "DATA_OPTIONS"]
 
 # The RunConfig keys prepare_data takes (they decide the images, the split and the labelled mask).
 DATA_OPTIONS = ("data", "data_format", "task", "split", "split_fractions", "label_fraction", "labels_per_class",
-                "val_labels", "seed", "image_size", "in_chans")
+                "val_labels", "seed", "image_size", "in_chans", "skip_corrupt")
 
 
 @dataclass
@@ -123,6 +123,7 @@ def prepare_data(
     seed: int = 0,
     image_size: int = 0,
     in_chans: int = 0,
+    skip_corrupt: bool = False,
 ) -> PreparedData:
     """Load ``data`` (or use ``imageset``), split it and draw the label budget.
 
@@ -137,13 +138,14 @@ def prepare_data(
         ``val_labels="budget"``, validation) part; ``labels_per_class`` wins when non-zero.
     seed : the split's and the budget's seed.
     image_size, in_chans : resize to a square side / convert to 1 or 3 channels (0: keep).
+    skip_corrupt : leave out unreadable images (each named in a warning) instead of stopping.
 
     Images without a label in the source are dropped: they cannot be evaluated.
     """
     from .readers import load
     from .torchdata import to_image_tensor
 
-    ds = imageset if imageset is not None else load(data, format=data_format or None)
+    ds = imageset if imageset is not None else load(data, format=data_format or None, skip_corrupt=skip_corrupt)
     where = data or "the image set"
     multilabel = task == "multilabel"
     if multilabel:

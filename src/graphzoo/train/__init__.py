@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .experiment import Experiment, run_experiment
+from .experiment import Experiment, TrainingResult, run_experiment, run_training
 from .metrics import classification_metrics, multilabel_metrics
 
-__all__ = ["Experiment", "run_experiment", "classification_metrics", "multilabel_metrics"]
+__all__ = ["Experiment", "TrainingResult", "run_training", "run_experiment", "classification_metrics", "multilabel_metrics"]

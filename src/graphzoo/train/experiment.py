@@ -27,6 +27,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ from ..rundir import RunDir
 from .checkpoints import load_checkpoint, save_checkpoint
 from .metrics import classification_metrics, multilabel_metrics
 
-__all__ = ["Experiment", "run_experiment", "default_run_name"]
+__all__ = ["Experiment", "run_experiment", "run_training", "TrainingResult", "default_run_name"]
 
 
 def default_run_name(cfg: RunConfig) -> str:
@@ -591,3 +592,20 @@ def run_experiment(cfg: RunConfig, resume: bool = False, imageset=None) -> tuple
     """Run (or resume) ``cfg``; return ``(metrics, run folder)``."""
     exp = Experiment(cfg, resume=resume, imageset=imageset)
     return exp.run(), exp.dir
+
+
+@dataclass
+class TrainingResult:
+    """What :func:`run_training` gives: the metrics (as in metrics.json), the run folder and the
+    prepared data (images, split, labelled mask) the run used."""
+
+    metrics: dict
+    rundir: RunDir
+    data: object  # graphzoo.data.PreparedData
+
+
+def run_training(cfg: RunConfig, resume: bool = False, imageset=None) -> TrainingResult:
+    """Train and evaluate one run of ``cfg`` (One Pass or Dynamic Pass), or continue it (``resume``)."""
+    exp = Experiment(cfg, resume=resume, imageset=imageset)
+    metrics = exp.run()
+    return TrainingResult(metrics, exp.rundir, exp.data)
