@@ -27,7 +27,6 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
