@@ -4,7 +4,7 @@
 
 Both loops train the same architecture from the same initial weights on the same number of
 random uint8 images for the same number of steps. The bare loop indexes a pre-normalised float
-tensor and does forward / backward / Adam step, nothing else; ours (``Experiment._epoch_supervised``)
+tensor and does forward / backward / Adam step, nothing else; ours (``graphzoo.train.one_pass.supervised_epoch``)
 cuts uint8 batches, normalises, checks the loss for NaN, updates progress, and (second row)
 augments. Prints images/s and the ratio (target: >= 0.9 without augmentation). The machine is
 shared, so each loop is timed ``--repeats`` times, interleaved, and the best time is kept.
@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from graphzoo.config import RunConfig
 from graphzoo.data.types import ImageSet
-from graphzoo.train import Experiment
+from graphzoo.train import Trainer
+from graphzoo.train.one_pass import supervised_epoch
 
 
 def main() -> None:
@@ -48,8 +49,8 @@ def main() -> None:
             cfg = RunConfig(data="bench", out=tmp, name=f"aug{augment}", backbone=args.backbone, batch_size=args.batch_size,
                             label_fraction=1.0, split="random", augment=augment, threads=args.threads, progress=False,
                             min_epoch_steps=1, val_labels="all")
-            exp = Experiment(cfg, imageset=ds)
-            exp._setup()
+            exp = Trainer(cfg, imageset=ds)
+            exp.setup()
             results[augment] = exp
         exp = results[False]
         n_lab = len(exp.idx_lab)
@@ -78,7 +79,7 @@ def main() -> None:
             e.model.load_state_dict(init)
             e.optimizer = torch.optim.Adam(e.model.parameters(), lr=1e-3)
             t = time.perf_counter()
-            e._epoch_supervised()
+            supervised_epoch(e)
             return time.perf_counter() - t
 
         times = {"bare": [], "ours": [], "ours+augment": []}

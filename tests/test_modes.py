@@ -12,7 +12,13 @@ torch = pytest.importorskip("torch")
 
 from graphzoo.config import RunConfig  # noqa: E402
 from graphzoo.data.types import ImageSet  # noqa: E402
-from graphzoo.train import Experiment, run_experiment  # noqa: E402
+from graphzoo.train import Trainer, run_training  # noqa: E402
+
+
+def run_experiment(cfg, **kw):
+    """(metrics, run folder path) of one run."""
+    result = run_training(cfg, **kw)
+    return result.metrics, result.rundir.path
 
 
 def blobs(n=240, size=20, seed=0, multilabel=False) -> ImageSet:
@@ -107,9 +113,9 @@ def test_kill_and_resume_is_exact(tmp_path):
     data = blobs(seed=1)
     full, run_full = run_experiment(cfg_for(tmp_path / "full", mode="dynamic"), imageset=data)
     cfg = cfg_for(tmp_path / "killed", mode="dynamic")
-    partial = Experiment(cfg, imageset=data, stop_after_epochs=3).run()  # "killed" in the first dynamic epoch's wake
+    partial = run_training(cfg, imageset=data, stop_after_epochs=3).metrics  # "killed" in the first dynamic epoch's wake
     assert partial == {"interrupted_after_epoch": 3}
-    resumed = Experiment(cfg, resume=True, imageset=data).run()
+    resumed = run_training(cfg, resume=True, imageset=data).metrics
     assert strip_times(resumed) == strip_times(full)
     run_killed = tmp_path / "killed" / "run"
     assert (run_killed / "predictions.csv").read_text() == (run_full / "predictions.csv").read_text()
@@ -119,25 +125,24 @@ def test_kill_and_resume_is_exact(tmp_path):
 
 def test_resume_refuses_changed_config(tmp_path):
     data = blobs(n=120)
-    Experiment(cfg_for(tmp_path, epochs=1), imageset=data).run()
+    run_training(cfg_for(tmp_path, epochs=1), imageset=data)
     with pytest.raises(ValueError, match=r"differs .* lr: 0.001 -> 0.01"):
-        Experiment(cfg_for(tmp_path, epochs=1, lr=0.01), resume=True, imageset=data)
-    with pytest.raises(ValueError, match="already holds a run"):
-        Experiment(cfg_for(tmp_path, epochs=1), imageset=data)
+        Trainer(cfg_for(tmp_path, epochs=1, lr=0.01), resume=True, imageset=data)
+    with pytest.raises(ValueError, match="already holds a run.*--overwrite"):
+        Trainer(cfg_for(tmp_path, epochs=1), imageset=data)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    original = Experiment._loss
+    original = Trainer.loss
 
     def poisoned(self, logits, target):
         out = original(self, logits, target)
         return out * float("nan") if self.state["epoch"] >= 1 else out
 
-    monkeypatch.setattr(Experiment, "_loss", poisoned)
-    exp = Experiment(cfg_for(tmp_path, epochs=3), imageset=blobs(n=120))
+    monkeypatch.setattr(Trainer, "loss", poisoned)
     with pytest.raises(FloatingPointError, match="last good checkpoint .*epoch 1"):
-        exp.run()
-    ck = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+        run_training(cfg_for(tmp_path, epochs=3), imageset=blobs(n=120))
+    ck = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert ck["state"]["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
 
@@ -173,7 +178,7 @@ def test_multilabel_dynamic_and_autoencoder(tmp_path):
 )
 def test_invalid_config_rejected_before_training(tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
-        Experiment(cfg_for(tmp_path, **override), imageset=blobs(n=40))
+        Trainer(cfg_for(tmp_path, **override), imageset=blobs(n=40))
     assert not (tmp_path / "run").exists()
 
 

@@ -69,12 +69,13 @@ def build_config(args: argparse.Namespace):
 
 def main(args: argparse.Namespace) -> int:
     cfg = build_config(args)  # every value checked before any data is read or model built
-    from .train import Experiment
+    from .train import Trainer, default_run_name, run_training
 
-    exp = Experiment(cfg, resume=args.resume)
-    print(f"run {exp.name}: mode={cfg.mode} backbone={cfg.backbone} energy={cfg.energy} -> {exp.dir}", file=sys.stderr)
+    Trainer(cfg, resume=args.resume)  # refuses an existing run folder (or a changed config) before anything is read
+    print(f"run: mode={cfg.mode} backbone={cfg.backbone} energy={cfg.energy} -> {Path(cfg.out) / (cfg.name or default_run_name(cfg))}",
+          file=sys.stderr)
     try:
-        metrics = exp.run()
+        metrics = run_training(cfg, resume=args.resume).metrics
     except FloatingPointError as exc:
         print(f"graphzoo run: stopped: {exc}", file=sys.stderr)
         return 3

@@ -388,13 +388,12 @@ class _Runner:
     def run_cell(self, cell: Cell) -> dict:
         rec: dict = {}
         if cell.kind == "run":
-            from ..train.experiment import Experiment
+            from ..rundir import RunDir
+            from ..train import run_training
 
             run_dir = self._run_dir(cell)
-            resume = (run_dir / "checkpoints" / "last.pt").is_file()
-            exp = Experiment(cell.cfg, resume=resume)
-            metrics = exp.run()
-            data = exp.data
+            result = run_training(cell.cfg, resume=RunDir(run_dir).started)
+            metrics, data = result.metrics, result.data
             self.data_cache = {cell.id: data}
             self.feat_cache = {}
             rec.update({k: metrics.get(k) for k in ("accuracy", "balanced_accuracy", "auc", "per_class", "test_prediction")})

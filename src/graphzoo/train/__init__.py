@@ -1,8 +1,23 @@
-"""Training the hybrid model: One Pass and Dynamic Pass runs, metrics (imports torch)."""
+"""Training the hybrid model (imports torch).
+
+=================== ===============================================================================
+``runner``          :func:`run_training` — one run end to end; :data:`MODES` (one-pass, dynamic)
+``trainer``         :class:`Trainer` — shared pieces: data, net, batches, the epoch loop, checkpoints
+``one_pass``        One Pass: supervised epochs on the labelled images (then one graph step)
+``dynamic_pass``    Dynamic Pass: warm-up, then pseudo-labels from the graph every epoch
+``pretrain``        :data:`PRETRAINING` — ψ trained on all images first (autoencoder)
+``evaluate``        the final graph and net predictions, metrics, predictions.csv
+``checkpoints``     safe checkpoints: tensors and plain values only
+``metrics``         accuracy, balanced accuracy, ROC-AUC, per class / per label
+=================== ===============================================================================
+"""
 
 from __future__ import annotations
 
-from .experiment import Experiment, TrainingResult, run_experiment, run_training
 from .metrics import classification_metrics, multilabel_metrics
+from .pretrain import PRETRAINING
+from .runner import MODES, TrainingResult, run_training
+from .trainer import Trainer, TrainingInterrupted, default_run_name
 
-__all__ = ["Experiment", "TrainingResult", "run_training", "run_experiment", "classification_metrics", "multilabel_metrics"]
+__all__ = ["run_training", "TrainingResult", "Trainer", "TrainingInterrupted", "MODES", "PRETRAINING",
+           "default_run_name", "classification_metrics", "multilabel_metrics"]

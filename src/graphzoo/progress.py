@@ -1,0 +1,42 @@
+"""Progress on long work: bars in a terminal, plain lines elsewhere.
+
+tqdm's bars redraw with carriage returns, which a log file or CI keeps as one long line of
+spam. So bars are drawn only when stderr is a terminal; elsewhere callers print one plain line
+per unit of work (an epoch, a cell) with :func:`say`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["bar", "say", "is_terminal"]
+
+
+def is_terminal() -> bool:
+    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def bar(total: int, desc: str, enabled: bool = True):
+    """A tqdm bar on a terminal (removed when done); a silent stand-in otherwise."""
+    if not (enabled and is_terminal()):
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def say(message: str, enabled: bool = True) -> None:
+    """One plain line on stderr (flushed, so that a log file shows it at once)."""
+    if enabled:
+        print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,133 @@
+"""Dynamic Pass (the seed's Listing 1.2, the LP-DeepSSL recipe): pseudo-labels from the graph, every epoch.
+
+After the same supervised warm-up as One Pass, each ``dynamic`` epoch
+
+1. embeds the training images with the current net, builds the kNN graph and diffuses the labels
+   (:func:`graphzoo.graph_step.graph_step`);
+2. pseudo-labels every unlabelled training image, ŷ_i = argmax p_i, with certainty
+   ξ_i = 1 − H(p_i)/log c (0 where no label reaches the node) and class weight
+   ζ_j = (n/c) / |{i : ŷ_i = j}|;
+3. trains one epoch on ``Σ_L ℓ(f(x_i), y_i) + α(t) Σ_U ξ_i ζ_ŷi ℓ(f(x_i), ŷ_i)`` with a fixed number
+   of labelled images in every batch and α(t) ramped up (Laine & Aila).
+
+Test images stay out of the graph and are classified by the net (inductive), with the
+transductive alternative reported too (:mod:`.evaluate`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from ..graph_step import graph_step
+from .metrics import multilabel_metrics
+from .one_pass import supervised_epoch
+from .pretrain import pretrain
+
+__all__ = ["dynamic_pass", "dynamic_epoch", "pseudo_labels", "rampup"]
+
+
+def pseudo_labels(trainer) -> dict:
+    """Features of the training images → graph → energy → pseudo-labels, certainty ξ and weights ξζ.
+
+    Stores ``{"index", "label", "weight"}`` of the unlabelled training images in
+    ``trainer.state["pseudo"]`` (saved with the checkpoint); returns the epoch's diagnostics.
+    """
+    cfg, d = trainer.cfg, trainer.data
+    _, Z = trainer.infer(trainer.idx_train)
+    lab_mask = d.labelled[trainer.idx_train]
+    y = np.where(lab_mask[:, None] if d.multilabel else lab_mask, d.targets[trainer.idx_train], -1)
+    step = graph_step(Z, y, energy=cfg.energy, energy_params=cfg.energy_params, n_neighbors=cfg.n_neighbors,
+                      metric=cfg.graph_metric, n_classes=d.n_outputs, multilabel=d.multilabel)
+    u = ~lab_mask
+    P, R, xi = step.proba[u], step.reachable[u], step.certainty[u]
+    truth = d.targets[trainer.idx_unl]
+    if d.multilabel:
+        pseudo = (P > 0.5).astype(np.int64)
+        n_u = len(P)
+        pos = pseudo.sum(0)
+        # ζ per label and value; clipped because a rare finding with 2 pseudo-positives among
+        # hundreds would otherwise get a weight in the hundreds.
+        zeta_pos = np.clip((n_u / 2) / np.maximum(pos, 1), 0.1, 10)
+        zeta_neg = np.clip((n_u / 2) / np.maximum(n_u - pos, 1), 0.1, 10)
+        zeta = np.where(pseudo == 1, zeta_pos, zeta_neg) if cfg.class_balance else np.ones_like(P)
+        extra = {"pseudo_auc": multilabel_metrics(truth, P, d.names).get("auc")}
+    else:
+        pseudo = P.argmax(1)
+        counts = np.bincount(pseudo[R], minlength=d.n_outputs)
+        zeta_c = np.divide(R.sum() / d.n_outputs, counts, out=np.zeros(d.n_outputs), where=counts > 0)
+        zeta = zeta_c[pseudo] if cfg.class_balance else np.ones(len(P))
+        extra = {"pseudo_class_counts": counts.tolist()}
+    correct = pseudo == truth
+    if cfg.certainty_normalize and xi.max() > 0:
+        xi = xi / xi.max()
+    weight = xi * zeta
+    wsum = weight.sum()
+    trainer.state["pseudo"] = {"index": trainer.idx_unl.copy(), "label": pseudo, "weight": weight.astype(np.float32)}
+    return {
+        "pseudo_accuracy": float(correct[R].mean()) if R.any() else None,
+        "pseudo_weighted_accuracy": float((weight * correct).sum() / wsum) if wsum > 0 else None,
+        "coverage": float(R.mean()),
+        "mean_certainty": float(xi[R].mean()) if R.any() else 0.0,
+        **step.info,
+        **extra,
+    }
+
+
+def rampup(t: int, T: int, alpha_max: float) -> float:
+    """α(t) = alpha_max · exp(−5 (1 − t/T)²) for t < T, else alpha_max (Laine & Aila), t = dynamic epoch ≥ 1."""
+    if T <= 0 or t >= T:
+        return alpha_max
+    return alpha_max * math.exp(-5.0 * (1.0 - t / T) ** 2)
+
+
+def dynamic_epoch(trainer) -> dict:
+    """New pseudo-labels, then one epoch on labelled + certainty-weighted pseudo-labelled batches."""
+    cfg, d = trainer.cfg, trainer.data
+    t0 = time.perf_counter()
+    row = pseudo_labels(trainer)
+    row["pseudo_s"] = round(time.perf_counter() - t0, 3)
+    pseudo = trainer.state["pseudo"]
+    alpha = rampup(trainer.state["phase_epoch"] + 1, cfg.rampup_epochs, cfg.alpha_max)
+    g = trainer.generator()
+    bl = cfg.labelled_per_batch
+    order = torch.randperm(len(pseudo["index"]), generator=g)
+    ubatches = order.split(cfg.batch_size - bl)
+    if cfg.max_epoch_steps:
+        # An "epoch" of a fixed number of steps (FixMatch-style): each one still sees a fresh
+        # random subset of the unlabelled images and rebuilds the graph.
+        ubatches = ubatches[: cfg.max_epoch_steps]
+    lstream = trainer.labelled_stream(len(ubatches) * bl, g).split(bl)
+    targets = torch.as_tensor(d.targets)
+    p_index, p_label, p_weight = (torch.as_tensor(pseudo[k]) for k in ("index", "label", "weight"))
+    tot = tot_l = tot_u = 0.0
+    bar = trainer.bar(len(ubatches), "dynamic")
+    for step, (ub, lb) in enumerate(zip(ubatches, lstream)):
+        x = trainer.batch(torch.cat([lb, p_index[ub]]), g)
+        logits = trainer.model(x)
+        loss_l = trainer.loss(logits[: len(lb)], targets[lb].to(trainer.device)).mean()
+        lu = trainer.loss(logits[len(lb):], p_label[ub].to(trainer.device))
+        loss_u = (lu * p_weight[ub].to(trainer.device)).mean()
+        loss = loss_l + alpha * loss_u
+        trainer.optimizer_step(loss, step)
+        tot += loss.item()
+        tot_l += loss_l.item()
+        tot_u += loss_u.item()
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    k = max(len(ubatches), 1)
+    row.update(train_loss=tot / k, loss_labelled=tot_l / k, loss_unlabelled=tot_u / k, alpha=alpha,
+               images=sum(len(b) for b in ubatches) + len(ubatches) * bl)
+    return row
+
+
+def dynamic_pass(trainer) -> None:
+    """Pretraining (if any), the supervised warm-up with early stopping, then the dynamic epochs."""
+    cfg = trainer.cfg
+    pretrain(trainer)
+    trainer.phase("supervised", cfg.warmup_epochs, supervised_epoch, early_stopping=True)
+    trainer.phase("dynamic", cfg.epochs, dynamic_epoch)

@@ -1,0 +1,459 @@
+"""`Trainer`: the pieces both modes share — the run folder, data, model, batches, the epoch loop,
+validation, checkpoints.
+
+A mode (:mod:`.one_pass`, :mod:`.dynamic_pass`) is a short function that calls
+:meth:`Trainer.phase` once per phase with the function that trains one epoch of it::
+
+    trainer.phase("supervised", cfg.epochs, supervised_epoch, early_stopping=True)
+
+Every epoch ends with a checkpoint holding the model, optimiser, loop state, RNG states and
+pseudo-labels, so a killed run continues exactly where its last epoch ended (``resume=True``):
+:meth:`phase` skips the phases the checkpoint has finished and continues the one it was in.
+Batch order and augmentation come from a generator seeded by ``(seed, epoch)``, dropout from the
+global torch RNG saved in the checkpoint: same seed and config give the same numbers on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import progress
+from ..config import RunConfig, config_diff
+from ..data.prepare import prepare_data
+from ..data.splits import fingerprint
+from ..data.torchdata import Augment, Normalizer, tta_views
+from ..rundir import RunDir
+from .checkpoints import load_checkpoint, save_checkpoint
+from .metrics import classification_metrics, multilabel_metrics
+
+__all__ = ["Trainer", "TrainingInterrupted", "default_run_name"]
+
+
+class TrainingInterrupted(Exception):
+    """Raised by the ``stop_after_epochs`` test hook: the run stops as if killed after an epoch."""
+
+
+def default_run_name(cfg: RunConfig) -> str:
+    stem = Path(cfg.data).name.split(".")[0] if cfg.data else "run"
+    budget = f"n{cfg.labels_per_class}" if cfg.labels_per_class else f"lf{cfg.label_fraction:g}"
+    return f"{stem}-{cfg.mode}-{cfg.backbone}-{cfg.energy}-{budget}-s{cfg.seed}"
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def data_fingerprint(data) -> str:
+    """SHA-1 of the prepared images, labels and file names: tells a resumed run its data changed."""
+    import hashlib
+
+    h = hashlib.sha1()
+    h.update(data.images.numpy().tobytes())
+    h.update(np.ascontiguousarray(data.targets).tobytes())
+    if data.filenames is not None:
+        h.update(fingerprint(data.filenames).encode())
+    return h.hexdigest()
+
+
+class Trainer:
+    """One run: its folder, data, network, optimiser and loop state.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        Validated here, before anything is read or trained.
+    resume : bool
+        Continue from ``checkpoints/last.pt``; refused when the saved config differs in a key that
+        changes results (the message lists them) or when the data changed (checked in :meth:`setup`).
+    imageset : ImageSet, optional
+        Use these images instead of reading ``cfg.data`` (tests, notebooks).
+    stop_after_epochs : int, optional
+        Test hook: raise :class:`TrainingInterrupted` after this many epochs, as a kill would.
+    """
+
+    def __init__(self, cfg: RunConfig, resume: bool = False, imageset=None, stop_after_epochs: int | None = None) -> None:
+        self.cfg = cfg.validate()
+        self.name = cfg.name or default_run_name(cfg)
+        self.rundir = RunDir(Path(cfg.out) / self.name)
+        self.resume = resume
+        self.imageset = imageset
+        self.stop_after_epochs = stop_after_epochs
+        self.epochs_this_session = 0
+        if resume:
+            if not self.rundir.started or not self.rundir.config.is_file():
+                raise FileNotFoundError(f"--resume: no checkpoint in {self.rundir}; run it without --resume first")
+            import yaml
+
+            diff = config_diff(yaml.safe_load(self.rundir.config.read_text()), cfg.to_dict())
+            if diff:
+                raise ValueError(f"--resume refused: the config differs from the saved run in {len(diff)} key(s): "
+                                 + "; ".join(diff) + ". Use the saved settings, or start again with --overwrite")
+        elif self.rundir.started:
+            raise ValueError(f"{self.rundir} already holds a run; use --resume to continue it, --overwrite to start it "
+                             "again, or choose another --out / name")
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        """Seed, read and split the data, check it against the graph settings, build net and optimiser."""
+        cfg = self.cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+            try:  # the kNN search runs in faiss's own OpenMP pool
+                import faiss
+
+                faiss.omp_set_num_threads(cfg.threads)
+            except ImportError:
+                pass
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        random.seed(cfg.seed)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        self.device = _resolve_device(cfg.device)
+        self.data = d = prepare_data(**cfg.data_options(), imageset=self.imageset)
+        self.idx_lab = d.idx("train", True)
+        self.idx_unl = d.idx("train", False)
+        self.idx_train = d.idx("train")
+        self.idx_val = d.idx("val", True)
+        self.idx_test = d.idx("test")
+        self._check_graph_size()
+        self.normalizer = Normalizer.fit(d.images, self.idx_train)
+        self.augment = (Augment(cfg.hflip, cfg.vflip, cfg.rotate_degrees, cfg.crop_scale, cfg.translate, cfg.rot90)
+                        if cfg.augment else None)
+
+        from ..models import HybridNet, create_backbone
+
+        pretrained = True if cfg.pretrained == "torchvision" else cfg.pretrained or False
+        backbone = create_backbone(cfg.backbone, in_chans=d.images.shape[1], pretrained=pretrained, **cfg.backbone_kwargs)
+        torch.manual_seed(cfg.seed)  # the head's initialisation does not depend on the backbone's draws
+        self.model = HybridNet(backbone, d.n_outputs, cfg.dropout).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.state = {"phase": None, "finished_phases": [], "phase_epoch": 0, "epoch": 0, "best": None, "best_epoch": -1,
+                      "bad": 0, "stop_reasons": {}, "history": [], "pseudo": None, "elapsed_s": 0.0}
+        self.data_sha1 = data_fingerprint(d)
+
+    def _check_graph_size(self) -> None:
+        """Refuse k ≥ the nodes of a graph the run will build, before any training (not silently clip)."""
+        cfg = self.cfg
+        smallest = len(self.idx_train) if cfg.mode == "dynamic" else len(self.data.split)
+        what = "training images (Dynamic Pass builds its graph over them)" if cfg.mode == "dynamic" else "images"
+        if cfg.n_neighbors >= smallest:
+            raise ValueError(f"n_neighbors={cfg.n_neighbors} but the data has only {smallest} {what}; "
+                             f"set n_neighbors to at most {smallest - 1} (e.g. --set n_neighbors={min(10, smallest - 1)})")
+
+    def start(self) -> None:
+        """Set up, then either write the new run's config and split, or restore the last checkpoint."""
+        self.t_start = time.perf_counter()
+        self.setup()
+        self.rundir.checkpoints.mkdir(parents=True, exist_ok=True)
+        if self.resume:
+            self._check_same_data()
+            self._load_last()
+        else:
+            self.cfg.dump(self.rundir.config)
+            self._write_split()
+        self.elapsed_before = self.state.get("elapsed_s", 0.0)
+
+    def model_meta(self) -> dict:
+        """What ``graphzoo predict`` needs to rebuild the network (plain values only)."""
+        d = self.data
+        return {"backbone": self.cfg.backbone, "backbone_kwargs": self.cfg.backbone_kwargs,
+                "in_chans": int(d.images.shape[1]), "image_size": int(d.images.shape[-1]), "n_outputs": d.n_outputs,
+                "names": d.names, "multilabel": d.multilabel, "dropout": self.cfg.dropout,
+                "normalizer": self.normalizer.state_dict(),
+                "tta_views": [list(v) for v in self.views()] if self.cfg.tta else []}
+
+    def _write_split(self) -> None:
+        import csv
+
+        from ..data import save_split
+
+        d, cfg = self.data, self.cfg
+        save_split(self.rundir.split, n_samples=len(d.split), labelled=d.labelled, split=d.split,
+                   filenames=d.filenames, how=d.split_source, label_fraction=cfg.label_fraction,
+                   labels_per_class=cfg.labels_per_class, val_labels=cfg.val_labels, seed=cfg.seed,
+                   data_sha1=self.data_sha1)
+        with open(self.rundir.split_csv, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["index", "filename", "patient_id", "split", "labelled"])
+            for i in range(len(d.split)):
+                w.writerow([i, "" if d.filenames is None else d.filenames[i],
+                            "" if d.patient_ids is None else d.patient_ids[i], d.split[i], int(d.labelled[i])])
+
+    def _check_same_data(self) -> None:
+        """--resume after the data changed would mix two datasets in one run: refuse, naming what changed."""
+        from ..data import load_split
+
+        saved = load_split(self.rundir.split)
+        d = self.data
+        changed = []
+        if saved["n_samples"] != len(d.split):
+            changed.append(f"the number of images ({saved['n_samples']} -> {len(d.split)})")
+        else:
+            if d.filenames is not None and saved["fingerprint"] not in (None, fingerprint(d.filenames)):
+                changed.append("the file names")
+            sha = saved["params"].get("data_sha1")
+            if sha is not None and sha != self.data_sha1:
+                changed.append("the images or labels")
+            if saved["split"] is not None and (saved["split"] != d.split).any():
+                changed.append("the train / val / test split")
+            if saved["labelled"] is not None and (saved["labelled"] != d.labelled).any():
+                changed.append("the labelled images")
+        if changed:
+            raise ValueError(f"--resume refused: the data changed since {self.rundir} started ({', '.join(changed)}); "
+                             "restore the original data, or start again with --overwrite")
+
+    # ------------------------------------------------------------------ batches and inference
+    def batch(self, idx: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Normalised images ``idx`` on the device; augmented when a generator is given."""
+        x = self.data.images[idx].to(self.device, non_blocking=True)
+        if self.augment is not None and generator is not None:
+            # Augment before normalising, so that the area a rotation or shift uncovers is filled
+            # with black (the background of cells, X-rays, mammograms), not with the mean gray.
+            x = self.augment(x.float(), generator).clamp_(0, 255)
+        return self.normalizer(x)
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-sample (multiclass) or per-entry (multi-label) loss, unreduced."""
+        if self.data.multilabel:
+            return F.binary_cross_entropy_with_logits(logits, target.float(), reduction="none")
+        return F.cross_entropy(logits, target, reduction="none")
+
+    @torch.no_grad()
+    def infer(self, idx: np.ndarray, tta: bool = False, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (len(idx), n_outputs) and ψ features (len(idx), out_dim) of ``images[idx]`` in eval
+        mode, float32 numpy, in one pass. ``tta``: both averaged over :meth:`views`."""
+        self.model.eval()
+        views = self.views() if tta else [(0, False)]
+        logits, feats = [], []
+        batches = torch.as_tensor(idx, dtype=torch.long).split(batch_size)
+        bar = progress.bar(len(batches), f"infer ×{len(views)}" if len(views) > 1 else "infer", self.cfg.progress)
+        for b in batches:
+            lg, z = self.model.infer(self.batch(b, None), views)
+            logits.append(lg.float().cpu())
+            feats.append(z.float().cpu())
+            bar.update()
+        bar.close()
+        self.model.train()
+        if not logits:
+            return np.zeros((0, self.data.n_outputs), np.float32), np.zeros((0, self.model.head.in_features), np.float32)
+        return torch.cat(logits).numpy(), torch.cat(feats).numpy()
+
+    def views(self) -> list[tuple[int, bool]]:
+        """The exact symmetries training augments with (:func:`tta_views`), for test-time averaging."""
+        cfg = self.cfg
+        return tta_views(cfg.hflip, cfg.vflip, cfg.rot90) if cfg.augment else [(0, False)]
+
+    def proba(self, logits: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(logits).double()
+        return (torch.sigmoid(t) if self.data.multilabel else torch.softmax(t, 1)).numpy()
+
+    def metrics(self, idx: np.ndarray, proba: np.ndarray) -> dict:
+        d = self.data
+        if d.multilabel:
+            return multilabel_metrics(d.targets[idx], proba, d.names)
+        return classification_metrics(d.targets[idx], proba, d.names)
+
+    def validate(self) -> dict:
+        if len(self.idx_val) == 0:
+            return {}
+        logits, _ = self.infer(self.idx_val)
+        target = torch.as_tensor(self.data.targets[self.idx_val])
+        loss = float(self.loss(torch.from_numpy(logits), target).mean())
+        m = self.metrics(self.idx_val, self.proba(logits))
+        return {"val_loss": loss, "val_accuracy": m.get("accuracy"), "val_auc": m.get("auc")}
+
+    def _score(self, row: dict):
+        """Larger is better; accuracy / AUC ties are broken by the loss."""
+        if not row or row.get("val_loss") is None:
+            return None
+        if self.cfg.monitor == "val_loss":
+            return (-row["val_loss"],)
+        main = row.get(self.cfg.monitor)
+        return (main if main is not None else -math.inf, -row["val_loss"])
+
+    # ------------------------------------------------------------------ training steps
+    def generator(self) -> torch.Generator:
+        """This epoch's generator for batch order and augmentation: seeded by (seed, epoch)."""
+        return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.state["epoch"])
+
+    def optimizer_step(self, loss: torch.Tensor, step: int) -> None:
+        """One gradient step on ``loss``, refusing a NaN / inf loss before it reaches the weights."""
+        if not torch.isfinite(loss):
+            last = self.rundir.checkpoint("last")
+            kept = (f"the last good checkpoint (end of epoch {self.state['epoch']}) is kept at {last}"
+                    if last.exists() else "no checkpoint was written yet")
+            raise FloatingPointError(
+                f"training loss became {loss.item()} at epoch {self.state['epoch'] + 1}, step {step}; stopping. "
+                f"{kept}. Lower lr (now {self.cfg.lr:g}) or check the images for NaN / constant values."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def labelled_stream(self, n_needed: int, g: torch.Generator) -> torch.Tensor:
+        """``n_needed`` labelled training indices: the labelled set reshuffled as often as needed."""
+        lab = torch.as_tensor(self.idx_lab, dtype=torch.long)
+        reps = -(-n_needed // len(lab))
+        return torch.cat([lab[torch.randperm(len(lab), generator=g)] for _ in range(reps)])[:n_needed]
+
+    def bar(self, n: int, desc: str):
+        return progress.bar(n, f"epoch {self.state['epoch'] + 1} {desc}", self.cfg.progress)
+
+    # ------------------------------------------------------------------ the epoch loop
+    def phase(self, name: str, max_epochs: int, epoch_fn: Callable[["Trainer"], dict], *,
+              validate: bool = True, early_stopping: bool = False) -> None:
+        """Train ``epoch_fn`` for up to ``max_epochs`` epochs as phase ``name`` (skipped when a resumed
+        checkpoint finished it). ``validate``: track the best model by ``cfg.monitor`` (checkpoint
+        ``best.pt``, plateau learning-rate decay); ``early_stopping``: stop after ``cfg.patience``
+        epochs without improvement and continue from the best model."""
+        st = self.state
+        if name in st["finished_phases"]:
+            return
+        if st["phase"] != name:
+            st.update(phase=name, phase_epoch=0, bad=0)
+        while st["phase_epoch"] < max_epochs:
+            if self.stop_after_epochs is not None and self.epochs_this_session >= self.stop_after_epochs:
+                raise TrainingInterrupted(st["epoch"])
+            t0 = time.perf_counter()
+            row = {"epoch": st["epoch"] + 1, "phase": name, "lr": self.optimizer.param_groups[0]["lr"]}
+            row.update(epoch_fn(self))
+            if validate:
+                row.update(self.validate())
+            st["epoch"] += 1
+            st["phase_epoch"] += 1
+            self.epochs_this_session += 1
+            stop = self._track_best(row) if validate else None
+            if not (early_stopping and stop):
+                stop = None
+            row["time_s"] = round(time.perf_counter() - t0, 2)
+            st["history"].append(row)
+            st["elapsed_s"] = self.elapsed_before + time.perf_counter() - self.t_start
+            progress.say(_epoch_line(row), self.cfg.progress)
+            if st["epoch"] % self.cfg.checkpoint_every == 0 or stop:
+                self.save_last()
+            if stop:
+                return self._finish_phase(name, stop)
+        self._finish_phase(name, "max_epochs")
+
+    def _track_best(self, row: dict) -> str | None:
+        """Save best.pt on improvement, decay the learning rate on a plateau; the early-stop reason."""
+        st, cfg = self.state, self.cfg
+        score = self._score(row)
+        if score is None:  # no validation images: the latest model is the best we know
+            self.save_best()
+            return None
+        if st["best"] is None or score > st["best"]:
+            st.update(best=score, best_epoch=st["epoch"], bad=0)
+            row["is_best"] = True
+            self.save_best()
+            return None
+        st["bad"] += 1
+        row["is_best"] = False
+        if cfg.lr_patience and st["bad"] % cfg.lr_patience == 0:
+            # Plateau: decay the learning rate (kept in the optimiser state, so a resumed run
+            # continues with the decayed rate).
+            for group in self.optimizer.param_groups:
+                group["lr"] *= cfg.lr_decay
+        if st["bad"] >= cfg.patience:
+            return f"early_stopping (no {cfg.monitor} improvement in {cfg.patience} epochs)"
+        return None
+
+    def _finish_phase(self, name: str, reason: str) -> None:
+        st = self.state
+        st["stop_reasons"][name] = reason
+        if name == "supervised":
+            # Early stopping: Dynamic Pass starts from (and One Pass extracts features with) the
+            # best warm-up model.
+            self.load_best_weights()
+        st["finished_phases"].append(name)
+        st.update(phase=None, phase_epoch=0, bad=0)
+        # A new phase trains on a new objective (pseudo-labels): start again from the base
+        # learning rate rather than the plateau-decayed one of the warm-up.
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr
+        self.save_last()
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_last(self) -> None:
+        save_checkpoint({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "state": self.state,
+                         "rng": _rng_state(), "config": self.cfg.to_dict(), "meta": self.model_meta()},
+                        self.rundir.checkpoint("last"))
+
+    def save_best(self) -> None:
+        save_checkpoint({"model": self.model.state_dict(), "epoch": self.state["epoch"], "meta": self.model_meta(),
+                         "config": self.cfg.to_dict()}, self.rundir.checkpoint("best"))
+
+    def _load_last(self) -> None:
+        ck = load_checkpoint(self.rundir.checkpoint("last"), map_location=self.device)
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.state = self._upgrade_state(ck["state"])
+        _set_rng_state(ck["rng"])
+
+    def _upgrade_state(self, state: dict) -> dict:
+        """Checkpoints before graphzoo 0.2 count phases by position in the mode's list; name them."""
+        if "finished_phases" in state:
+            return state
+        cfg = self.cfg
+        names = (["ae"] if cfg.backbone == "autoencoder" and not cfg.pretrained and cfg.ae_pretrain_epochs else [])
+        names += ["supervised"] + (["dynamic"] if cfg.mode == "dynamic" else [])
+        k = int(state["phase"])
+        state["finished_phases"] = names[:k]
+        state["phase"] = names[k] if k < len(names) else None
+        return state
+
+    def load_best_weights(self) -> None:
+        best = self.rundir.checkpoint("best")
+        if best.exists():
+            self.model.load_state_dict(load_checkpoint(best, map_location=self.device)["model"])
+
+    def final_model(self) -> str:
+        """"best" or "last": the weights the final evaluation uses.
+
+        Dynamic Pass ends with its last model (as LP-DeepSSL): a validation part cut from a 1 % label
+        budget is a few dozen images, too few to pick among pseudo-label epochs; the
+        best-by-validation model stays in checkpoints/best.pt.
+        """
+        if self.cfg.final_model == "auto":
+            return "last" if self.cfg.mode == "dynamic" else "best"
+        return self.cfg.final_model
+
+
+def _epoch_line(row: dict) -> str:
+    """``epoch 3 supervised: train_loss 0.412, val_accuracy 0.871 (2.1 s)`` for logs."""
+    keys = ("train_loss", "val_loss", "val_accuracy", "val_auc", "pseudo_accuracy", "alpha")
+    parts = [f"{k} {row[k]:.3f}" for k in keys if isinstance(row.get(k), (int, float))]
+    return f"epoch {row['epoch']} {row['phase']}: {', '.join(parts)} ({row.get('time_s', 0):.1f} s)"
