@@ -239,3 +239,87 @@ def test_config_diff_reads_a_missing_key_as_its_default():
     assert config_diff(old, new) == []
     assert config_diff(old, {**new, "tta": True}) == ["tta: False -> True"]
     assert config_diff(new, {**new, "lr": 0.01}) == ["lr: 0.001 -> 0.01"]
+
+
+def test_one_class_dataset_is_refused_before_training(tmp_path):
+    data = blobs(n=60)
+    data.labels[:] = 0
+    with pytest.raises(ValueError, match="only the class 'left'.*at least two classes"):
+        run_training(cfg_for(tmp_path), imageset=data)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_n_neighbors_not_below_the_graph_size_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match=r"n_neighbors=500 but the data has only 40 images.*at most 39"):
+        run_training(cfg_for(tmp_path, n_neighbors=500), imageset=blobs(n=40))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_resume_refuses_changed_data(tmp_path):
+    data = blobs(n=120)
+    cfg = cfg_for(tmp_path, mode="dynamic", epochs=2)
+    run_training(cfg, imageset=data, stop_after_epochs=1)
+    changed = blobs(n=120)
+    changed.images[5] = 255 - changed.images[5]
+    with pytest.raises(ValueError, match=r"data changed .*the images or labels.*--overwrite"):
+        run_training(cfg, resume=True, imageset=changed)
+    fewer = blobs(n=100)
+    with pytest.raises(ValueError, match=r"the number of images \(120 -> 100\)"):
+        run_training(cfg, resume=True, imageset=fewer)
+    assert run_training(cfg, resume=True, imageset=data).metrics["epochs"] == 4  # the same data still resumes
+
+
+def test_crafted_checkpoint_is_refused_on_resume_and_predict(tmp_path):
+    """A best.pt / last.pt whose pickle would run a command is refused; the command never runs."""
+    import os
+
+    from graphzoo.predict import load_model
+    from graphzoo.train.checkpoints import UnsafeCheckpointError
+
+    cfg = cfg_for(tmp_path, epochs=1)
+    data = blobs(n=60)
+    run = run_training(cfg, imageset=data).rundir
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    for which in ("best", "last"):
+        ck = torch.load(run.checkpoint(which), weights_only=True)
+        ck["meta"] = Payload()
+        torch.save(ck, run.checkpoint(which))
+    with pytest.raises(UnsafeCheckpointError, match="refused to load .*best.pt"):
+        load_model(run.path, "best")
+    run.metrics.unlink()
+    with pytest.raises(UnsafeCheckpointError, match="refused to load .*last.pt"):
+        run_training(cfg, resume=True, imageset=data)
+    assert not marker.exists()
+
+
+def test_legacy_checkpoint_with_numpy_state_still_resumes(tmp_path):
+    """Checkpoints written before the safe format held numpy arrays and a phase index: they load."""
+    import random as pyrandom
+
+    data = blobs(n=120)
+    cfg = cfg_for(tmp_path, mode="dynamic", epochs=1, warmup_epochs=1)
+    run = run_training(cfg, imageset=data, stop_after_epochs=1).rundir
+    ck = torch.load(run.checkpoint("last"), weights_only=True)
+    st = ck["state"]
+    st["phase"] = len(st.pop("finished_phases"))  # the old layout: position in the mode's phase list
+    st["best"] = tuple(np.float64(v) for v in st["best"])
+    ck["rng"]["numpy"] = np.random.get_state()
+    ck["rng"]["python"] = pyrandom.getstate()
+    torch.save(ck, run.checkpoint("last"))
+    m = run_training(cfg, resume=True, imageset=data).metrics
+    assert m["epochs"] == 2 and [r for r in m["stop_reasons"]] == ["supervised", "dynamic"]
+
+
+def test_collapsed_net_is_reported(tmp_path):
+    from graphzoo.train.evaluate import collapsed_classes
+
+    assert collapsed_classes(np.zeros(5, int), np.array([0, 1, 0, 1, 1])) == 0
+    assert collapsed_classes(np.array([0, 1, 0]), np.array([0, 1, 1])) is None
+    assert collapsed_classes(np.zeros(3, int), np.zeros(3, int)) is None  # one true class: nothing to collapse
+    m, _ = run_experiment(cfg_for(tmp_path, epochs=1), imageset=blobs(n=120))
+    assert set(m["collapsed"]) == {"inductive", "transductive"}

@@ -158,6 +158,11 @@ def prepare_data(
         targets = np.asarray(ds.labels).astype(np.int64)
         names = list(ds.class_names)
         keep = targets >= 0
+        present = np.unique(targets[keep])
+        if len(present) < 2:
+            found = f"only the class {names[present[0]]!r}" if len(present) else "no labelled image"
+            raise ValueError(f"{where} has {found}: a classifier needs labelled images of at least two classes; "
+                             "check the labels (or the class folders) of the data")
     sel = np.flatnonzero(keep)
     take = lambda a: None if a is None else np.asarray(a)[sel]  # noqa: E731
     targets = targets[sel]
