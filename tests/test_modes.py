@@ -323,3 +323,21 @@ def test_collapsed_net_is_reported(tmp_path):
     assert collapsed_classes(np.zeros(3, int), np.zeros(3, int)) is None  # one true class: nothing to collapse
     m, _ = run_experiment(cfg_for(tmp_path, epochs=1), imageset=blobs(n=120))
     assert set(m["collapsed"]) == {"inductive", "transductive"}
+
+
+def test_precise_bn_sets_exact_statistics_of_the_training_images(tmp_path):
+    """precise_bn: each BatchNorm's running mean / variance are the exact statistics of its input over
+    the training images (here all of them), so eval-mode outputs match the weights."""
+    cfg = cfg_for(tmp_path, epochs=1, precise_bn=10_000)
+    trainer = Trainer(cfg, imageset=blobs(n=120))
+    trainer.setup()
+    bn = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    seen = []
+    hook = bn.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach()))
+    trainer.recalibrate_batchnorm(batch_size=1000)  # one batch: the cumulative average is the plain one
+    hook.remove()
+    x = torch.cat(seen)
+    assert len(x) == len(trainer.idx_train)
+    torch.testing.assert_close(bn.running_mean, x.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(bn.running_var, x.transpose(0, 1).flatten(1).var(1), rtol=1e-3, atol=1e-5)
+    assert bn.momentum == 0.1 and trainer.model.training

@@ -65,7 +65,10 @@ class RunConfig:
     (autoencoder backbone: reconstruction epochs on all images), tta (test-time averaging: the
     final features ψ(x) and logits are averaged over the exact flips / quarter turns that training
     augments with, :func:`graphzoo.data.torchdata.tta_views`; 8 views for cells with rot90, so the
-    final extraction costs 8×).
+    final extraction costs 8×), precise_bn (after every epoch, recompute the BatchNorm statistics over
+    this many training images, labelled or not, un-augmented; 0: off. PyTorch's running averages lag
+    far behind the weights when an epoch is a few dozen steps, as at 1–5 % labels, and the net then
+    predicts one class in eval mode; "precise BN", Wu & Johnson 2021).
 
     Graph and energy
     ----------------
@@ -124,6 +127,7 @@ class RunConfig:
     rotate_degrees: float = 10.0
     rot90: bool = False
     tta: bool = False
+    precise_bn: int = 0
     crop_scale: float = 0.1
     translate: float = 0.05
     ae_pretrain_epochs: int = 5
@@ -195,7 +199,7 @@ class RunConfig:
         if not 0 < self.label_fraction <= 1:
             raise ValueError(f"label_fraction must lie in (0, 1], got {self.label_fraction}")
         positive("labels_per_class", "image_size", "in_chans", "threads", "weight_decay", "ae_pretrain_epochs",
-                 "rampup_epochs", "warmup_epochs", "max_epoch_steps", "lr_patience", "crop_scale", "translate", "rotate_degrees", allow_zero=True)
+                 "rampup_epochs", "warmup_epochs", "max_epoch_steps", "precise_bn", "lr_patience", "crop_scale", "translate", "rotate_degrees", allow_zero=True)
         positive("lr", "batch_size", "epochs", "patience", "min_epoch_steps", "n_neighbors", "labelled_per_batch", "checkpoint_every")
         if self.in_chans not in (0, 1, 3):
             raise ValueError(f"in_chans must be 0 (as stored), 1 or 3, got {self.in_chans}")

@@ -323,6 +323,31 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
 
+    @torch.no_grad()
+    def recalibrate_batchnorm(self, batch_size: int = 256) -> None:
+        """Recompute every BatchNorm layer's running mean / variance over ``cfg.precise_bn`` training
+        images (a fixed subset, un-augmented, labels unused): their exact average under the current
+        weights instead of a lagging exponential average. Only eval-mode outputs change; training
+        uses batch statistics either way."""
+        n = self.cfg.precise_bn
+        bns = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not n or not bns:
+            return
+        subset = torch.as_tensor(self.idx_train)[torch.randperm(len(self.idx_train),
+                                                                generator=torch.Generator().manual_seed(self.cfg.seed))][:n]
+        was_training = self.model.training
+        self.model.eval()  # dropout off: no RNG draws, no noise in the statistics
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+            m.train()
+        for b in subset.split(batch_size):
+            self.model.features(self.batch(b, None))
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+        self.model.train(was_training)
+
     def labelled_stream(self, n_needed: int, g: torch.Generator) -> torch.Tensor:
         """``n_needed`` labelled training indices: the labelled set reshuffled as often as needed."""
         lab = torch.as_tensor(self.idx_lab, dtype=torch.long)
@@ -350,6 +375,7 @@ class Trainer:
             t0 = time.perf_counter()
             row = {"epoch": st["epoch"] + 1, "phase": name, "lr": self.optimizer.param_groups[0]["lr"]}
             row.update(epoch_fn(self))
+            self.recalibrate_batchnorm()
             if validate:
                 row.update(self.validate())
             st["epoch"] += 1
