@@ -8,13 +8,24 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn as nn  # noqa: E402
 
-from graphzoo.data.torchdata import Augment, ImageTensorDataset, Normalizer, apply_view, to_image_tensor, tta_views  # noqa: E402
+from graphzoo.data.torchdata import (  # noqa: E402
+    Augment,
+    ImageTensorDataset,
+    Normalizer,
+    apply_view,
+    to_image_tensor,
+    tta_views,
+)
 from graphzoo.models import BACKBONES, HybridNet, create_backbone  # noqa: E402
 
 torch.set_num_threads(1)
 
-# Registered names, one torchvision model reached through the by-name fallback, and a user module.
+# Every registered name (a newly registered backbone is tested here without editing a list) and one
+# torchvision model reached through the by-name fallback.
 NAMES = BACKBONES.names() + ["mobilenet_v3_small"]
+# The smallest size every backbone here supports: VGG-16's five 2x2 poolings bring 32 px to 1 px.
+# Random weights, 2 images: the whole parametrised test takes a few seconds on one CPU thread.
+SIZE = 32
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -22,7 +33,7 @@ NAMES = BACKBONES.names() + ["mobilenet_v3_small"]
 def test_forward_backward(name, in_chans):
     torch.manual_seed(0)
     net = create_backbone(name, in_chans=in_chans)
-    x = torch.randn(2, in_chans, 32, 32)
+    x = torch.randn(2, in_chans, SIZE, SIZE)
     z = net(x)
     assert z.shape == (2, net.out_dim)
     assert torch.isfinite(z).all()

@@ -1,22 +1,25 @@
-"""Energies against dense closed-form solves, invariants, and bad input."""
+"""Energies against dense closed-form solves, invariants, bad input, and every registered energy."""
 
 from __future__ import annotations
 
 import warnings
+from functools import partial
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from conftest import mask_labels
+from scipy.sparse.csgraph import connected_components
 from sklearn.datasets import make_blobs, make_moons
-
-from functools import partial
 
 from graphzoo import ENERGIES, ConvergenceWarning, UnlabelledComponentWarning, diffuse, diffuse_per_label
 from graphzoo import knn_graph as _knn_graph
 from graphzoo.energies import fit_class_offsets, one_hot
+from graphzoo.graph_step import graph_step
 
 QUADRATIC = ["label_spreading", "laplace", "poisson"]
+#: Every registered energy: one added with ``@ENERGIES.register`` is tested below without editing a list.
+REGISTERED = ENERGIES.names()
 
 # float64 graphs: these tests compare against dense solves to 1e-6 and beyond.
 knn_graph = partial(_knn_graph, dtype=np.float64)
@@ -157,18 +160,51 @@ def test_fit_class_offsets_hits_priors(rng):
     np.testing.assert_allclose(frac, [0.5, 0.3, 0.2], atol=0.01)
 
 
-@pytest.mark.parametrize("energy", QUADRATIC)
-def test_unlabelled_component_is_flagged_not_nan(energy):
-    X, y = make_blobs(40, centers=2, random_state=0)
-    W1 = knn_graph(X, 5, metric="euclidean")
+# ---------------------------------------------------------------- every registered energy
+@pytest.fixture
+def two_clusters():
+    """Two separated clusters of 20 points in one connected 10-NN graph, 2 labels per cluster."""
+    X, y = make_blobs(40, centers=[[-2, 1], [2, 1]], cluster_std=0.7, random_state=0)
+    W = knn_graph(X, 10, metric="euclidean")
+    assert connected_components(W)[0] == 1  # the energy must carry labels across one graph
+    return X, W, mask_labels(y, 2, seed=0), y
+
+
+@pytest.mark.parametrize("energy", REGISTERED)
+def test_registered_energy_separates_two_clusters(two_clusters, energy):
+    X, W, y, truth = two_clusters
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # default parameters: no iteration cap, no unreachable node
+        res = diffuse(W, y, energy)
+        step = graph_step(X, y, energy=energy, n_neighbors=10, metric="euclidean")
+    assert res.scores.shape == (40, 2) and np.isfinite(res.scores).all()
+    assert not res.unreachable.any()
+    assert (res.scores.argmax(1) == truth).all()
+    assert step.proba.shape == (40, 2) and np.isfinite(step.proba).all()
+    np.testing.assert_allclose(step.proba.sum(1), 1)
+    assert (step.predictions == truth).all() and step.reachable.all()
+    assert ((step.certainty >= 0) & (step.certainty <= 1)).all() and step.certainty.max() > 0
+
+
+@pytest.mark.parametrize("energy", REGISTERED)
+def test_registered_energy_flags_an_unlabelled_component(two_clusters, energy):
+    """A second copy of the graph without a label: flagged unreachable, finite scores, no NaN."""
+    _, W1, y1, truth = two_clusters
     W = sp.block_diag([W1, W1]).tocsr()
-    y_all = np.full(80, -1)
-    y_all[:40] = mask_labels(y, 2, 0)  # the second copy has no label at all
+    y = np.r_[y1, np.full(40, -1)]
     with pytest.warns(UnlabelledComponentWarning, match="40 of 80 nodes"):
-        res = diffuse(W, y_all, energy)
-    assert np.isfinite(res.scores).all()
+        res = diffuse(W, y, energy)
+    assert res.scores.shape == (80, 2) and np.isfinite(res.scores).all()
     assert res.unreachable[40:].all() and not res.unreachable[:40].any()
     assert (res.scores[40:] == 0).all()
+    assert (res.scores[:40].argmax(1) == truth).all()
+    with pytest.warns(UnlabelledComponentWarning):
+        step = graph_step(None, y, energy=energy, W=W)
+    assert not step.reachable[40:].any() and step.reachable[:40].all()
+    assert (step.certainty[40:] == 0).all()
+    # unreached nodes get the labelled class frequencies (2 and 2 labels here)
+    np.testing.assert_allclose(step.proba[40:], 0.5)
+    assert (step.predictions[:40] == truth).all()
 
 
 def test_isolated_labelled_node_is_fine():
@@ -264,7 +300,8 @@ def test_induced_subgraph_matches_fancy_indexing(rng):
     from graphzoo.energies import induced_subgraph
 
     W = knn_graph(rng.normal(size=(200, 3)), 6, metric="euclidean")
-    for nodes in (rng.permutation(200), np.sort(rng.choice(200, 70, replace=False)), rng.choice(200, 70, replace=False)):
+    subsets = (rng.permutation(200), np.sort(rng.choice(200, 70, replace=False)), rng.choice(200, 70, replace=False))
+    for nodes in subsets:
         expected = W[nodes][:, nodes].toarray()
         np.testing.assert_array_equal(induced_subgraph(W, nodes).toarray(), expected)
 

@@ -64,7 +64,9 @@ def test_approximate_search_has_high_recall(rng):
 
 
 @pytest.mark.parametrize("symmetrize", ["sum", "max", "mean"])
-@pytest.mark.parametrize("metric,weight", [("cosine", "cosine"), ("euclidean", "self_tuning"), ("euclidean", "uniform")])
+@pytest.mark.parametrize(
+    "metric,weight", [("cosine", "cosine"), ("euclidean", "self_tuning"), ("euclidean", "uniform")]
+)
 def test_knn_graph_invariants_and_weights(rng, symmetrize, metric, weight):
     X = rng.normal(size=(120, 6))
     k = 5
@@ -127,6 +129,20 @@ def test_bad_input_is_named(kwargs, message):
     k = kwargs.pop("n_neighbors", 3)
     with pytest.raises(ValueError, match=message):
         knn_search(X, k, **kwargs)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "coo"])
+def test_sparse_features_are_refused_with_the_way_out(rng, fmt):
+    """Issue 11 #11: a sparse matrix used to become a 0-d object array ("got shape ()")."""
+    W = sp.random(30, 30, density=0.2, format=fmt, random_state=0)
+    with pytest.raises(ValueError) as err:
+        knn_graph(W, 5)
+    message = str(err.value)
+    assert "X is a scipy sparse matrix" in message and "dense (n, d) features" in message
+    assert "GraphSSLClassifier(metric='precomputed')" in message and "knn=(dist, idx)" in message
+    assert "shape ()" not in message
+    with pytest.raises(ValueError, match="queries is a scipy sparse matrix"):
+        knn_search(rng.normal(size=(30, 4)), 5, queries=sp.csr_matrix(rng.normal(size=(3, 4))))
 
 
 def test_bad_precomputed_neighbours():

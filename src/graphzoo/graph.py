@@ -10,7 +10,7 @@ a zero diagonal. Two steps, both usable on their own:
    no n×n matrix is ever formed.
 2. :func:`knn_graph` turns ``(dist, idx)`` into edge weights and symmetrises.
 
-Weightings used in the field (see ``shared/ALGORITHMS.md``):
+Weightings used in the field:
 
 * ``"cosine"``: LP-DeepSSL (Iscen et al., CVPR 2019), ``w_ij = max(s_ij, 0)^γ`` with ``s_ij``
   the cosine similarity and ``γ = 3``.
@@ -50,9 +50,15 @@ def _check_option(name: str, value: str, options: tuple[str, ...]) -> None:
 def check_features(Z, name: str = "Z") -> np.ndarray:
     """Return ``Z`` as a C-contiguous float32 array of shape (n, d), or raise ``ValueError``.
 
-    Rejects non-2-D input, empty input and NaN / inf entries (naming how many rows are bad),
-    because a single NaN row silently poisons every neighbour list that touches it.
+    Rejects scipy sparse input (``np.asarray`` would wrap it in a 0-d object array), non-2-D
+    input, empty input and NaN / inf entries (naming how many rows are bad), because a single NaN
+    row silently poisons every neighbour list that touches it.
     """
+    if sp.issparse(Z):
+        raise ValueError(
+            f"{name} is a scipy sparse matrix, but knn_graph takes dense (n, d) features; "
+            "for a precomputed graph use GraphSSLClassifier(metric='precomputed') or pass knn=(dist, idx)"
+        )
     Z = np.asarray(Z)
     if Z.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (n_samples, n_features), got shape {Z.shape}")
@@ -306,7 +312,9 @@ def knn_graph(
     else:
         dist, idx = (np.asarray(a) for a in knn)
         if dist.shape != idx.shape or dist.ndim != 2:
-            raise ValueError(f"knn=(dist, idx) must be two arrays of equal shape (n, k); got {dist.shape} and {idx.shape}")
+            raise ValueError(
+                f"knn=(dist, idx) must be two arrays of equal shape (n, k); got {dist.shape} and {idx.shape}"
+            )
         n = idx.shape[0]
         if idx.min() < 0 or idx.max() >= n:
             raise ValueError(f"knn indices must lie in [0, {n}); got range [{idx.min()}, {idx.max()}]")

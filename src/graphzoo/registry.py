@@ -1,16 +1,35 @@
 """A tiny name -> object registry with helpful errors.
 
-Used for energies (:data:`graphzoo.energies.ENERGIES`) and, later, backbones and data readers.
-A lookup of an unknown name raises ``ValueError`` that lists the valid names and suggests the
-closest one ("did you mean ...?"), in the manner of MONAI's ``look_up_option``.
+Used for energies (:data:`graphzoo.energies.ENERGIES`), backbones
+(:data:`graphzoo.models.BACKBONES`) and data readers. A lookup of an unknown name raises
+``ValueError`` that lists the valid names and suggests the closest one ("did you mean ...?"), in
+the manner of MONAI's ``look_up_option``. :func:`did_you_mean` is that suggestion on its own, for
+any other closed set of names (config keys, experiment keys, baselines).
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
+
+__all__ = ["Registry", "did_you_mean"]
+
+
+def did_you_mean(name: object, options: Iterable[str]) -> str:
+    """The hint ``" Did you mean 'closest'?"`` for a name not in ``options``, or ``""``.
+
+    Meant to end an error message: ``f"unknown key {key!r}.{did_you_mean(key, keys)}"``. The
+    closest option is difflib's best match with a similarity ratio of at least 0.5.
+
+    >>> did_you_mean("poison", ["laplace", "poisson"])
+    " Did you mean 'poisson'?"
+    >>> did_you_mean("xyz", ["laplace", "poisson"])
+    ''
+    """
+    close = difflib.get_close_matches(str(name), list(options), n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 class Registry(Generic[T]):
@@ -61,8 +80,7 @@ class Registry(Generic[T]):
             raise ValueError(self._unknown_message(name)) from None
 
     def _unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self._entries, n=1, cutoff=0.5)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, self._entries)
         return f"Unknown {self.kind} {name!r}.{hint} Available: {', '.join(self.names())}."
 
     def names(self) -> list[str]:

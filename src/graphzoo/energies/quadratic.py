@@ -74,7 +74,9 @@ def label_spreading(
     d_inv_sqrt = np.divide(1.0, np.sqrt(d), out=np.zeros_like(d), where=d > 0)
     # S = D^-1/2 W D^-1/2 by scaling the stored weights in place of two sparse products.
     rows = np.repeat(np.arange(W.shape[0]), np.diff(W.indptr))
-    S = sp.csr_matrix((W.data * d_inv_sqrt[rows] * d_inv_sqrt[W.indices], W.indices, W.indptr), shape=W.shape, dtype=dtype)
+    S = sp.csr_matrix(
+        (W.data * d_inv_sqrt[rows] * d_inv_sqrt[W.indices], W.indices, W.indptr), shape=W.shape, dtype=dtype
+    )
     if x0 is not None:
         x0 = np.asarray(x0, dtype=dtype)
 

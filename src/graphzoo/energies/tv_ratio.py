@@ -18,10 +18,10 @@ Conventions (documented because a factor 2 and a swapped weight are easy to get 
 * **Total variation.** ``T(u) = Σ_{i<j} w_ij |u_i − u_j| = ½ Σ_{i,j} w_ij |u_i − u_j|``, a sum
   over *undirected* edges, so that ``T(1_A) = cut(A, A^c)`` exactly. :func:`incidence_matrix`
   builds ``K`` with **one row per undirected edge** ``e = (i, j), i < j`` and
-  ``(K u)_e = w_ij (u_j − u_i)``, hence ``T(u) = ‖K u‖₁``. ``shared/ALGORITHMS.md`` writes
-  ``Σ_{ij}`` (ordered pairs) next to ``‖Ku‖₁``; the two differ by a factor 2. The factor scales
-  every ratio alike, so it changes neither the minimiser nor the algorithm's iterates beyond the
-  prox step, but ``energy_history`` uses the undirected (cut) convention.
+  ``(K u)_e = w_ij (u_j − u_i)``, hence ``T(u) = ‖K u‖₁``. A sum ``Σ_{i,j}`` over ordered pairs
+  next to ``‖Ku‖₁``, as statements of the algorithm sometimes write it, is twice as large. The
+  factor scales every ratio alike, so it changes neither the minimiser nor the algorithm's
+  iterates beyond the prox step, but ``energy_history`` uses the undirected (cut) convention.
 * **Balance.** ``B_λ(u) = λ Σ_{u_i > m} (u_i − m) + Σ_{u_i < m} (m − u_i)`` with ``m`` the
   λ-median, the (k+1)-th *largest* entry of ``u`` with ``k = ⌊n / (λ + 1)⌋``. The weight λ sits
   on the entries *above* the median: then ``B_λ(1_A) = min(λ|A|, n − |A|)``, the paper's
@@ -58,8 +58,8 @@ and the inner loop stops as soon as its iterate satisfies it up to a factor ``1 
 *B-weighted* decrease is non-negative, but the plain sum ``Σ_r E_r`` may rise slightly when the
 ``B_r`` change unevenly between classes; both are recorded in ``EnergyResult.info``.
 
-Two implementation choices that differ from the pseudocode in ``shared/ALGORITHMS.md`` without
-changing the fixed points:
+Two implementation choices that differ from the plain primal-dual iteration (Chambolle & Pock
+2011, with one dual step ``σ`` for all classes) without changing the fixed points:
 
 * The dual variable is stored rescaled, ``Q = P · diag(δ/B_r)`` with ``|Q_er| ≤ δ/B_r``; this is
   the same iteration as using a per-class dual step ``σ_r = 1/(τ L² (δ/B_r)²)`` instead of the
@@ -335,7 +335,6 @@ def tv_ratio(
     adaptive_step: bool = False,
     min_inner: int = 1,
     dtype=np.float64,
-    random_state=None,
     verbose: bool = False,
 ) -> EnergyResult:
     r"""Multiclass total-variation ratio (p = 1; Bresson et al. NIPS 2013; GraphXNet).
@@ -343,6 +342,12 @@ def tv_ratio(
     Minimises :math:`\sum_r T(u_r)/B_{\lambda_r}(u_r)` over ``U`` with rows on the simplex and
     labelled rows fixed, by proximal steepest descent with an accelerated Chambolle-Pock inner
     solver (see the module docstring for the formulas and conventions).
+
+    The outer and inner loops stay in one function on purpose: they share a dozen arrays
+    (``U``, ``KU``, the dual ``Q``, the ratios ``T``, ``B``, ``E``) whose in-place updates and
+    reuse (one product with ``K`` per inner step) are the point of the implementation; split into
+    helpers they would be passed around as long argument lists without becoming easier to check
+    against the formulas.
 
     Parameters
     ----------
@@ -373,8 +378,6 @@ def tv_ratio(
     dtype : {numpy.float64, numpy.float32}, default=float64
         Precision of the edge-sized arrays (``K``, the dual variable, ``K U``). float32 halves
         memory traffic on very large graphs; ratios and ``U`` stay float64.
-    random_state : ignored
-        The algorithm is deterministic; accepted for API symmetry.
     verbose : bool, default=False
         Print one line per outer step.
 

@@ -12,10 +12,10 @@ can show the names without paying for importing torch.
 
 from __future__ import annotations
 
-from ..registry import Registry
-from ._registry import BACKBONES, backbone_names
+from ..registry import did_you_mean
+from ._registry import BACKBONES
 
-__all__ = ["BACKBONES", "backbone_names", "create_backbone", "HybridNet"]
+__all__ = ["BACKBONES", "create_backbone", "HybridNet"]
 
 
 def create_backbone(name, in_chans: int = 1, pretrained=False, **kwargs):
@@ -57,11 +57,10 @@ def create_backbone(name, in_chans: int = 1, pretrained=False, **kwargs):
         return BACKBONES.get(name)(in_chans=in_chans, pretrained=pretrained, **kwargs)
     if backbones.is_torchvision_model(name):
         return backbones.torchvision_backbone(name, in_chans=in_chans, pretrained=pretrained, **kwargs)
-    try:
-        BACKBONES.get(name)
-    except ValueError as exc:  # "did you mean" over our names, plus the torchvision fallback
-        raise ValueError(f"{exc} Any torchvision classification model name also works.") from None
-    raise AssertionError("unreachable")
+    raise ValueError(
+        f"Unknown backbone {name!r}.{did_you_mean(name, BACKBONES)} Available: {', '.join(BACKBONES.names())}. "
+        "Any torchvision classification model name also works."
+    )
 
 
 def __getattr__(name):
@@ -71,6 +70,3 @@ def __getattr__(name):
 
         return HybridNet
     raise AttributeError(name)
-
-
-_ = Registry  # re-exported type for users registering their own backbones

@@ -2,7 +2,7 @@
 
 Each entry is a builder ``(in_chans=..., pretrained=..., **kwargs) -> nn.Module``. The built-in
 entries are thin wrappers that import :mod:`graphzoo.models.backbones` (and with it torch) only
-when called. Register your own with ``@BACKBONES.register("my_net")``.
+when called. Register your own with ``@BACKBONES.register("my_net")``; ``BACKBONES.names()`` lists them all.
 """
 
 from __future__ import annotations
@@ -24,13 +24,10 @@ def _lazy(name: str, attr: str, doc: str) -> None:
     BACKBONES.register(name)(build)
 
 
-_lazy("small_cnn", "small_cnn", "The seed's customised CNN: four conv-BN-ReLU-pool blocks, global average pooling.")
+_lazy("small_cnn", "small_cnn",
+      "The GraphNet Zoo paper's customised CNN: four conv-BN-ReLU-pool blocks, global average pooling.")
 _lazy("resnet18", "resnet18", "torchvision ResNet-18 without its fc layer (512-d).")
 _lazy("resnet50", "resnet50", "torchvision ResNet-50 without its fc layer (2048-d).")
 _lazy("vgg16", "vgg16", "torchvision VGG-16 convolutions + global average pooling (512-d).")
-_lazy("autoencoder", "autoencoder", "Convolutional autoencoder; its encoder is ψ (reconstruction pretraining).")
-
-
-def backbone_names() -> list[str]:
-    """Registered backbone names (any torchvision classification model name also works)."""
-    return BACKBONES.names()
+_lazy("autoencoder", "autoencoder",
+      "Convolutional autoencoder; its encoder is ψ (reconstruction pretraining).")

@@ -48,7 +48,7 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class SmallCNN(nn.Module):
-    """The seed's customised CNN: a short VGG-style stack sized for small images on a CPU.
+    """The GraphNet Zoo paper's customised CNN: a short VGG-style stack sized for small images on a CPU.
 
     Four stages of ``conv3×3-BN-ReLU`` (two convolutions in the last two stages), 2×2 max
     pooling between stages, then global average pooling. Widths ``w, 2w, 4w, 8w``;
@@ -87,14 +87,14 @@ class SmallCNN(nn.Module):
 
 
 class ConvAutoencoder(nn.Module):
-    """Convolutional autoencoder whose encoder is the feature extractor ψ (the seed's model [C]).
+    """Convolutional autoencoder whose encoder is the feature extractor ψ (the paper's autoencoder).
 
     Encoder: three stride-2 ``conv-BN-ReLU`` stages (widths ``w, 2w, 4w``), global average
     pooling and a linear map to a ``latent``-dimensional code: ``forward(x) -> (B, latent)``.
     Decoder: linear → ``(4w, 4, 4)`` → three ×2 upsampling convolutions → bilinear resize to the
     input size. Pretrain it by minimising ``‖decode(encode(x)) − x‖²`` on all images, labelled
-    or not (:func:`graphzoo.train.engine.pretrain_autoencoder`); the hybrid network then
-    fine-tunes the encoder.
+    or not (a run with this backbone does so for ``ae_pretrain_epochs`` epochs first); the hybrid
+    network then fine-tunes the encoder.
 
     Parameters
     ----------
@@ -410,7 +410,7 @@ class HybridNet(nn.Module):
     n_outputs : int
         Classes (softmax / cross-entropy) or labels (sigmoid / BCE, multi-label).
     dropout : float, default=0.2
-        Dropout before the linear layer (the seed's 0.2).
+        Dropout before the linear layer (the paper's 0.2).
 
     ``features(x)`` returns ψ(x) of shape ``(B, out_dim)``; ``forward(x)`` the logits
     ``(B, n_outputs)``; ``infer(x, views)`` both, averaged over test-time views.
