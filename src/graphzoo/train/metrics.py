@@ -8,6 +8,8 @@ left out of the means.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, precision_recall_fscore_support, roc_auc_score
 
@@ -18,6 +20,14 @@ def _auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
     if len(np.unique(y_true)) < 2:
         return None
     return float(roc_auc_score(y_true, score))
+
+
+def _balanced_accuracy(y_true: np.ndarray, pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true`` (scikit-learn's; its warning that a
+    predicted class is absent from the targets, as on a one-class test part, is expected here)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return float(balanced_accuracy_score(y_true, pred))
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict:
@@ -52,7 +62,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: l
     return {
         "n": int(len(y_true)),
         "accuracy": float((pred == y_true).mean()),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, pred)),
+        "balanced_accuracy": _balanced_accuracy(y_true, pred),
         "auc": auc,
         "per_class": {
             name: {"precision": float(prec[k]), "recall": float(rec[k]), "f1": float(f1[k]), "auc": per_class_auc[k], "support": int(sup[k])}
