@@ -13,6 +13,12 @@ from typing import Callable, Generic, Iterator, TypeVar
 T = TypeVar("T")
 
 
+def suggest(name: str, options) -> str:
+    """``" Did you mean 'x'?"`` for the option closest to ``name``, or ``""``: the one "did you mean" helper."""
+    close = difflib.get_close_matches(str(name), list(options), n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
 class Registry(Generic[T]):
     """Map lower-case names to objects (functions or classes).
 
@@ -61,9 +67,7 @@ class Registry(Generic[T]):
             raise ValueError(self._unknown_message(name)) from None
 
     def _unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self._entries, n=1, cutoff=0.5)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        return f"Unknown {self.kind} {name!r}.{hint} Available: {', '.join(self.names())}."
+        return f"Unknown {self.kind} {name!r}.{suggest(name, self._entries)} Available: {', '.join(self.names())}."
 
     def names(self) -> list[str]:
         """Sorted list of the registered names."""
