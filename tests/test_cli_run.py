@@ -39,7 +39,8 @@ def test_predict_folder_and_csv(demo_run, tmp_path, capsys):
     folder = data_path("malaria", "raw_sample", "cell_images", "valid", "Uninfected")
     out = tmp_path / "pred.csv"
     assert main(["predict", "--run", str(demo_run), str(folder), "--output", str(out)]) == 0
-    printed = capsys.readouterr().out.strip().splitlines()
+    header, *printed = capsys.readouterr().out.strip().splitlines()
+    assert header == "file\tprediction\tprobability"
     assert len(printed) == 25 and all(line.split("\t")[1] in ("Parasitized", "Uninfected") for line in printed)
     with open(out) as fh:
         rows = list(csv.DictReader(fh))
