@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._main(args) or 0)
     except Exception as exc:  # noqa: BLE001 - sorted by describe(); the unknown ones re-raise below
-        line, code = describe(exc, args.command)
+        line, code = describe(exc, args.command, getattr(args, "config", None))
         if code is None:
             raise  # a bug: the traceback is what a bug report needs
     except KeyboardInterrupt:
@@ -73,8 +73,12 @@ _KEPT = {"run": "; the last checkpoint is intact: continue with graphzoo run --r
          "experiment": "; finished cells are kept: rerun the same command to continue"}
 
 
-def describe(exc: BaseException, command: str) -> tuple[str, int | None]:
-    """``(one-line message with the fix, exit code)`` for a known failure; ``(.., None)`` for a bug."""
+def describe(exc: BaseException, command: str, config: str | None = None) -> tuple[str, int | None]:
+    """``(one-line message with the fix, exit code)`` for a known failure; ``(.., None)`` for a bug.
+
+    ``config`` names the command's ``--config`` file, for a YAML error raised from parsed text
+    (whose position PyYAML reports without a file name).
+    """
     import yaml
 
     kept = _KEPT.get(command, "")
@@ -84,7 +88,8 @@ def describe(exc: BaseException, command: str) -> tuple[str, int | None]:
         from .config import yaml_error_line
 
         name = getattr(getattr(exc, "problem_mark", None), "name", "") or ""
-        return yaml_error_line(exc, "config" if name.startswith("<") or not name else name) + "; fix the file", 2
+        where = name if name and not name.startswith("<") else (config or "the YAML")
+        return yaml_error_line(exc, where) + "; fix the file", 2
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return f"disk full{f' writing {exc.filename}' if exc.filename else ''}: free some space{kept}", 1
     if isinstance(exc, PermissionError):
