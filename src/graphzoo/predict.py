@@ -156,7 +156,7 @@ def predict_files(run_dir, files, which: str = "best", batch_size: int = 256):
     if scored.skipped:
         from .data import CorruptImageError
 
-        raise CorruptImageError(scored.skipped[0][1])
+        raise CorruptImageError(*scored.skipped[0])
     return scored.proba, scored.meta
 
 
