@@ -22,7 +22,8 @@ FAST = ["--threads", "1", "--no-progress", "--set", "epochs=1", "warmup_epochs=1
 def demo_run(tmp_path_factory):
     data_path("malaria", "raw_sample", "cell_images")
     out = tmp_path_factory.mktemp("runs")
-    assert main(["run", "--config", str(REPO / "configs" / "demo.yaml"), "--out", str(out), "--name", "demo", *FAST]) == 0
+    config = str(REPO / "configs" / "demo.yaml")
+    assert main(["run", "--config", config, "--out", str(out), "--name", "demo", *FAST]) == 0
     return out / "demo"
 
 
