@@ -79,3 +79,15 @@ def test_list_shows_plugins(capsys):
     out = capsys.readouterr().out
     for name in ("small_cnn", "resnet18", "autoencoder", "label_spreading", "poisson", "npz", "folder"):
         assert name in out
+    # plain words for a terminal: no Sphinx markup, no pointers into the source, no empty description
+    assert ":math:" not in out and "``" not in out and "module docstring" not in out
+    assert all(len(line.split(None, 1)) == 2 for line in out.splitlines() if line.startswith("  "))
+
+
+def test_list_describes_a_user_plugin_in_plain_words():
+    from graphzoo.listing import describe
+
+    def my_energy(W, y, n_classes):
+        """My energy: :math:`H = L^{-1} Y` on ``W`` (see the module docstring)."""
+
+    assert describe("energies", "mine", my_energy) == "My energy: H = L^{-1} Y on W"
