@@ -90,4 +90,4 @@ def test_list_describes_a_user_plugin_in_plain_words():
     def my_energy(W, y, n_classes):
         """My energy: :math:`H = L^{-1} Y` on ``W`` (see the module docstring)."""
 
-    assert describe("energies", "mine", my_energy) == "My energy: H = L^{-1} Y on W"
+    assert describe("energies", "mine", my_energy) == "My energy: H = L^{-1} Y on W."
