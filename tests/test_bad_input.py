@@ -42,7 +42,8 @@ CASES = [
     ([*RUN, "--set", "mode=dynamc"], {}, 2, "Did you mean 'dynamic'"),
     ([*RUN, "--set", "noequals"], {}, 2, "--set expects key=value"),
     (["run", "--threads", "1"], {}, 2, "no data: set data=PATH"),
-    ([*RUN, "--out", "afile"], {"afile": "x"}, 2, "is a file, but the run folder"),
+    ([*RUN], {}, 2, "data x.npz does not exist: check the path"),
+    ([*RUN, "--out", "afile"], {"x.npz": "", "afile": "x"}, 2, "is a file, but the run folder"),
     (["predict", "--run", "nowhere/run", "img.png"], {}, 2, "is not a folder"),
 ]
 
@@ -82,6 +83,8 @@ def test_resume_and_overwrite_exclude_each_other(capsys):
 def test_read_only_destination_is_refused(tmp_path, monkeypatch, capsys):
     # Tests may run as root, for whom chmod does not make a folder read-only: ask os.access instead.
     monkeypatch.setattr("graphzoo.run.os.access", lambda path, mode: False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.npz").write_bytes(b"")
     assert main([*RUN, "--out", str(tmp_path / "runs")]) == 2
     assert f"cannot write to {tmp_path} (read-only or not yours)" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
@@ -106,6 +109,8 @@ def test_failures_during_a_run(exc, code, message, tmp_path, monkeypatch, capsys
         raise exc
 
     monkeypatch.setattr(graphzoo.train, "run_training", fail)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.npz").write_bytes(b"")
     assert main([*RUN, "--out", str(tmp_path)]) == code
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith(f"graphzoo run: error: {message}")

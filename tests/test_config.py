@@ -60,3 +60,18 @@ def test_backbone_kwargs_are_checked_against_the_constructor():
 def test_seed_range_names_the_key(seed):
     with pytest.raises(ValueError, match=r"seed must lie in \[0, 2\*\*32\)"):
         RunConfig(data="x", seed=seed).validate()
+
+
+def test_run_flags_named_after_config_keys_override_the_file(tmp_path):
+    import argparse
+
+    from graphzoo import run
+
+    (tmp_path / "c.yaml").write_text("data: x\nlabel_fraction: 0.5\nskip_corrupt: false\n")
+    parser = argparse.ArgumentParser()
+    run.add_arguments(parser)
+    args = parser.parse_args(["--config", str(tmp_path / "c.yaml"), "--label-fraction", "0.1", "--skip-corrupt",
+                              "--set", "label_fraction=0.3", "seed=4"])
+    cfg = run.build_config(args)
+    assert (cfg.label_fraction, cfg.skip_corrupt, cfg.seed) == (0.1, True, 4)  # flag > --set > file
+    assert run.build_config(parser.parse_args(["--config", str(tmp_path / "c.yaml")])).skip_corrupt is False

@@ -96,6 +96,8 @@ def main(args: argparse.Namespace) -> int:
     from .train import run_training
     from .train.experiment import default_run_name
 
+    if not Path(cfg.data).exists():  # said before the destination line, not after it
+        raise FileNotFoundError(f"data {cfg.data} does not exist: check the path (--data, or data: in the config)")
     rundir = RunDir(Path(cfg.out) / (cfg.name or default_run_name(cfg)))
     check_destination(rundir.path)
     if args.overwrite and rundir.path.is_dir():
