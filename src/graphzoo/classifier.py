@@ -8,6 +8,7 @@ nodes. Imports no torch, so it works on features from anywhere.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -123,6 +124,10 @@ class GraphSSLClassifier(ClassifierMixin, BaseEstimator):
         # Checked on the labelled entries only: string class names mixed with -1 are fine.
         check_classification_targets(y[labelled])
         self.classes_, y_idx = np.unique(y[labelled], return_inverse=True)
+        if len(self.classes_) == 1:
+            # As scikit-learn's estimators do: legal, but almost always a labelling mistake.
+            warnings.warn(f"y has a single labelled class ({self.classes_[0]}): every sample will be predicted "
+                          "as that class; label at least one sample of each class", UserWarning, stacklevel=2)
         y_int = np.full(len(y), -1, dtype=np.int64)
         y_int[labelled] = y_idx
 

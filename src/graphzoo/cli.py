@@ -8,7 +8,9 @@ module lazily so that ``graphzoo list`` does not pay for importing torch.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 # command name -> (module, one-line help). The module must define add_arguments and main.
@@ -17,13 +19,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("graphzoo.run", "train and evaluate the hybrid model (One Pass / Dynamic Pass); writes runs/<name>/"),
     "predict": ("graphzoo.predict", "classify new images with a trained run"),
     "list": ("graphzoo.listing", "list the available backbones, energies and data formats"),
-    "experiment": ("graphzoo.experiments.cli", "run a grid of label fractions x seeds x methods + baselines on identical splits"),
+    "experiment": ("graphzoo.experiments.cli",
+                   "run a grid of label fractions x seeds x methods + baselines on identical splits"),
     "report": ("graphzoo.report.cli", "write report.html / report.md (tables, figures) for a run or experiment folder"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="graphzoo", description="Graph-based semi-supervised medical image classification.")
+    parser = argparse.ArgumentParser(prog="graphzoo",
+                                     description="Graph-based semi-supervised medical image classification.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or GRAPHZOO_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         try:
@@ -40,14 +45,63 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; known failures become one line on stderr and an exit code.
+
+    Exit codes: 0 done, 1 the machine failed us (disk full, other OS errors), 2 bad input
+    (settings, files, paths), 3 training stopped (non-finite loss), 130 interrupted (Ctrl-C).
+    ``GRAPHZOO_DEBUG=1`` or ``--debug`` re-raises, to see the traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.debug or os.environ.get("GRAPHZOO_DEBUG", "") not in ("", "0"):
+        return int(args._main(args) or 0)
     try:
         return int(args._main(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        # Bad input is reported as one clear line, not a traceback; bugs still raise.
-        print(f"graphzoo {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # noqa: BLE001 - sorted by describe(); the unknown ones re-raise below
+        line, code = describe(exc, args.command, getattr(args, "config", None))
+        if code is None:
+            raise  # a bug: the traceback is what a bug report needs
+    except KeyboardInterrupt:
+        line, code = describe(KeyboardInterrupt(), args.command)
+    print(f"graphzoo {args.command}: error: {line}", file=sys.stderr)
+    return code
+
+
+# What survives an interruption: checkpoints are written to a temporary file and renamed, so the
+# last complete one is never half-written (graphzoo.train.checkpoints.save_checkpoint).
+_KEPT = {"run": "; the last checkpoint is intact: continue with graphzoo run --resume (same options)",
+         "experiment": "; finished cells are kept: rerun the same command to continue"}
+
+
+def describe(exc: BaseException, command: str, config: str | None = None) -> tuple[str, int | None]:
+    """``(one-line message with the fix, exit code)`` for a known failure; ``(.., None)`` for a bug.
+
+    ``config`` names the command's ``--config`` file, for a YAML error raised from parsed text
+    (whose position PyYAML reports without a file name).
+    """
+    import yaml
+
+    kept = _KEPT.get(command, "")
+    if isinstance(exc, KeyboardInterrupt):
+        return f"interrupted{kept}", 130
+    if isinstance(exc, yaml.YAMLError):
+        from .config import yaml_error_line
+
+        name = getattr(getattr(exc, "problem_mark", None), "name", "") or ""
+        where = name if name and not name.startswith("<") else (config or "the YAML")
+        return yaml_error_line(exc, where) + "; fix the file", 2
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return f"disk full{f' writing {exc.filename}' if exc.filename else ''}: free some space{kept}", 1
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename or exc}: choose a folder you may write to (e.g. --out)", 2
+    if isinstance(exc, (NotADirectoryError, FileExistsError)):
+        return f"{exc.filename or exc} is a file where a folder is needed: choose another path (e.g. --out)", 2
+    if isinstance(exc, (ValueError, FileNotFoundError, KeyError)):
+        # Bad input: our messages already name the problem and the fix (CheckpointError is a ValueError).
+        return (str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)), 2
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", 1
+    return str(exc), None
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ from typing import Any
 
 import yaml
 
-__all__ = ["RunConfig", "load_config", "apply_overrides", "config_diff"]
+from .registry import did_you_mean
+
+__all__ = ["RunConfig", "load_config", "load_yaml", "apply_overrides", "config_diff"]
 
 MODES = ("one-pass", "dynamic")
 TASKS = ("auto", "multiclass", "multilabel")
@@ -56,19 +58,20 @@ class RunConfig:
     backbone, backbone_kwargs, pretrained ("" / "torchvision" for the local torchvision cache /
     a path), dropout, lr, weight_decay, batch_size, epochs (One Pass: max supervised epochs;
     Dynamic Pass: number of dynamic epochs), warmup_epochs (Dynamic Pass: max supervised warm-up
-    epochs), patience (early stopping, epochs without improvement of ``monitor``), min_epoch_steps (a supervised epoch repeats the
-    labelled set until it has made at least this many steps, so that epochs on 1 % labels are not
-    two steps long), lr_patience / lr_decay (multiply the learning rate by lr_decay after
-    every lr_patience epochs without improvement; 0 disables), monitor, final_model (the model evaluated at the end: "best" by
-    validation, "last", or "auto": best for One Pass, last for Dynamic Pass),
-    augment / hflip / vflip / rotate_degrees / crop_scale / translate / rot90 (exact quarter turns), ae_pretrain_epochs
-    (autoencoder backbone: reconstruction epochs on all images), tta (test-time averaging: the
-    final features ψ(x) and logits are averaged over the exact flips / quarter turns that training
-    augments with, :func:`graphzoo.data.torchdata.tta_views`; 8 views for cells with rot90, so the
-    final extraction costs 8×), precise_bn (after every epoch, recompute the BatchNorm statistics over
-    this many training images, labelled or not, un-augmented; 0: off. PyTorch's running averages lag
-    far behind the weights when an epoch is a few dozen steps, as at 1–5 % labels, and the net then
-    predicts one class in eval mode; "precise BN", Wu & Johnson 2021).
+    epochs), patience (early stopping, epochs without improvement of ``monitor``), min_epoch_steps
+    (a supervised epoch repeats the labelled set until it has made at least this many steps, so that
+    epochs on 1 % labels are not two steps long), lr_patience / lr_decay (multiply the learning rate
+    by lr_decay after every lr_patience epochs without improvement; 0 disables), monitor,
+    final_model (the model evaluated at the end: "best" by validation, "last", or "auto": best for
+    One Pass, last for Dynamic Pass), augment / hflip / vflip / rotate_degrees / crop_scale /
+    translate / rot90 (exact quarter turns), ae_pretrain_epochs (autoencoder backbone:
+    reconstruction epochs on all images), tta (test-time averaging: the final features ψ(x) and
+    logits are averaged over the exact flips / quarter turns that training augments with,
+    :func:`graphzoo.data.torchdata.tta_views`; 8 views for cells with rot90, so the final
+    extraction costs 8×), precise_bn (after every epoch, recompute the BatchNorm statistics over
+    this many training images, labelled or not, un-augmented; 0: off. PyTorch's running averages
+    lag far behind the weights when an epoch is a few dozen steps, as at 1–5 % labels, and the net
+    then predicts one class in eval mode; "precise BN", Wu & Johnson 2021).
 
     Graph and energy
     ----------------
@@ -90,6 +93,10 @@ class RunConfig:
     Pass, as in LP-DeepSSL). Both are always reported in metrics.json.
     name, out, seed, threads (0: torch's default), device, deterministic, progress,
     checkpoint_every.
+
+    ``threads`` counts as a result key (it must match on ``--resume`` and in the grid's cache):
+    PyTorch's CPU kernels sum in a different order with a different thread count, and the
+    features then differ by up to 0.009 (AUC 0.8846 with 1 thread, 0.8899 with 2).
     """
 
     # data
@@ -158,15 +165,13 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         """Check every value; raise ``ValueError`` naming the key, the value and the fix."""
         from .energies import ENERGIES
+        from .energies._base import check_energy_params
 
         def choice(key, options):
             value = getattr(self, key)
             if value not in options:
-                import difflib
-
-                close = difflib.get_close_matches(str(value), options, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"{key}={value!r} is not one of {', '.join(map(repr, options))}.{hint}")
+                listed = ", ".join(map(repr, options))
+                raise ValueError(f"{key}={value!r} is not one of {listed}.{did_you_mean(value, options)}")
 
         def positive(*keys, allow_zero=False):
             for key in keys:
@@ -185,9 +190,8 @@ class RunConfig:
         choice("final_model", ("auto", "best", "last"))
         choice("device", DEVICES)
         choice("graph_metric", ("cosine", "euclidean"))
-        if self.energy not in ENERGIES:
-            ENERGIES.get(self.energy)  # raises with "did you mean"
-        from .models import BACKBONES
+        ENERGIES.get(self.energy)  # an unknown name raises with "did you mean"
+        from .models import BACKBONES, check_backbone_kwargs
 
         if self.backbone not in BACKBONES:
             from .models.backbones import is_torchvision_model
@@ -199,8 +203,12 @@ class RunConfig:
         if not 0 < self.label_fraction <= 1:
             raise ValueError(f"label_fraction must lie in (0, 1], got {self.label_fraction}")
         positive("labels_per_class", "image_size", "in_chans", "threads", "weight_decay", "ae_pretrain_epochs",
-                 "rampup_epochs", "warmup_epochs", "max_epoch_steps", "precise_bn", "lr_patience", "crop_scale", "translate", "rotate_degrees", allow_zero=True)
-        positive("lr", "batch_size", "epochs", "patience", "min_epoch_steps", "n_neighbors", "labelled_per_batch", "checkpoint_every")
+                 "rampup_epochs", "warmup_epochs", "max_epoch_steps", "precise_bn", "lr_patience", "crop_scale", "translate",
+                 "rotate_degrees", allow_zero=True)
+        positive("lr", "batch_size", "epochs", "patience", "min_epoch_steps", "n_neighbors", "labelled_per_batch",
+                 "checkpoint_every")
+        if not 0 <= self.seed < 2**32:  # numpy's seeding range, said with the key's name
+            raise ValueError(f"seed must lie in [0, 2**32), got {self.seed}")
         if self.in_chans not in (0, 1, 3):
             raise ValueError(f"in_chans must be 0 (as stored), 1 or 3, got {self.in_chans}")
         if not 0 < self.lr_decay <= 1:
@@ -217,10 +225,15 @@ class RunConfig:
                 f"{self.batch_size}; make it smaller than batch_size"
             )
         fr = self.split_fractions
-        if len(fr) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in fr) or abs(sum(fr) - 1) > 1e-6 or fr[0] <= 0:
-            raise ValueError(f"split_fractions must be three non-negative numbers (train, val, test) summing to 1, got {fr}")
+        if (len(fr) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in fr) or abs(sum(fr) - 1) > 1e-6
+                or fr[0] <= 0):
+            raise ValueError(f"split_fractions must be three non-negative numbers (train, val, test) summing to 1, "
+                             f"got {fr}")
         if self.image_size and self.image_size < 16:
             raise ValueError(f"image_size must be 0 (keep) or >= 16, got {self.image_size}")
+        # Last, as they run the energy on a toy graph and build the backbone on the meta device.
+        check_energy_params(self.energy, self.energy_params)
+        check_backbone_kwargs(self.backbone, self.backbone_kwargs)
         return self
 
     # ------------------------------------------------------------------ I/O
@@ -254,9 +267,9 @@ def _convert(key: str, value: Any, source: str) -> Any:
     if isinstance(value, str) and kind is not str:
         # --set values arrive as strings: parse them as YAML scalars / lists / dicts.
         try:
-            value = yaml.safe_load(value) if value != "" else value
+            value = yaml.load(value, Loader=UniqueKeyLoader) if value != "" else value
         except yaml.YAMLError as exc:
-            raise ValueError(f"{source}: cannot parse {key}={value!r}: {exc}") from None
+            raise ValueError(yaml_error_line(exc, f"{source}: {key}={value!r}")) from None
     bad = ValueError(f"{source}: {key} must be {kind.__name__ if hasattr(kind, '__name__') else kind}, got {value!r}")
     if kind is bool:
         if isinstance(value, bool):
@@ -300,11 +313,7 @@ def apply_overrides(cfg: RunConfig, values: dict, source: str = "--set") -> RunC
     for key, value in values.items():
         key = key.replace("-", "_")
         if key not in _FIELDS:
-            import difflib
-
-            close = difflib.get_close_matches(key, _FIELDS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"{source}: unknown config key {key!r}.{hint}")
+            raise ValueError(f"{source}: unknown config key {key!r}.{did_you_mean(key, _FIELDS)}")
         updates[key] = _convert(key, value, source)
     return dataclasses.replace(cfg, **updates)
 
@@ -320,6 +329,47 @@ def parse_set(items: list[str] | None) -> dict:
     return out
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping.
+
+    Plain YAML keeps the last value silently, so ``lr: 0.1`` further down a file would undo an
+    earlier ``lr`` without a word.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    f"while reading the mapping starting at line {node.start_mark.line + 1}", node.start_mark,
+                    f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def yaml_error_line(exc: yaml.YAMLError, where: str) -> str:
+    """``"WHERE, line L, column C: invalid YAML: problem"``: a YAML error as one line, without the
+    excerpt of the file that PyYAML prints over several."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    at = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{where}{at}: invalid YAML: {problem}"
+
+
+def load_yaml(path: str | Path):
+    """Read a YAML file safely (no Python objects, duplicate keys refused).
+
+    Errors become one ``ValueError`` naming the file, line and column, e.g. ``configs/x.yaml,
+    line 3, column 7: invalid YAML: mapping values are not allowed here; fix the file``.
+    """
+    path = Path(path)
+    try:
+        return yaml.load(path.read_text(), Loader=UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{yaml_error_line(exc, str(path))}; fix the file") from None
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
     """Read a YAML config (optional), apply ``overrides``; paths in the YAML are relative to it.
 
@@ -331,7 +381,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-        values = yaml.safe_load(path.read_text()) or {}
+        values = load_yaml(path) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path}: a config must be a mapping of key: value")
         cfg = apply_overrides(cfg, values, source=str(path))
@@ -342,8 +392,8 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     return cfg
 
 
-# Keys that may differ on --resume without changing the result.
-RESUME_FREE_KEYS = ("progress", "threads", "device", "out", "name")
+# Keys that may differ on --resume without changing the result (not threads: see RunConfig).
+RESUME_FREE_KEYS = ("progress", "device", "out", "name")
 
 
 def config_diff(a: dict, b: dict, ignore=RESUME_FREE_KEYS) -> list[str]:

@@ -2,8 +2,15 @@
 
 Uses the run's best-by-validation network (inductive prediction, as for the test split of a
 Dynamic Pass run); the images are read, converted to the run's channels and size and normalised
-with the training statistics stored in the checkpoint. Prints one line per image and, with
-``--output``, writes a CSV.
+with the training statistics stored in the checkpoint. Prints a header line and one
+``file<TAB>prediction<TAB>probability`` line per image and, with ``--output``, writes a CSV.
+
+Checks before scoring: the run must have finished (``metrics.json``; ``--allow-unfinished``
+uses the checkpoint of a crashed or running run). Inputs unlike the training images are scored
+but warned about once, with counts: a side more than twice or less than half the run's
+``image_size``, colour images for a grayscale run, and a mean intensity more
+than ``INTENSITY_K`` standard deviations from the training mean. A file that cannot be decoded
+is named and skipped; the exit code is then 1 unless ``--skip-corrupt`` says that is expected.
 """
 
 from __future__ import annotations
@@ -11,9 +18,29 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".dcm", ".dicom", ".gif", ".webp"}
+import numpy as np
+
+# Until graphzoo.data exports one public list, the readers' two lists are the one source.
+from .data._images import DICOM_SUFFIXES, IMAGE_SUFFIXES as _PIXEL_SUFFIXES
+
+IMAGE_SUFFIXES = _PIXEL_SUFFIXES | DICOM_SUFFIXES
+
+#: An image whose mean intensity lies further than this many training standard deviations (of
+#: the pixel values) from the training mean is reported as unlike the training data.
+INTENSITY_K = 2.0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
     parser.add_argument("--output", "-o", help="write predictions to this CSV file")
     parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=_positive_int, default=256, help="images per forward pass (>= 1)")
+    parser.add_argument("--allow-unfinished", action="store_true",
+                        help="use a run that has not written metrics.json (crashed or still running)")
+    parser.add_argument("--skip-corrupt", action="store_true",
+                        help="images that cannot be decoded are named and skipped without failing the command")
 
 
 def _collect(paths: list[str]) -> list[Path]:
@@ -62,32 +93,129 @@ def load_model(run_dir: str | Path, which: str = "best"):
     return model, meta, Normalizer.from_state_dict(meta["normalizer"])
 
 
+def read_images(files, size: int, in_chans: int):
+    """Decode ``files`` for a run; returns ``(arrays, kept files, skipped [(file, reason)], notes)``.
+
+    ``arrays`` are uint8 (size, size[, 3]) in the run's channels; a file that cannot be decoded is
+    skipped, not fatal. ``notes`` counts the inputs unlike the run's training images (size and
+    colour; intensity is judged after normalisation in :func:`unlike_training`).
+    """
+    from .data import CorruptImageError, decode_image
+
+    arrays, kept, skipped = [], [], []
+    notes = {"size": 0, "colour": 0}
+    for f in files:
+        try:
+            stored = decode_image(f)  # as stored: its size and colour tell whether it fits the run
+            arrays.append(decode_image(f, channels=in_chans, size=size))  # as the run's images were read
+        except (CorruptImageError, OSError) as exc:
+            skipped.append((f, str(exc)))
+            continue
+        kept.append(f)
+        side = max(stored.shape[:2])
+        notes["size"] += not size / 2 <= side <= size * 2
+        colour = stored.ndim == 3 and not (np.array_equal(stored[..., 0], stored[..., 1])
+                                           and np.array_equal(stored[..., 0], stored[..., 2]))
+        notes["colour"] += colour if in_chans == 1 else 0
+    return arrays, kept, skipped, notes
+
+
+def unlike_training(x, normalizer) -> np.ndarray:
+    """Per image of ``x`` (uint8, (N, C, H, W)): its mean intensity lies more than ``INTENSITY_K``
+    training standard deviations from the training mean (on any channel). Shape (N,) bool."""
+    mean = x.double().mean(dim=(2, 3)) / 255.0  # (N, C), the units of the Normalizer
+    mu, sd = normalizer.mean.flatten().double(), normalizer.std.flatten().double()
+    return ((mean - mu).abs() > INTENSITY_K * sd).any(dim=1).numpy()
+
+
+@dataclass
+class Scored:
+    """What :func:`score_files` gives.
+
+    proba : ndarray (len(files), n_outputs), probabilities of the files that could be decoded.
+    meta : the checkpoint's description of the run (class ``names``, ``multilabel``, ...).
+    files : the decoded files, in the order of ``proba``'s rows.
+    skipped : ``(file, reason)`` for each file that could not be decoded.
+    notes : counts of inputs unlike the training data: ``size``, ``colour``, ``intensity``.
+    """
+
+    proba: np.ndarray
+    meta: dict
+    files: list
+    skipped: list
+    notes: dict
+
+
 def predict_files(run_dir, files, which: str = "best", batch_size: int = 256):
-    """Probabilities of shape (len(files), n_outputs) and the class / label names."""
+    """Probabilities of shape (len(files), n_outputs) and the meta dict (class / label names).
+
+    A file that cannot be decoded raises :class:`graphzoo.data.CorruptImageError`;
+    :func:`score_files` skips it instead.
+    """
+    scored = score_files(run_dir, files, which, batch_size)
+    if scored.skipped:
+        from .data import CorruptImageError
+
+        raise CorruptImageError(*scored.skipped[0])
+    return scored.proba, scored.meta
+
+
+def score_files(run_dir, files, which: str = "best", batch_size: int = 256) -> Scored:
+    """Score ``files`` with a run's network, skipping (and listing) those that cannot be decoded."""
     import torch
 
-    from .data import decode_image
     from .data.torchdata import to_image_tensor
 
     model, meta, norm = load_model(run_dir, which)
     size = meta["image_size"]
-    arrays = [decode_image(f, channels=meta["in_chans"], size=size) for f in files]
+    arrays, kept, skipped, notes = read_images(files, size, meta["in_chans"])
+    if not kept:
+        return Scored(np.zeros((0, meta["n_outputs"])), meta, kept, skipped, notes)
     x = to_image_tensor(arrays, size=size, in_chans=meta["in_chans"])
+    notes["intensity"] = int(unlike_training(x, norm).sum())
     out = []
     with torch.no_grad():
         for b in x.split(batch_size):
             logits, _ = model.infer(norm(b), meta["tta_views"])  # the run's test-time averaging
             logits = logits.double()
             out.append(torch.sigmoid(logits) if meta["multilabel"] else torch.softmax(logits, 1))
-    return torch.cat(out).numpy(), meta
+    return Scored(torch.cat(out).numpy(), meta, kept, skipped, notes)
+
+
+def _warn_unlike(notes: dict, n: int, meta: dict) -> None:
+    """One warning line listing how many inputs differ from the training data, and how."""
+    parts = []
+    if notes.get("size"):
+        parts.append(f"{notes['size']} with a side far from the training size {meta['image_size']} px")
+    if notes.get("colour"):
+        parts.append(f"{notes['colour']} in colour (the run was trained on grayscale)")
+    if notes.get("intensity"):
+        parts.append(f"{notes['intensity']} with a mean intensity more than {INTENSITY_K:g} sd from the training mean")
+    if parts:
+        print(f"graphzoo predict: warning: of {n} images, {'; '.join(parts)}: they may not be the kind of image "
+              "the run was trained on (modality, view, scaling), so their predictions deserve less trust",
+              file=sys.stderr)
 
 
 def main(args: argparse.Namespace) -> int:
+    from .rundir import RunDir
+
+    run = RunDir(args.run)
+    if not run.path.is_dir():
+        raise FileNotFoundError(f"--run {run} is not a folder; give a run folder written by graphzoo run")
+    if not run.finished and not args.allow_unfinished:
+        raise ValueError(f"{run} holds no finished run (no metrics.json: it crashed or is still running); "
+                         "finish it with graphzoo run --resume, or pass --allow-unfinished to use its checkpoint")
     files = _collect(args.images)
-    proba, meta = predict_files(args.run, files, args.checkpoint, args.batch_size)
+    scored = score_files(args.run, files, args.checkpoint, args.batch_size)
+    meta, skipped = scored.meta, scored.skipped
+    for f, reason in skipped:
+        print(f"graphzoo predict: skipped {f}: {reason}", file=sys.stderr)
+    _warn_unlike(scored.notes, len(scored.files), meta)
     names = meta["names"]
     rows = []
-    for f, p in zip(files, proba):
+    print("file\tprediction\tprobability")
+    for f, p in zip(scored.files, scored.proba):
         if meta["multilabel"]:
             present = [n for n, v in zip(names, p) if v > 0.5]
             label, conf = ("|".join(present) or "none"), float(p.max())
@@ -103,4 +231,8 @@ def main(args: argparse.Namespace) -> int:
             for f, label, conf, p in rows:
                 w.writerow([f, label, f"{conf:.5f}"] + [f"{v:.5f}" for v in p])
         print(f"wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
+    if skipped and not args.skip_corrupt:
+        print(f"graphzoo predict: error: {len(skipped)} of {len(files)} images could not be decoded (named above); "
+              "pass --skip-corrupt to accept that", file=sys.stderr)
+        return 1
     return 0

@@ -5,6 +5,7 @@ Examples
 graphzoo run --config configs/malaria.yaml --set mode=dynamic label_fraction=0.01
 graphzoo run --data ../shared/data/malaria/malaria_50_gray.npz --label-fraction 0.05 --epochs 20
 graphzoo run --config configs/demo.yaml --resume        # continue a killed run
+graphzoo run --config configs/demo.yaml --overwrite     # start the run in that folder again
 """
 
 from __future__ import annotations
@@ -12,28 +13,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
-from .config import load_config, parse_set
+from .config import RunConfig, load_config, parse_set
+from .rundir import RunDir
 
-# flag -> config key, for the common choices (everything else through --set key=value)
-FLAGS = {
-    "data": "data",
-    "label_fraction": "label_fraction",
-    "backbone": "backbone",
-    "energy": "energy",
-    "mode": "mode",
-    "epochs": "epochs",
-    "seed": "seed",
-    "out": "out",
-    "name": "name",
-    "threads": "threads",
-    "device": "device",
-}
+_CONFIG_KEYS = {f.name for f in dataclasses.fields(RunConfig)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Flags whose dest is a RunConfig key override it (everything else through --set key=value).
     parser.add_argument("--config", help="YAML config (see configs/); flags and --set override it")
     parser.add_argument("--data", help="dataset path (any format the readers detect)")
     parser.add_argument("--label-fraction", type=float, help="share of training images whose label is used")
@@ -44,20 +35,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--out", help="parent folder of the run folder (default runs)")
     parser.add_argument("--name", help="run folder name (default derived from the config)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int,
+                        help="torch CPU threads (default: torch's choice); a result key: results depend on it")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--skip-corrupt", action="store_true", default=None,
+                        help="leave out images that cannot be decoded (each one named) instead of stopping")
     parser.add_argument("--set", nargs="+", metavar="KEY=VALUE", default=[], action="extend",
                         help="override any config key, e.g. --set warmup_epochs=20 energy_params='{alpha: 0.9}'")
-    parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    again.add_argument("--overwrite", action="store_true",
+                       help="delete the run already in the run folder (finished or not) and start it again")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def build_config(args: argparse.Namespace):
+def build_config(args: argparse.Namespace) -> RunConfig:
+    """The validated config: ``--config`` file, then ``--set``, then the flags named after config keys."""
     overrides = parse_set(args.set)
-    for flag, key in FLAGS.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides[key] = value
+    overrides.update({k: v for k, v in vars(args).items() if k in _CONFIG_KEYS and v is not None})
     if args.no_progress:
         overrides["progress"] = False
     cfg = load_config(args.config, overrides)
@@ -67,19 +62,57 @@ def build_config(args: argparse.Namespace):
     return cfg.validate()
 
 
+def check_destination(path: Path) -> None:
+    """Refuse a run folder that cannot be created: a file on the way, or a folder we may not write to."""
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{parent} is a file, but the run folder {path} must go below it: choose another --out")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write to {parent} (read-only or not yours): choose another --out")
+
+
+def clear_run(rundir: RunDir) -> list[Path]:
+    """Delete the files a run writes in ``rundir`` (nothing else); return the paths removed.
+
+    ``metrics.json`` goes first: should the deletion be interrupted, the folder no longer claims a
+    finished run. Files the run does not write (a report, notes of yours) are kept.
+    """
+    files = [rundir.metrics, rundir.config, rundir.split, rundir.split_csv, rundir.history, rundir.predictions,
+             rundir.features, rundir.checkpoint("best"), rundir.checkpoint("last")]
+    if rundir.checkpoints.is_dir():
+        files += sorted(rundir.checkpoints.glob("*.pt.tmp"))  # left by a kill during a save
+    removed = [f for f in files if f.is_file()]
+    for f in removed:
+        f.unlink()
+    if rundir.checkpoints.is_dir() and not any(rundir.checkpoints.iterdir()):
+        rundir.checkpoints.rmdir()
+    return removed
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = build_config(args)  # every value checked before any data is read or model built
-    from .train import Trainer, default_run_name, run_training
+    from .train import default_run_name, run_training
 
-    Trainer(cfg, resume=args.resume)  # refuses an existing run folder (or a changed config) before anything is read
-    print(f"run: mode={cfg.mode} backbone={cfg.backbone} energy={cfg.energy} -> {Path(cfg.out) / (cfg.name or default_run_name(cfg))}",
+    if not Path(cfg.data).exists():  # said before the destination line, not after it
+        raise FileNotFoundError(f"data {cfg.data} does not exist: check the path (--data, or data: in the config)")
+    rundir = RunDir(Path(cfg.out) / (cfg.name or default_run_name(cfg)))
+    check_destination(rundir.path)
+    if args.overwrite and rundir.path.is_dir():
+        state = "finished" if rundir.finished else "unfinished"
+        removed = clear_run(rundir)
+        if removed:
+            print(f"--overwrite: removed the {state} run in {rundir} ({len(removed)} files)", file=sys.stderr)
+    print(f"run {rundir.name}: mode={cfg.mode} backbone={cfg.backbone} energy={cfg.energy} -> {rundir}",
           file=sys.stderr)
     try:
         metrics = run_training(cfg, resume=args.resume).metrics
     except FloatingPointError as exc:
         print(f"graphzoo run: stopped: {exc}", file=sys.stderr)
         return 3
-    summary = {k: metrics.get(k) for k in ("accuracy", "balanced_accuracy", "auc", "test_prediction", "n_labelled_train", "n_test", "wall_time_s")}
+    keys = ("accuracy", "balanced_accuracy", "auc", "test_prediction", "n_labelled_train", "n_test", "wall_time_s")
+    summary = {k: metrics.get(k) for k in keys}
     summary["inductive_accuracy"] = metrics["test_inductive"].get("accuracy")
     summary["transductive_accuracy"] = metrics["test_transductive"].get("accuracy")
     print(json.dumps(summary))

@@ -15,7 +15,7 @@ from __future__ import annotations
 from ..registry import did_you_mean
 from ._registry import BACKBONES
 
-__all__ = ["BACKBONES", "create_backbone", "HybridNet"]
+__all__ = ["BACKBONES", "check_backbone_kwargs", "create_backbone", "HybridNet"]
 
 
 def create_backbone(name, in_chans: int = 1, pretrained=False, **kwargs):
@@ -61,6 +61,42 @@ def create_backbone(name, in_chans: int = 1, pretrained=False, **kwargs):
         f"Unknown backbone {name!r}.{did_you_mean(name, BACKBONES)} Available: {', '.join(BACKBONES.names())}. "
         "Any torchvision classification model name also works."
     )
+
+
+def check_backbone_kwargs(name: str, kwargs: dict) -> None:
+    """Refuse ``kwargs`` that backbone ``name`` would reject, before any data is read.
+
+    The backbone is built once on PyTorch's ``meta`` device (shapes only: no memory, no weights
+    read, well under a second even for ResNet-50), so the check is the constructor's own, for our
+    backbones and torchvision's alike. A misspelled keyword of one of our backbones gets a
+    "did you mean"; torchvision's builders take ``**kwargs``, so their message is the model's own.
+    Raises ``ValueError`` naming the key and the fix.
+    """
+    if not kwargs:
+        return
+    import inspect
+
+    import torch
+
+    from . import backbones
+
+    for key in ("in_chans", "pretrained"):
+        if key in kwargs:
+            raise ValueError(f"backbone_kwargs: set {key} with its own config key, not inside backbone_kwargs")
+    own = getattr(backbones, name, None) if name in BACKBONES else None
+    if callable(own):
+        params = inspect.signature(own).parameters
+        names = [k for k, p in params.items() if k not in ("in_chans", "pretrained") and p.kind != p.VAR_KEYWORD]
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            for key in kwargs:
+                if key not in names:
+                    raise ValueError(f"backbone_kwargs: backbone {name!r} has no parameter {key!r}."
+                                     f"{did_you_mean(key, names)} Its parameters: {', '.join(names) or 'none'}.")
+    try:
+        with torch.device("meta"):
+            create_backbone(name, in_chans=1, pretrained=False, **kwargs)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"backbone_kwargs={kwargs!r} do not fit backbone {name!r}: {exc}") from None
 
 
 def __getattr__(name):

@@ -1,0 +1,80 @@
+"""`graphzoo predict`: finished runs only, corrupt files skipped and named, inputs unlike the training data."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from graphzoo.cli import main  # noqa: E402
+from graphzoo.data import CorruptImageError  # noqa: E402
+from graphzoo.predict import predict_files, unlike_training  # noqa: E402
+
+from conftest import REPO, data_path  # noqa: E402
+
+FAST = ["--threads", "1", "--no-progress", "--set", "epochs=1", "warmup_epochs=1", "min_epoch_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    data_path("malaria", "raw_sample", "cell_images")
+    out = tmp_path_factory.mktemp("runs")
+    config = str(REPO / "configs" / "demo.yaml")
+    assert main(["run", "--config", config, "--out", str(out), "--name", "demo", *FAST]) == 0
+    return out / "demo"
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Three malaria cells and one file that is not an image."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cells = sorted(data_path("malaria", "raw_sample", "cell_images", "valid", "Uninfected").glob("*.png"))[:3]
+    for f in cells:
+        shutil.copy(f, folder)
+    (folder / "broken.png").write_bytes(b"not a png")
+    return folder
+
+
+def test_a_corrupt_file_is_skipped_and_named(demo_run, images, capsys):
+    assert main(["predict", "--run", str(demo_run), str(images)]) == 1
+    out, err = capsys.readouterr()
+    header, *rows = out.strip().splitlines()
+    assert header == "file\tprediction\tprobability"
+    assert len(rows) == 3 and not any("broken" in r for r in rows)
+    assert "skipped " + str(images / "broken.png") in err
+    assert "1 of 4 images could not be decoded" in err and "--skip-corrupt" in err
+    assert main(["predict", "--run", str(demo_run), str(images), "--skip-corrupt"]) == 0
+    # the Python API stays strict
+    with pytest.raises(CorruptImageError):
+        predict_files(demo_run, sorted(images.iterdir()))
+
+
+def test_an_unfinished_run_needs_allow_unfinished(demo_run, images, tmp_path, capsys):
+    crashed = tmp_path / "crashed"
+    shutil.copytree(demo_run, crashed)
+    (crashed / "metrics.json").unlink()
+    (images / "broken.png").unlink()
+    assert main(["predict", "--run", str(crashed), str(images)]) == 2
+    assert "no finished run" in capsys.readouterr().err
+    assert main(["predict", "--run", str(crashed), str(images), "--allow-unfinished"]) == 0
+
+
+def test_inputs_unlike_the_training_data_are_warned_about(demo_run, images, capsys):
+    (images / "broken.png").unlink()
+    xray = sorted(data_path("chestxray14", "raw_sample", "images").glob("*.png"))[0]
+    shutil.copy(xray, images)
+    assert main(["predict", "--run", str(demo_run), str(images)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: of 4 images, 1 with a side far from the training size 32 px" in err
+
+
+def test_intensity_far_from_the_training_mean():
+    from graphzoo.data.torchdata import Normalizer
+
+    norm = Normalizer([0.5], [0.1])
+    x = torch.tensor(np.array([128, 140, 250, 10], dtype=np.uint8)).view(4, 1, 1, 1).expand(4, 1, 8, 8)
+    assert unlike_training(x, norm).tolist() == [False, False, True, True]
