@@ -61,3 +61,22 @@ def test_mias_info_parser_handles_quirks(tmp_path):
     info.write_text("mdb001 G CIRC X 1 2 3\n")
     with pytest.raises(ValueError, match="Info.txt:1: severity 'X'"):
         gd.mias.parse_info(info)
+
+
+def test_films_npz_gets_patient_ids_from_the_mias_reader(tmp_path):
+    f = tmp_path / "films.npz"
+    names = np.array(["mdb001", "mdb002", "mdb003", "mdb004"])
+    np.savez(f, images=np.zeros((4, 4, 4), np.uint8), labels=np.array([0, 1, 0, 2]),
+             class_names=np.array(["normal", "benign", "malignant"]), filenames=names)
+    assert gd.detect_format(f) == "mias"
+    with pytest.warns(gd.DataWarning, match="patient ids derived"):
+        ds = gd.load(f)
+    assert ds.patient_ids.tolist() == ["mias_001", "mias_001", "mias_002", "mias_002"]
+    plain = gd.load(f, format="npz")  # the generic reader knows nothing of MIAS
+    assert plain.patient_ids is None and plain.source.startswith("npz:")
+    with pytest.raises(ValueError, match="apply to the .pgm files only"):
+        gd.load(f, size=64)
+    np.savez(f, images=np.zeros((2, 4, 4), np.uint8), labels=np.array([0, 1]), filenames=np.array(["a", "b"]))
+    assert gd.detect_format(f) == "npz"
+    with pytest.raises(ValueError, match="no 'filenames' of mini-MIAS films"):
+        gd.load(f, format="mias")

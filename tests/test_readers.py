@@ -196,3 +196,60 @@ def test_medmnist_layout(tmp_path):
 def test_format_prefix_in_path(class_folder):
     ds = gd.load(f"folder:{class_folder}")
     assert ds.source.startswith("folder:") and len(ds) == 12
+
+
+@pytest.mark.parametrize("name", gd.READERS.names())
+def test_every_reader_brings_its_detection(name):
+    reader = gd.READERS.get(name)
+    assert callable(reader.detect) and isinstance(reader.priority, int)
+    priorities = [gd.READERS.get(n).priority for n in gd.READERS.names()]
+    assert priorities.count(reader.priority) == 1  # the order of detection never depends on names
+
+
+def test_a_new_format_is_one_registration(tmp_path):
+    from graphzoo.data.readers import READERS, register_reader
+
+    @register_reader("toy", detect=lambda p: p.suffix == ".toy", priority=5)
+    def read_toy(path, *, skip_corrupt=False):
+        return gd.ImageSet(images=np.zeros((2, 3, 3), np.uint8), labels=np.array([0, 1]), class_names=["a", "b"],
+                           source=f"toy:{path}")
+
+    try:
+        (tmp_path / "x.toy").write_text("")
+        assert gd.detect_format(tmp_path / "x.toy") == "toy"
+        assert gd.load(tmp_path / "x.toy").source.startswith("toy:")
+    finally:
+        READERS._entries.pop("toy")
+
+
+def test_detection_order_on_folders(tmp_path, class_folder):
+    assert gd.detect_format(class_folder) == "folder"
+    (class_folder / "Data_Entry_2017.csv").write_text("Image Index,Finding Labels\n")
+    assert gd.detect_format(class_folder) == "chestxray14"  # the label file wins over the image folders
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="cannot tell the format.*Fix: pass format= one of cbis_ddsm"):
+        gd.detect_format(tmp_path / "empty")
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(ValueError, match="cannot tell the format of the file"):
+        gd.detect_format(tmp_path / "notes.txt")
+
+
+def test_folder_wrapping_one_npz_is_read_as_that_file(tmp_path):
+    np.savez(tmp_path / "set.npz", images=np.zeros((3, 4, 4), np.uint8), labels=np.array([0, 1, 0]),
+             class_names=np.array(["a", "b"]))
+    assert gd.detect_format(tmp_path) == "npz"
+    ds = gd.load(tmp_path)  # used to fail: np.load on the folder
+    assert len(ds) == 3 and ds.source == f"npz:{tmp_path / 'set.npz'}"
+
+
+def test_missing_path_names_no_private_folder(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        gd.load(tmp_path / "nowhere")
+    assert "shared" not in str(info.value) and "GRAPHZOO_DATA" not in str(info.value)
+
+
+def test_one_public_list_of_image_suffixes():
+    assert {".png", ".tif", ".pgm", ".webp", ".dcm", ".dicom"} <= gd.IMAGE_SUFFIXES
+    from graphzoo.data._images import DICOM_SUFFIXES, PIL_SUFFIXES
+
+    assert gd.IMAGE_SUFFIXES == PIL_SUFFIXES | DICOM_SUFFIXES

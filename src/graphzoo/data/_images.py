@@ -49,8 +49,10 @@ __all__ = [
 ]
 
 # Suffixes Pillow decodes that medical image folders actually use.
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".pnm", ".gif"})
+PIL_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".pnm", ".gif", ".webp"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
+#: Every image file suffix graphzoo reads (Pillow's and DICOM's): the one list for readers and predict.
+IMAGE_SUFFIXES = PIL_SUFFIXES | DICOM_SUFFIXES
 
 # Bump when the decoded pixels for the same file and options would change, so old cache entries
 # are not reused.

@@ -47,10 +47,10 @@ import numpy as np
 
 from ._images import DICOM_SUFFIXES, IMAGE_SUFFIXES, decode_many, finish_images, note
 from ._tables import read_csv_rows
-from .readers import READERS, _decode_opts
+from .readers import _decode_opts, register_reader, top_files
 from .types import ImageSet
 
-__all__ = ["read_cbis_ddsm", "match_paths", "NoImagesFoundError"]
+__all__ = ["read_cbis_ddsm", "NoImagesFoundError"]
 
 _PATH_COLUMN = {"full": "image_file_path", "cropped": "cropped_image_file_path", "roi": "roi_mask_file_path"}
 _META_COLUMNS = (
@@ -104,7 +104,7 @@ class _DiskIndex:
             rel_dir = Path(dirpath).relative_to(root).parts
             for f in sorted(files):
                 suffix = Path(f).suffix.lower()
-                if f.startswith(".") or not (suffix in DICOM_SUFFIXES or suffix in IMAGE_SUFFIXES):
+                if f.startswith(".") or suffix not in IMAGE_SUFFIXES:
                     continue
                 p = Path(dirpath) / f
                 parts = (*rel_dir, f)
@@ -143,23 +143,22 @@ class _DiskIndex:
         return None
 
 
-def match_paths(csv_paths: list[str], image_root: Path, kind: str = "cropped") -> list[Path | None]:
-    """Resolve CBIS-DDSM CSV paths to files below ``image_root`` (see the module docstring).
-
-    Returns
-    -------
-    list of Path or None, one per CSV path (None: not found).
-    """
-    index = _DiskIndex(image_root)
-    return [index.find(s, kind) for s in csv_paths]
-
-
 def _split_of(csv_name: str) -> str:
     name = csv_name.lower()
     return "test" if "test" in name else "train" if "train" in name else ""
 
 
-@READERS.register("cbis_ddsm")
+def _is_case_csv(name: str) -> bool:
+    name = name.lower()
+    return "case_description" in name and name.endswith(".csv")
+
+
+def detect(path: Path) -> bool:
+    """A ``*case_description*.csv``, or a folder with one at its top level."""
+    return any(_is_case_csv(p.name) for p in top_files(path))
+
+
+@register_reader("cbis_ddsm", detect=detect, priority=20)
 def read_cbis_ddsm(
     path: Path,
     *,
@@ -219,7 +218,7 @@ def read_cbis_ddsm(
         csvs = sorted(
             p
             for p in path.iterdir()
-            if p.is_file() and "case_description" in p.name.lower() and p.suffix.lower() == ".csv"
+            if p.is_file() and _is_case_csv(p.name)
         )
         if abnormality != "both":
             csvs = [p for p in csvs if p.name.lower().startswith(abnormality)]

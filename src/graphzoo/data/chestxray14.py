@@ -33,9 +33,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ._images import DICOM_SUFFIXES, IMAGE_SUFFIXES, decode_many, finish_images, note
+from ._images import IMAGE_SUFFIXES, decode_many, finish_images, note
 from ._tables import read_csv_rows
-from .readers import READERS, SPLIT_NAMES, _decode_opts
+from .readers import SPLIT_NAMES, _decode_opts, register_reader, top_files
 from .types import ImageSet
 
 __all__ = ["PATHOLOGIES", "read_chestxray14"]
@@ -87,7 +87,17 @@ def _int_or_minus1(value: str) -> int:
     return int(m.group(1)) if m else -1
 
 
-@READERS.register("chestxray14")
+def _is_label_csv(name: str) -> bool:
+    name = name.lower()
+    return name.startswith("data_entry_2017") and (name.endswith(".csv") or name.endswith(".csv.gz"))
+
+
+def detect(path: Path) -> bool:
+    """NIH's ``Data_Entry_2017*.csv[.gz]``, or a folder with one at its top level."""
+    return any(_is_label_csv(p.name) for p in top_files(path))
+
+
+@register_reader("chestxray14", detect=detect, priority=10)
 def read_chestxray14(
     path: Path,
     *,
@@ -137,7 +147,7 @@ def read_chestxray14(
     for dirpath, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in sorted(files):
-            if Path(f).suffix.lower() in IMAGE_SUFFIXES | DICOM_SUFFIXES and not f.startswith("."):
+            if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith("."):
                 if f in on_disk:
                     dupes += 1
                     continue
