@@ -19,11 +19,16 @@ pytestmark = pytest.mark.usefixtures("private_cache")
 
 def test_dicom_pipeline(pydicom_files, tmp_path):
     pydicom, ct, mr, cr = pydicom_files
-    # CT: rescale slope/intercept, no window -> min-max of the Hounsfield values, monotone in raw.
+    # CT: rescale slope/intercept, no window -> the signed 16-bit stored range, through the rescale,
+    # onto 0..255 (issue 11 #9: not the image's own min-max), written out independently.
     out = read_dicom(ct)
-    raw = pydicom.dcmread(ct).pixel_array.astype(float)
-    assert out.dtype == np.uint8 and out.shape == (128, 128) and (out.min(), out.max()) == (0, 255)
-    assert np.corrcoef(raw.ravel(), out.ravel())[0, 1] > 0.999
+    ds = pydicom.dcmread(ct)
+    assert (ds.BitsStored, ds.PixelRepresentation, "WindowCenter" in ds) == (16, 1, False)
+    hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    lo = -(2.0**15) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    expected = np.rint((hu - lo) * 255 / (65535 * float(ds.RescaleSlope)))
+    assert out.dtype == np.uint8 and out.shape == (128, 128)
+    np.testing.assert_array_equal(out, expected)
     # MR: window centre/width from the header, DICOM LINEAR formula, written out independently.
     for path in (mr, cr):
         ds = pydicom.dcmread(path)
@@ -52,3 +57,15 @@ def test_dicom_pipeline(pydicom_files, tmp_path):
     junk.write_bytes(b"not a dicom file at all")
     with pytest.raises(CorruptImageError, match="junk.dcm"):
         read_dicom(junk)
+
+
+def test_dicom_without_window_keeps_brightness_between_files(pydicom_files, tmp_path):
+    pydicom, ct, _, _ = pydicom_files
+    ds = pydicom.dcmread(ct)
+    dark, bright = tmp_path / "dark.dcm", tmp_path / "bright.dcm"
+    ds.save_as(dark)
+    ds.PixelData = (ds.pixel_array.astype(np.int16) * 4).tobytes()  # the same anatomy, four times brighter
+    ds.save_as(bright)
+    a, b = read_dicom(dark).astype(int), read_dicom(bright).astype(int)
+    assert b.mean() > a.mean() + 10  # per-image min-max used to make both span 0..255
+    assert a.max() < 255 and b.max() < 255

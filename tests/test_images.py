@@ -57,7 +57,7 @@ def test_channels(tmp_path):
     assert np.abs(lum.astype(int) - ref).max() <= 1
     assert gd.decode_image(p_rep, channels=3).shape == (6, 6, 3)
     deep = gd.decode_image(p16)
-    assert deep.dtype == np.uint8 and deep.min() == 0 and deep.max() == 255
+    assert deep.dtype == np.uint8 and deep.min() == 0 and deep.max() == round(35000 / 257)  # 16 bits onto 8
     assert gd.decode_image(p_rep, size=3).shape == (3, 3)
 
 
@@ -101,3 +101,36 @@ def test_mixed_size_cache_round_trip(class_folder, tmp_path):
     a = quiet_load(class_folder, cache_dir=tmp_path / "c")
     b = quiet_load(class_folder, cache_dir=tmp_path / "c")
     assert all(np.array_equal(x, y) for x, y in zip(a.images, b.images))
+
+
+def test_16_bit_scaling_does_not_depend_on_the_image_maximum(tmp_path):
+    """Issue 11 #9: a maximum of 250 was kept raw and one of 300 stretched to 255."""
+    ramp = np.arange(16, dtype=np.uint16).reshape(4, 4)
+    low = gd.decode_image(write_png(tmp_path / "max250.png", (ramp * 250 // 15).astype(np.uint16)))
+    high = gd.decode_image(write_png(tmp_path / "max300.png", (ramp * 300 // 15).astype(np.uint16)))
+    np.testing.assert_array_equal(low, np.rint((ramp * 250 // 15) / 257))
+    np.testing.assert_array_equal(high, np.rint((ramp * 300 // 15) / 257))
+    assert low.max() == high.max() == 1  # 250 and 300 of 65535 are both near black
+    full = gd.decode_image(write_png(tmp_path / "full.png", np.array([[0, 257, 32896, 65535]], np.uint16)))
+    assert full.tolist() == [[0, 1, 128, 255]]
+
+
+def test_16_bit_images_keep_their_brightness_order(tmp_path):
+    rng = np.random.default_rng(0)
+    dark = rng.integers(1000, 20000, (8, 8)).astype(np.uint16)
+    bright = rng.integers(30000, 60000, (8, 8)).astype(np.uint16)
+    write_png(tmp_path / "set" / "a" / "dark.png", dark)
+    write_png(tmp_path / "set" / "a" / "bright.png", bright)
+    ds = gd.load(tmp_path / "set", cache=False)
+    got = dict(zip(ds.filenames, ds.images))
+    assert got["a/dark.png"].max() < got["a/bright.png"].min()  # min-max made both span 0..255
+
+
+def test_images_without_a_fixed_range_are_refused(tmp_path):
+    f = tmp_path / "float.tif"
+    Image.fromarray(np.full((4, 4), 300.0, np.float32)).save(f)
+    with pytest.raises(CorruptImageError, match="no fixed range"):
+        gd.decode_image(f)
+    unit = tmp_path / "unit.tif"
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(unit)
+    assert (gd.decode_image(unit) == 128).all()
