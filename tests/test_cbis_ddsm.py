@@ -71,15 +71,17 @@ def test_cbis_matches_csv_paths_to_a_dicom_tree(pydicom_files, tmp_path):
     exact.parent.mkdir(parents=True)
     shutil.copy(mr, exact)
 
+    with pytest.raises(ValueError, match=r"rows have no cropped image.*allow_missing=True to load the 2 found"):
+        gd.load(folder, image_root=tmp_path, abnormality="mass")  # most rows' images are missing
     with pytest.warns(DataWarning, match="rows have no cropped image"):
-        ds = gd.load(folder, image_root=tmp_path, abnormality="mass")
+        ds = gd.load(folder, image_root=tmp_path, abnormality="mass", allow_missing=True)
     check_imageset(ds)
     assert len(ds) == 2 and set(ds.patient_ids) == {"P_00001"}
     assert isinstance(ds.images, np.ndarray) and ds.images.shape == (2, 64, 64)  # both crops are the 64x64 file
     assert set(ds.meta["image_view"]) == {"CC", "MLO"} and set(ds.class_names[i] for i in ds.labels) == {"malignant"}
-    roi = quiet_load(folder, image_root=tmp_path, abnormality="mass", image="roi")
+    roi = quiet_load(folder, image_root=tmp_path, abnormality="mass", image="roi", allow_missing=True)
     assert roi.images[list(roi.meta["image_view"]).index("CC")].shape == (128, 128)
-    full_ds = quiet_load(folder, image_root=tmp_path, abnormality="mass", image="full")
+    full_ds = quiet_load(folder, image_root=tmp_path, abnormality="mass", image="full", allow_missing=True)
     assert len(full_ds) == 1 and full_ds.images.shape == (1, 16, 16)
     np.testing.assert_array_equal(full_ds.images[0], read_dicom(cr))  # went through the DICOM pipeline
 

@@ -22,7 +22,7 @@ def test_chestxray_raw_sample_matches_npz():
     raw = data_path("chestxray14", "raw_sample")
     ref = gd.load(data_path("chestxray14", "nih1000_64.npz"))
     with pytest.warns(DataWarning) as rec:
-        ds = gd.load(raw)
+        ds = gd.load(raw, allow_missing=True)  # the sample holds 124 of the CSV's images
     messages = " | ".join(str(w.message) for w in rec)
     assert "different sizes" in messages and "876 of 1000 listed images" in messages
     assert gd.detect_format(raw) == "chestxray14"
@@ -41,9 +41,9 @@ def test_chestxray_raw_sample_matches_npz():
         checked += 1
     assert checked == 120
     # resizing on read makes the set stackable
-    same = quiet_load(raw, size=64)
+    same = quiet_load(raw, size=64, allow_missing=True)
     assert same.images.shape == (124, 64, 64)
-    single = quiet_load(raw, label_mode="single", size=64)
+    single = quiet_load(raw, label_mode="single", size=64, allow_missing=True)
     assert single.class_names[0] == "No Finding" and len(single.class_names) == 15
     n_find = ds.multilabels.sum(1)
     np.testing.assert_array_equal(single.labels == -1, n_find > 1)
@@ -64,3 +64,16 @@ def test_chestxray_csv_bad_input(tmp_path):
     ds = gd.load(tmp_path)
     assert ds.split.tolist() == ["train"] and ds.labels.tolist() == [1]
     assert ds.multilabels[0].nonzero()[0].tolist() == [1, 9]
+
+
+def test_missing_images_refused_when_most_are_missing(tmp_path):
+    rows = "".join(f"0000000{i}_000.png,No Finding,{i}\n" for i in range(1, 5))
+    (tmp_path / "Data_Entry_2017.csv").write_text("Image Index,Finding Labels,Patient ID\n" + rows)
+    write_png(tmp_path / "images" / "00000001_000.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"3 of 4 listed images are not below .*allow_missing=True to load the 1"):
+        gd.load(tmp_path)  # was: loaded 1 of 4 with only a warning
+    assert len(quiet_load(tmp_path, allow_missing=True)) == 1
+    for i in (2, 3):
+        write_png(tmp_path / "images" / f"0000000{i}_000.png", np.zeros((4, 4), np.uint8))
+    with pytest.warns(DataWarning, match="1 of 4 listed images are not below"):
+        assert len(gd.load(tmp_path)) == 3

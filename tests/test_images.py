@@ -134,3 +134,11 @@ def test_images_without_a_fixed_range_are_refused(tmp_path):
     unit = tmp_path / "unit.tif"
     Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(unit)
     assert (gd.decode_image(unit) == 128).all()
+
+
+def test_skipping_every_file_is_an_error(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / "set" / "cls").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "set" / "cls" / f"{name}.png").write_bytes(b"not a png")
+    with pytest.raises(CorruptImageError, match="none of the 2 files could be decoded"):  # was: an empty set
+        gd.load(tmp_path / "set", skip_corrupt=True)

@@ -46,6 +46,10 @@ def test_every_raw_sample_loads(folder):
             gd.load(folder)
         ds = gd.load(folder, metadata_only=True)
         assert ds.images is None
+    elif fmt in ("chestxray14", "mias"):  # the samples hold a few of the images their label files list
+        with pytest.raises(ValueError, match="allow_missing=True"):
+            gd.load(folder)
+        ds = quiet_load(folder, allow_missing=True)
     else:
         ds = quiet_load(folder)
     check_imageset(ds)
@@ -253,3 +257,10 @@ def test_one_public_list_of_image_suffixes():
     from graphzoo.data._images import DICOM_SUFFIXES, PIL_SUFFIXES
 
     assert gd.IMAGE_SUFFIXES == PIL_SUFFIXES | DICOM_SUFFIXES
+
+
+def test_empty_npz_says_it_holds_no_images(tmp_path):
+    f = tmp_path / "empty.npz"
+    np.savez(f, images=np.zeros((0, 4, 4), np.uint8), labels=np.zeros(0, np.int64), class_names=np.array(["a", "b"]))
+    with pytest.raises(ValueError, match=r"empty\.npz holds no images"):  # was: "only 0 patients for 3 ... parts"
+        gd.load(f)

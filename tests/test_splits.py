@@ -116,3 +116,17 @@ def test_save_and_load_split(tmp_path):
         gd.load_split(written, filenames=names[::-1])
     with pytest.raises(FileNotFoundError, match="no split file"):
         gd.load_split(tmp_path / "elsewhere")
+
+
+def test_patient_split_of_small_sets():
+    """Issue 11 #11: 12 images of 7 patients gave scikit-learn's "n_splits=7 cannot be greater ..."."""
+    y = np.array([0] * 6 + [1] * 6)
+    groups = np.array([f"P_{i % 7}" for i in range(12)])
+    split = gd.patient_split(y, groups, seed=0)
+    assert set(split) == {"train", "val", "test"}
+    for g in np.unique(groups):
+        assert len(set(split[groups == g])) == 1  # still grouped
+    with pytest.raises(ValueError, match="too few samples to split into 3 parts: 4 samples, 4 patients"):
+        gd.patient_split(np.array([0, 0, 1, 1]), np.arange(4))
+    with pytest.raises(ValueError, match="no samples to split"):
+        gd.patient_split(np.zeros(0, np.int64), None)

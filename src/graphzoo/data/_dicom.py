@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._images import CorruptImageError, _to_uint8, scale_range
+from ._images import SKIP_HINT, CorruptImageError, _to_uint8, scale_range
 
 __all__ = ["read_dicom"]
 
@@ -102,14 +102,14 @@ def read_dicom(path: str | Path, *, apply_voi: bool = True) -> np.ndarray:
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError) as exc:
         raise CorruptImageError(
             path,
-            f"cannot read DICOM {path}: {exc}. Fix: re-download or remove this file (or load with skip_corrupt=True).",
+            f"cannot read DICOM {path}: {exc}. Fix: re-download or remove this file ({SKIP_HINT}).",
         ) from None
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise CorruptImageError(
             path,
             f"DICOM {path} has no pixel data (a header-only object such as a DICOMDIR, structured "
             "report or presentation state). Fix: point the CSV / folder at the image files, or "
-            "remove this file (or load with skip_corrupt=True).",
+            f"remove this file ({SKIP_HINT}).",
         )
     try:
         arr = ds.pixel_array
@@ -119,7 +119,7 @@ def read_dicom(path: str | Path, *, apply_voi: bool = True) -> np.ndarray:
             path,
             f"cannot decode the pixel data of DICOM {path} (transfer syntax {syntax}): {exc}. Fix: "
             "re-download the file, or install the pydicom plug-in for compressed syntaxes "
-            "(pylibjpeg / python-gdcm), or load with skip_corrupt=True.",
+            f"(pylibjpeg / python-gdcm), {SKIP_HINT}.",
         ) from None
 
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)

@@ -51,6 +51,7 @@ __all__ = [
     "finish_images",
     "cache_dir",
     "note",
+    "SKIP_HINT",
 ]
 
 # Suffixes Pillow decodes that medical image folders actually use.
@@ -58,6 +59,9 @@ PIL_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pg
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 #: Every image file suffix graphzoo reads (Pillow's and DICOM's): the one list for readers and predict.
 IMAGE_SUFFIXES = PIL_SUFFIXES | DICOM_SUFFIXES
+
+# The advice every unreadable-file message ends with; ``graphzoo data inspect`` swaps in its flag.
+SKIP_HINT = "or load with skip_corrupt=True to skip unreadable files"
 
 # Bump when the decoded pixels for the same file and options would change, so old cache entries
 # are not reused.
@@ -245,8 +249,7 @@ def decode_image(path: str | os.PathLike, *, channels: int | None = None, size=N
             reason = str(exc) or type(exc).__name__
             raise CorruptImageError(
                 path,
-                f"cannot decode image {path}: {reason}. Fix: re-export or remove this file "
-                "(or load with skip_corrupt=True to skip unreadable files).",
+                f"cannot decode image {path}: {reason}. Fix: re-export or remove this file ({SKIP_HINT}).",
             ) from None
     arr = _set_channels(arr, channels)
     size = _size_tuple(size)
@@ -395,6 +398,12 @@ def decode_many(
     ok = np.array([not isinstance(r, CorruptImageError) for r in results], bool)
     if bad:
         names = ", ".join(str(e.path) for e in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        if skip_corrupt and len(bad) == n:  # skipping them all would leave an empty set
+            raise CorruptImageError(
+                bad[0].path,
+                f"none of the {n} files could be decoded ({names}), so skipping them leaves no images. "
+                "Fix: check that the path holds image files of a supported format.",
+            )
         if not skip_corrupt:
             if len(bad) == 1:
                 raise bad[0]

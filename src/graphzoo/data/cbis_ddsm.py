@@ -21,7 +21,8 @@ description>/1-1.dcm``, and copies re-root or convert the tree. Each path is tri
    ROI mask, and the CSVs swap their names in places), the crop is the one with the fewest pixels
    and the mask (and the full mammogram) the one with the most, read from the headers.
 
-Rows whose image is not found are left out with a note giving the count and an example.
+Rows whose image is not found are left out with a note giving the count and an example; when more
+than half are missing the load stops instead (``allow_missing=True`` loads what is found).
 
 Labels
 ------
@@ -46,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from ._images import DICOM_SUFFIXES, IMAGE_SUFFIXES, decode_many, finish_images, note
-from ._tables import read_csv_rows
+from ._tables import check_missing, read_csv_rows
 from .readers import _decode_opts, register_reader, top_files
 from .types import ImageSet
 
@@ -168,6 +169,7 @@ def read_cbis_ddsm(
     bwc: str = "benign",
     image_root: str | os.PathLike | None = None,
     metadata_only: bool = False,
+    allow_missing: bool = False,
     channels: int | None = None,
     size=None,
     stack: bool | None = None,
@@ -192,6 +194,9 @@ def read_cbis_ddsm(
     metadata_only : bool
         Read the CSVs only: ``images`` is None and every row is kept (for counting and splitting
         before the images are downloaded).
+    allow_missing : bool
+        False (default): more than half of the rows' images missing is an error (usually the wrong
+        ``image_root``); fewer are left out with a warning. True: load what is found.
     channels, size, stack, workers, cache, cache_dir
         See :func:`graphzoo.data.load`.
 
@@ -277,12 +282,15 @@ def read_cbis_ddsm(
                 "CBIS-DDSM DICOM tree (the one with the Mass-Training_... / Calc-Test_... folders), or "
                 "metadata_only=True to read the CSVs alone."
             )
-        if missing:
-            note(
-                notes,
-                f"{len(missing)} of {len(rows)} rows have no {image} image below {root} and were left out "
-                f"(e.g. {missing[0]['_path']!r})",
-            )
+        check_missing(
+            f"{len(missing)} of {len(rows)} rows have no {image} image below {root} "
+            f"(e.g. {missing[0]['_path'] if missing else ''!r})",
+            len(missing),
+            len(rows),
+            allow_missing=allow_missing,
+            fix="pass image_root= the folder holding the CBIS-DDSM DICOM tree",
+            notes=notes,
+        )
         rows = [dict(r, _file=f) for r, f in zip(rows, found) if f is not None]
         if image == "full":
             # Several lesions share one mammogram: one image, the worst pathology wins.

@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from ._images import IMAGE_SUFFIXES, decode_many, finish_images, note
-from ._tables import read_csv_rows
+from ._tables import check_missing, read_csv_rows
 from .readers import SPLIT_NAMES, _decode_opts, register_reader, top_files
 from .types import ImageSet
 
@@ -104,6 +104,7 @@ def read_chestxray14(
     skip_corrupt: bool = False,
     csv: str | os.PathLike | None = None,
     label_mode: str = "binary",
+    allow_missing: bool = False,
     channels: int | None = None,
     size=None,
     stack: bool | None = None,
@@ -122,6 +123,9 @@ def read_chestxray14(
         The ``Data_Entry_2017*.csv[.gz]`` when it is not in ``path`` (then images are searched
         below ``path``).
     label_mode : {"binary", "single"}
+    allow_missing : bool
+        False (default): more than half of the CSV's images missing below ``path`` is an error
+        (usually the wrong folder); fewer are left out with a warning. True: load what is found.
     channels, size, stack, workers, cache, cache_dir
         See :func:`graphzoo.data.load`. Copies saved as gray-replicated RGB come back gray.
 
@@ -170,12 +174,16 @@ def read_chestxray14(
             f"none of the {len(rows)} images listed in {csv_path} were found below {root}. Fix: point "
             "at the folder that holds the PNGs (any depth), or pass csv= and the image folder."
         )
-    if len(kept) < len(seen):
-        note(
-            notes,
-            f"{csv_path.name}: {len(seen) - len(kept)} of {len(seen)} listed images are not below {root}; "
-            f"loaded the {len(kept)} found",
-        )
+    absent = [name for name in seen if name not in on_disk]
+    check_missing(
+        f"{csv_path.name}: {len(absent)} of {len(seen)} listed images are not below {root} "
+        f"(e.g. {min(absent, default='')})",
+        len(absent),
+        len(seen),
+        allow_missing=allow_missing,
+        fix="point at the folder that holds the PNGs (any depth)",
+        notes=notes,
+    )
     unlisted = len(on_disk) - len(kept)
     if unlisted > 0:
         note(notes, f"{root}: {unlisted} image files are not listed in {csv_path.name} and were ignored")

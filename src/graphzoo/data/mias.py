@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ._images import decode_many, finish_images, note
+from ._tables import check_missing
 from .readers import _decode_opts, npz_keys, read_npz, register_reader
 from .types import ImageSet
 
@@ -137,6 +138,7 @@ def read_mias(
     path: Path,
     *,
     skip_corrupt: bool = False,
+    allow_missing: bool = False,
     channels: int | None = None,
     size=None,
     stack: bool | None = None,
@@ -152,6 +154,9 @@ def read_mias(
     path : Path
         The folder with ``Info.txt`` and the PGMs (or its parent, or ``Info.txt`` itself), or our
         ``mini_mias_*.npz``.
+    allow_missing : bool
+        False (default): more than half of the films in ``Info.txt`` without a ``.pgm`` is an error
+        (usually the wrong folder); fewer are left out with a warning. True: load what is found.
     channels, size, stack, workers, cache, cache_dir
         See :func:`graphzoo.data.load`; ``size=256`` gives the films of our ``mini_mias_256.npz``.
         They apply to the ``.pgm`` films, not to the npz (its films are decoded already).
@@ -175,12 +180,15 @@ def read_mias(
             f"none of the {len(films)} films in {info} has a .pgm in {folder}. "
             "Fix: put the mdbNNN.pgm files next to Info.txt."
         )
-    if len(refs) < len(films):
-        note(
-            notes,
-            f"{info}: {len(films) - len(refs)} of {len(films)} listed films have no .pgm in {folder}; "
-            f"loaded {len(refs)}",
-        )
+    absent = sorted(set(films) - set(refs))
+    check_missing(
+        f"{info}: {len(absent)} of {len(films)} listed films have no .pgm in {folder} (e.g. {min(absent, default='')})",
+        len(absent),
+        len(films),
+        allow_missing=allow_missing,
+        fix="put the mdbNNN.pgm files next to Info.txt",
+        notes=notes,
+    )
     extra = sorted(set(pgms) - set(films))
     if extra:
         note(notes, f"{folder}: {len(extra)} .pgm files are not in Info.txt and were ignored ({', '.join(extra[:3])})")

@@ -38,6 +38,9 @@ READERS: Registry[Callable[..., ImageSet]] = Registry("data format")
 # Folder names that mean "a split of the data", not a class.
 SPLIT_NAMES = frozenset({"train", "training", "valid", "validation", "val", "test", "testing"})
 
+# The advice of an undetectable format; ``graphzoo data inspect`` swaps in its flag.
+FORMAT_HINT = "pass format= one of"
+
 
 def load(path: str | os.PathLike, format: str | None = None, *, skip_corrupt: bool = False, **options) -> ImageSet:
     """Read a dataset from disk in any supported format.
@@ -71,8 +74,8 @@ def load(path: str | os.PathLike, format: str | None = None, *, skip_corrupt: bo
     FileNotFoundError
         ``path`` does not exist.
     ValueError
-        The format cannot be detected or is unknown, an option is unknown, or the data is bad
-        (the message names the file and the fix).
+        The format cannot be detected or is unknown, an option is unknown, the set holds no
+        images, or the data is bad (the message names the file and the fix).
 
     Examples
     --------
@@ -102,7 +105,13 @@ def load(path: str | os.PathLike, format: str | None = None, *, skip_corrupt: bo
             f"format {format!r} does not take option(s) {', '.join(map(repr, unknown))}; "
             f"it takes: {', '.join(accepted)}."
         )
-    return reader(path, skip_corrupt=skip_corrupt, **options)
+    ds = reader(path, skip_corrupt=skip_corrupt, **options)
+    if len(ds) == 0:
+        raise ValueError(
+            f"{path} holds no images (read as {format!r}). Fix: point at a dataset with at least one labelled "
+            "image, or pass format= if it was read as the wrong format."
+        )
+    return ds
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,9 +193,9 @@ def _detect(path: Path) -> tuple[str, Path]:
             return _detect(lone)
         raise ValueError(
             f"cannot tell the format of {path}: no images, npz or known CSV/Info.txt found. "
-            f"Fix: pass format= one of {names}, or point at the folder that holds the class folders."
+            f"Fix: {FORMAT_HINT} {names}, or point at the folder that holds the class folders."
         )
-    raise ValueError(f"cannot tell the format of the file {path}. Fix: pass format= one of {names}.")
+    raise ValueError(f"cannot tell the format of the file {path}. Fix: {FORMAT_HINT} {names}.")
 
 
 def detect_format(path: str | os.PathLike) -> str:
