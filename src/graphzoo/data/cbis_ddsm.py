@@ -177,7 +177,9 @@ def read_cbis_ddsm(
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> ImageSet:
-    """CBIS-DDSM lesions (see the module docstring).
+    """CBIS-DDSM lesions: the case-description CSVs with the DICOM crops, mammograms or ROI masks.
+
+    See the module docstring for how CSV paths are matched to files and how labels are made.
 
     Parameters
     ----------

@@ -112,7 +112,9 @@ def read_chestxray14(
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> ImageSet:
-    """ChestX-ray14 images with their CSV labels (see the module docstring).
+    """NIH ChestX-ray14: PNG images with the findings of the Data_Entry_2017 CSV (normal / abnormal, or 14).
+
+    See the module docstring for the layout, the label modes and the split.
 
     Parameters
     ----------

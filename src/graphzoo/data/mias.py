@@ -146,8 +146,9 @@ def read_mias(
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> ImageSet:
-    """mini-MIAS films listed in ``Info.txt`` and present as ``.pgm``, or our npz of them (see the
-    module docstring).
+    """mini-MIAS mammograms: the .pgm films with Info.txt, or our npz of them (normal / benign / malignant).
+
+    Reads the films listed in ``Info.txt`` and present as ``.pgm`` (see the module docstring).
 
     Parameters
     ----------

@@ -447,7 +447,7 @@ def _is_medmnist(path: Path) -> bool:
 
 @register_reader("npz", detect=_is_npz, priority=50)
 def read_npz(path: Path, *, skip_corrupt: bool = False, class_names: Sequence[str] | None = None) -> ImageSet:
-    """Our ``.npz`` layout (the arrays listed below; no pickles).
+    """Our npz array layout: images, labels and optionally class names, split, patient ids, file names.
 
     Required: ``images`` uint8 (N, H, W[, C]) and ``labels`` int (N,). Optional:
     ``class_names`` (L,), ``split``, ``patient_ids``, ``filenames`` (N,) strings, ``multilabels``
@@ -527,7 +527,9 @@ def read_npz(path: Path, *, skip_corrupt: bool = False, class_names: Sequence[st
 
 @register_reader("medmnist", detect=_is_medmnist, priority=40)
 def read_medmnist(path: Path, *, skip_corrupt: bool = False, class_names: Sequence[str] | None = None) -> ImageSet:
-    """A MedMNIST ``.npz`` (``{train,val,test}_{images,labels}``), splits concatenated in that order.
+    """A MedMNIST npz (train / val / test images and labels), the three splits concatenated in that order.
+
+    The keys are ``{train,val,test}_{images,labels}``.
 
     Labels (n, 1) are single-label classes. Labels (n, L) with L > 1 (ChestMNIST's 14 findings)
     are multi-label: they go to ``multilabels`` and ``labels`` becomes the binary view
