@@ -69,3 +69,17 @@ def test_dicom_without_window_keeps_brightness_between_files(pydicom_files, tmp_
     a, b = read_dicom(dark).astype(int), read_dicom(bright).astype(int)
     assert b.mean() > a.mean() + 10  # per-image min-max used to make both span 0..255
     assert a.max() < 255 and b.max() < 255
+
+
+def test_float_dicom_without_window_is_refused(pydicom_files, tmp_path):
+    pydicom, ct, _, _ = pydicom_files
+    ds = pydicom.dcmread(ct)
+    pixels = ds.pixel_array.astype(np.float32)
+    del ds.PixelData
+    for key in ("BitsStored", "HighBit", "PixelRepresentation", "RescaleSlope", "RescaleIntercept"):
+        delattr(ds, key)
+    ds.BitsAllocated = 32
+    ds.FloatPixelData = pixels.tobytes()
+    ds.save_as(tmp_path / "float.dcm")
+    with pytest.raises(CorruptImageError, match="floating-point pixels and no window"):
+        read_dicom(tmp_path / "float.dcm")

@@ -137,8 +137,14 @@ def read_dicom(path: str | Path, *, apply_voi: bool = True) -> np.ndarray:
     elif apply_voi and "VOILUTSequence" in ds:
         lut_bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
         out = scale_range(apply_voi_lut(arr, ds), 0, 2.0**lut_bits - 1)
-    else:
+    elif np.issubdtype(arr.dtype, np.integer):
         out = scale_range(x, *_stored_range(ds, arr, apply_modality_lut))
+    else:
+        raise CorruptImageError(
+            path,
+            f"DICOM {path} holds floating-point pixels and no window (WindowCenter / WindowWidth), so it has no "
+            "fixed range to map to 0..255. Fix: add a window to the file, or convert its pixels to integers.",
+        )
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         out = 255 - out
     return out
