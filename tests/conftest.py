@@ -34,3 +34,93 @@ def mask_labels(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+# ------------------------------------------------------------------------------------------
+# graphzoo.data: shared by the reader, image, split and inspect tests
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_cache(tmp_path_factory, monkeypatch):
+    """Decode into a cache folder of this test session, never ~/.cache."""
+    monkeypatch.setenv("GRAPHZOO_CACHE", str(tmp_path_factory.getbasetemp() / "graphzoo-cache"))
+
+
+@pytest.fixture(scope="module")
+def malaria():
+    """The 27,558-cell malaria npz, loaded once per test module."""
+    import graphzoo.data as gd
+
+    return gd.load(data_path("malaria", "malaria_50_gray.npz"))
+
+
+def quiet_load(*args, **kwargs):
+    """``graphzoo.data.load`` with its DataWarnings silenced."""
+    import warnings
+
+    import graphzoo.data as gd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gd.DataWarning)
+        return gd.load(*args, **kwargs)
+
+
+def check_imageset(ds) -> None:
+    """Invariants every reader's ImageSet must honour."""
+    n = len(ds)
+    assert n > 0
+    assert ds.labels.dtype == np.int64 and ds.labels.shape == (n,)
+    assert ds.labels.min() >= -1 and ds.labels.max() < len(ds.class_names)
+    if ds.images is not None:
+        images = ds.images
+        assert len(images) == n
+        first = images[0]
+        assert first.dtype == np.uint8 and first.ndim in (2, 3)
+        if isinstance(images, np.ndarray):
+            assert images.dtype == np.uint8 and images.ndim in (3, 4)
+        else:  # a list only when sizes really differ
+            assert len({a.shape for a in images}) > 1
+    for name in ("split", "patient_ids", "filenames"):
+        arr = getattr(ds, name)
+        if arr is not None:
+            assert arr.shape == (n,) and arr.dtype.kind == "U", name
+    if ds.multilabels is not None:
+        assert ds.multilabels.shape == (n, len(ds.multilabel_names))
+        assert set(np.unique(ds.multilabels)) <= {0, 1}
+    for key, arr in ds.meta.items():
+        assert len(arr) == n, key
+    assert ds.source
+
+
+def write_png(path: Path, arr: np.ndarray) -> Path:
+    """Save ``arr`` (uint8 or uint16, (H, W) or (H, W, C)) as a PNG, creating folders."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+@pytest.fixture
+def class_folder(tmp_path) -> Path:
+    """root/{train,test}/{cat,dog}/*.png, 8x8 gray, 3 per folder."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "cells"
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            for i in range(3):
+                write_png(root / split / cls / f"{cls}{i}.png", rng.integers(0, 256, (8, 8), dtype=np.uint8))
+    return root
+
+
+@pytest.fixture
+def pydicom_files():
+    """(pydicom, CT_small.dcm, MR_small.dcm, a MONOCHROME1 CR file) from pydicom's test data."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file, get_testdata_files
+
+    mono1 = get_testdata_files("**/CR1/6154")
+    if not mono1:
+        pytest.skip("pydicom's MONOCHROME1 CR test file is not installed")
+    return pydicom, Path(get_testdata_file("CT_small.dcm")), Path(get_testdata_file("MR_small.dcm")), Path(mono1[0])

@@ -8,7 +8,7 @@ Formats, in :data:`READERS`:
 ``folder``      one folder per class, optionally under ``train/valid/test`` folders
 ``chestxray14`` NIH ChestX-ray14: ``Data_Entry_2017*.csv[.gz]`` + PNGs (14 findings multi-hot)
 ``cbis_ddsm``   CBIS-DDSM case-description CSVs + DICOM tree
-``mias``        mini-MIAS ``.pgm`` films + ``Info.txt``
+``mias``        mini-MIAS ``.pgm`` films + ``Info.txt``, or our npz of them
 ``npz``         our array layout (``images``, ``labels``, ``class_names``, ``split``, ...)
 ``medmnist``    MedMNIST ``train_images`` / ``train_labels`` / ``val_*`` / ``test_*``
 =============== ==============================================================================
@@ -23,13 +23,13 @@ imports it when called).
 
 from __future__ import annotations
 
-from ._images import CorruptImageError, DataWarning, decode_image
+from ._images import IMAGE_SUFFIXES, CorruptImageError, DataWarning, decode_image
 from .readers import READERS, detect_format, load
 from .prepare import PreparedData, prepare_data
 from .splits import label_budget, load_split, patient_split, save_split
 from .types import ImageSet
 
-# Importing the dataset readers registers them in READERS.
+# Importing the dataset readers registers them (and their format tests) in READERS.
 from . import cbis_ddsm, chestxray14, mias  # noqa: E402,F401  isort: skip
 
 __all__ = [
@@ -46,4 +46,5 @@ __all__ = [
     "CorruptImageError",
     "DataWarning",
     "decode_image",
+    "IMAGE_SUFFIXES",
 ]

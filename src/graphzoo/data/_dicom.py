@@ -13,13 +13,17 @@ The steps follow the DICOM grayscale pipeline (PS3.3 C.11 and PS3.4 N.2):
        y = 255 * ((x - (c - 0.5)) / (w - 1) + 0.5)    otherwise
 
    ``LINEAR_EXACT`` uses ``255 * ((x - c) / w + 0.5)`` clipped, ``SIGMOID`` uses
-   ``255 / (1 + exp(-4 (x - c) / w))``. A VOI LUT *table* is applied by pydicom and the result
-   scaled by its own min-max. Without any VOI the image is scaled by its own min-max.
+   ``255 / (1 + exp(-4 (x - c) / w))``. A VOI LUT *table* is applied by pydicom and its output
+   range, ``0 .. 2**bits - 1`` with ``bits`` the table's entry size (LUTDescriptor[2]), is mapped
+   onto 0..255. Without any VOI the range the stored values can take (``BitsStored`` bits,
+   signed when PixelRepresentation is 1), passed through the modality LUT, is mapped onto 0..255:
+   ``y = 255 (x - lo) / (hi - lo)``. Never the image's own min-max, so two files of one scanner
+   keep their brightness relative to each other.
 3. **MONOCHROME1** images (bright = low value, common in CR and mammography) are inverted,
    ``y = 255 - y``, so that bright is always dense tissue, as in MONOCHROME2.
 
-Colour images (SamplesPerPixel 3) skip steps 1-3 and are min-max scaled. Multi-frame files give
-their first frame.
+Colour images (SamplesPerPixel 3) skip steps 1-3 and are mapped from their ``BitsStored`` range
+(8-bit colour is kept as it is). Multi-frame files give their first frame.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._images import CorruptImageError, _to_uint8
+from ._images import SKIP_HINT, CorruptImageError, _to_uint8, scale_range
 
 __all__ = ["read_dicom"]
 
@@ -62,6 +66,16 @@ def _window(x: np.ndarray, c: float, w: float, function: str) -> np.ndarray:
     return np.rint(y).astype(np.uint8)
 
 
+def _stored_range(ds, arr: np.ndarray, apply_modality_lut) -> tuple[float, float]:
+    """(lo, hi): the range the stored values can take (BitsStored, PixelRepresentation), through the
+    modality LUT, so that the mapping to 0..255 is the same for every file of a scanner."""
+    bits = int(ds.get("BitsStored", 0) or 0) or 8 * arr.dtype.itemsize
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    ends = np.array([-(2 ** (bits - 1)), 2 ** (bits - 1) - 1] if signed else [0, 2**bits - 1], dtype=np.int64)
+    lo, hi = sorted(float(v) for v in np.asarray(apply_modality_lut(ends, ds), dtype=np.float64))
+    return lo, max(hi, lo + 1.0)
+
+
 def read_dicom(path: str | Path, *, apply_voi: bool = True) -> np.ndarray:
     """Read a DICOM file's first frame as uint8 (H, W) (or (H, W, 3) for colour).
 
@@ -69,8 +83,8 @@ def read_dicom(path: str | Path, *, apply_voi: bool = True) -> np.ndarray:
     ----------
     path : path-like
     apply_voi : bool
-        Apply the file's window / VOI LUT (step 2 of the module docstring). False scales the
-        modality values by their min-max instead.
+        Apply the file's window / VOI LUT (step 2 of the module docstring). False maps the
+        modality values from the stored bit range instead.
 
     Raises
     ------
@@ -88,14 +102,14 @@ def read_dicom(path: str | Path, *, apply_voi: bool = True) -> np.ndarray:
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError) as exc:
         raise CorruptImageError(
             path,
-            f"cannot read DICOM {path}: {exc}. Fix: re-download or remove this file (or load with skip_corrupt=True).",
+            f"cannot read DICOM {path}: {exc}. Fix: re-download or remove this file ({SKIP_HINT}).",
         ) from None
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise CorruptImageError(
             path,
             f"DICOM {path} has no pixel data (a header-only object such as a DICOMDIR, structured "
             "report or presentation state). Fix: point the CSV / folder at the image files, or "
-            "remove this file (or load with skip_corrupt=True).",
+            f"remove this file ({SKIP_HINT}).",
         )
     try:
         arr = ds.pixel_array
@@ -105,24 +119,32 @@ def read_dicom(path: str | Path, *, apply_voi: bool = True) -> np.ndarray:
             path,
             f"cannot decode the pixel data of DICOM {path} (transfer syntax {syntax}): {exc}. Fix: "
             "re-download the file, or install the pydicom plug-in for compressed syntaxes "
-            "(pylibjpeg / python-gdcm), or load with skip_corrupt=True.",
+            f"(pylibjpeg / python-gdcm), {SKIP_HINT}.",
         ) from None
 
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if n_frames > 1:
         arr = arr[0]
+    bits = int(ds.get("BitsStored", 0) or 0) or None
     if samples > 1:
-        return _to_uint8(arr)
+        return _to_uint8(arr, bits=bits)
 
     x = apply_modality_lut(arr, ds).astype(np.float64, copy=False)
     if apply_voi and "WindowCenter" in ds and "WindowWidth" in ds:
         function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
         out = _window(x, _first(ds.WindowCenter), _first(ds.WindowWidth), function)
     elif apply_voi and "VOILUTSequence" in ds:
-        out = _to_uint8(np.asarray(apply_voi_lut(arr, ds), dtype=np.float64))
+        lut_bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        out = scale_range(apply_voi_lut(arr, ds), 0, 2.0**lut_bits - 1)
+    elif np.issubdtype(arr.dtype, np.integer):
+        out = scale_range(x, *_stored_range(ds, arr, apply_modality_lut))
     else:
-        out = _to_uint8(x)
+        raise CorruptImageError(
+            path,
+            f"DICOM {path} holds floating-point pixels and no window (WindowCenter / WindowWidth), so it has no "
+            "fixed range to map to 0..255. Fix: add a window to the file, or convert its pixels to integers.",
+        )
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         out = 255 - out
     return out

@@ -3,10 +3,15 @@
 Every reader that starts from image files (PNG/JPEG/TIFF/BMP/PGM through Pillow, DICOM through
 pydicom) goes through :func:`decode_many`, so the rules below hold for all of them:
 
-* **Pixel values.** 8-bit images are kept as they are. Images with more than 8 bits (16-bit PNG or
-  TIFF, DICOM) are mapped to 0..255 by their own minimum and maximum,
-  ``x' = round(255 (x - min) / (max - min))`` (DICOM after its rescale and VOI LUT, see
-  :mod:`graphzoo.data._dicom`).
+* **Pixel values.** 8-bit images are kept as they are. Deeper images are mapped to 0..255 by the
+  range their *type* can hold, never by one image's own minimum and maximum, so that a file's
+  values mean the same in every image of a set (a dark film stays darker than a bright one, and a
+  film whose maximum is 250 is not treated differently from one whose maximum is 300):
+  16-bit PNG / TIFF / PGM (Pillow modes ``I;16*``, and ``I``, which Pillow uses for 16-bit files)
+  ``x' = round(x / 257)`` (0..65535 onto 0..255); a 32-bit ``I`` image with values outside
+  0..65535 is refused. Floating-point images in [0, 1] become ``round(255 x)``; other floats have
+  no range of their own and are refused. DICOM uses its window, VOI LUT or bit depth
+  (``BitsStored``), see :mod:`graphzoo.data._dicom`.
 * **Channels.** ``channels=None`` keeps what the file holds, except that colour files whose three
   channels are equal (gray saved as RGB, as ChestX-ray14 copies often are) become one channel, and
   alpha is dropped. When a set mixes gray and colour files, the gray ones are repeated to three
@@ -46,15 +51,21 @@ __all__ = [
     "finish_images",
     "cache_dir",
     "note",
+    "SKIP_HINT",
 ]
 
 # Suffixes Pillow decodes that medical image folders actually use.
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".pnm", ".gif"})
+PIL_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".pnm", ".gif", ".webp"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
+#: Every image file suffix graphzoo reads (Pillow's and DICOM's): the one list for readers and predict.
+IMAGE_SUFFIXES = PIL_SUFFIXES | DICOM_SUFFIXES
+
+# The advice every unreadable-file message ends with; ``graphzoo data inspect`` swaps in its flag.
+SKIP_HINT = "or load with skip_corrupt=True to skip unreadable files"
 
 # Bump when the decoded pixels for the same file and options would change, so old cache entries
 # are not reused.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: deep images mapped by their type's range, not their own min-max
 _CHUNK = 64  # files per thread-pool task
 
 
@@ -96,19 +107,42 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def _to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Map any numeric array to uint8: 8-bit values kept, anything wider by its own min-max."""
-    if arr.dtype == np.uint8:
+def scale_range(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map the fixed range [lo, hi] linearly onto 0..255 (uint8), clipping values outside it."""
+    y = (np.asarray(x, dtype=np.float64) - lo) * (255.0 / (hi - lo))
+    return np.rint(np.clip(y, 0, 255)).astype(np.uint8)
+
+
+def _to_uint8(arr: np.ndarray, bits: int | None = None) -> np.ndarray:
+    """Map an image to uint8 by the range of its type (see "Pixel values" in the module docstring).
+
+    Parameters
+    ----------
+    arr : ndarray, (H, W) or (H, W, C)
+    bits : int, optional
+        Bits actually used by an integer image (DICOM's ``BitsStored``); default the dtype's.
+
+    Raises
+    ------
+    ValueError
+        A float image outside [0, 1] (no range to map from).
+    """
+    if arr.dtype == np.uint8 and bits in (None, 8):
         return arr
     if arr.dtype == bool:
         return arr.astype(np.uint8) * 255
-    a = arr.astype(np.float64, copy=False)
-    if np.issubdtype(arr.dtype, np.integer) and a.size and a.min() >= 0 and a.max() <= 255:
-        return arr.astype(np.uint8)
-    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-    if hi <= lo:  # a constant image: nothing to stretch
-        return np.zeros(arr.shape, np.uint8)
-    return np.rint((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        bits = bits or 8 * arr.dtype.itemsize
+        if np.issubdtype(arr.dtype, np.signedinteger):
+            return scale_range(arr, -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1)
+        return scale_range(arr, 0, 2.0**bits - 1)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if lo >= 0 and hi <= 1:
+        return scale_range(arr, 0, 1)
+    raise ValueError(
+        f"a floating-point image with values in [{lo:g}, {hi:g}] has no fixed range to map to 0..255. "
+        "Fix: save it as 8- or 16-bit integers, or as floats in [0, 1]."
+    )
 
 
 def _pil_array(im) -> np.ndarray:
@@ -122,7 +156,15 @@ def _pil_array(im) -> np.ndarray:
         return np.asarray(im.getchannel("L"))
     if mode == "P":
         return np.asarray(im.convert("RGB"))
-    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+    if mode.startswith("I;16"):
+        return _to_uint8(np.asarray(im).astype(np.uint16, copy=False), bits=16)
+    if mode == "I":
+        # Pillow's 32-bit container, which it also uses for 16-bit PNG / PGM files
+        arr = np.asarray(im)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise ValueError(f"32-bit integer values in [{arr.min()}, {arr.max()}], beyond 16 bits")
+        return _to_uint8(arr.astype(np.uint16), bits=16)
+    if mode == "F":
         return _to_uint8(np.asarray(im))
     # RGBA, CMYK, YCbCr, LAB, HSV, RGBX, ...: alpha (if any) is dropped, not composited, since
     # medical files that carry one have it fully opaque.
@@ -207,8 +249,7 @@ def decode_image(path: str | os.PathLike, *, channels: int | None = None, size=N
             reason = str(exc) or type(exc).__name__
             raise CorruptImageError(
                 path,
-                f"cannot decode image {path}: {reason}. Fix: re-export or remove this file "
-                "(or load with skip_corrupt=True to skip unreadable files).",
+                f"cannot decode image {path}: {reason}. Fix: re-export or remove this file ({SKIP_HINT}).",
             ) from None
     arr = _set_channels(arr, channels)
     size = _size_tuple(size)
@@ -357,6 +398,12 @@ def decode_many(
     ok = np.array([not isinstance(r, CorruptImageError) for r in results], bool)
     if bad:
         names = ", ".join(str(e.path) for e in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        if skip_corrupt and len(bad) == n:  # skipping them all would leave an empty set
+            raise CorruptImageError(
+                bad[0].path,
+                f"none of the {n} files could be decoded ({names}), so skipping them leaves no images. "
+                "Fix: check that the path holds image files of a supported format.",
+            )
         if not skip_corrupt:
             if len(bad) == 1:
                 raise bad[0]

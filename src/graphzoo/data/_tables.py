@@ -1,4 +1,4 @@
-"""Reading CSV tables (optionally gzipped) with clear errors for missing columns."""
+"""Label files: reading CSV tables (optionally gzipped) with clear errors, and rows whose image is missing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import io
 from pathlib import Path
 from typing import Callable, Sequence
 
-__all__ = ["read_csv_rows"]
+from ._images import note
+
+__all__ = ["read_csv_rows", "check_missing", "ALLOW_MISSING_HINT"]
+
+# The advice of the missing-images error; ``graphzoo data inspect`` swaps in its option syntax.
+ALLOW_MISSING_HINT = "pass allow_missing=True"
 
 
 def _open_text(path: Path):
@@ -43,3 +48,24 @@ def read_csv_rows(
             "Fix: use the original file, or rename its columns to these names."
         )
     return keys, rows
+
+
+def check_missing(what: str, n_missing: int, n_listed: int, *, allow_missing: bool, fix: str, notes: list[str]) -> None:
+    """Rows of a label file whose image is not on disk: refuse when most are, else a note.
+
+    More than half missing usually means the wrong folder (or a partial download) rather than a few
+    lost files, so it is an error unless ``allow_missing=True``; fewer give a :class:`DataWarning`.
+
+    Parameters
+    ----------
+    what : str
+        "<n_missing> of <n_listed> ... are not ..." (with an example), the start of both messages.
+    fix : str
+        What to do instead, e.g. "point at the folder that holds the PNGs".
+    """
+    if n_missing == 0:
+        return
+    found = n_listed - n_missing
+    if 2 * n_missing > n_listed and not allow_missing:
+        raise ValueError(f"{what}. Fix: {fix}, or {ALLOW_MISSING_HINT} to load the {found} found.")
+    note(notes, f"{what}; loaded the {found} found")

@@ -21,7 +21,8 @@ description>/1-1.dcm``, and copies re-root or convert the tree. Each path is tri
    ROI mask, and the CSVs swap their names in places), the crop is the one with the fewest pixels
    and the mask (and the full mammogram) the one with the most, read from the headers.
 
-Rows whose image is not found are left out with a note giving the count and an example.
+Rows whose image is not found are left out with a note giving the count and an example; when more
+than half are missing the load stops instead (``allow_missing=True`` loads what is found).
 
 Labels
 ------
@@ -46,11 +47,11 @@ from pathlib import Path
 import numpy as np
 
 from ._images import DICOM_SUFFIXES, IMAGE_SUFFIXES, decode_many, finish_images, note
-from ._tables import read_csv_rows
-from .readers import READERS, _decode_opts
+from ._tables import check_missing, read_csv_rows
+from .readers import _decode_opts, register_reader, top_files
 from .types import ImageSet
 
-__all__ = ["read_cbis_ddsm", "match_paths", "NoImagesFoundError"]
+__all__ = ["read_cbis_ddsm", "NoImagesFoundError"]
 
 _PATH_COLUMN = {"full": "image_file_path", "cropped": "cropped_image_file_path", "roi": "roi_mask_file_path"}
 _META_COLUMNS = (
@@ -104,7 +105,7 @@ class _DiskIndex:
             rel_dir = Path(dirpath).relative_to(root).parts
             for f in sorted(files):
                 suffix = Path(f).suffix.lower()
-                if f.startswith(".") or not (suffix in DICOM_SUFFIXES or suffix in IMAGE_SUFFIXES):
+                if f.startswith(".") or suffix not in IMAGE_SUFFIXES:
                     continue
                 p = Path(dirpath) / f
                 parts = (*rel_dir, f)
@@ -143,23 +144,22 @@ class _DiskIndex:
         return None
 
 
-def match_paths(csv_paths: list[str], image_root: Path, kind: str = "cropped") -> list[Path | None]:
-    """Resolve CBIS-DDSM CSV paths to files below ``image_root`` (see the module docstring).
-
-    Returns
-    -------
-    list of Path or None, one per CSV path (None: not found).
-    """
-    index = _DiskIndex(image_root)
-    return [index.find(s, kind) for s in csv_paths]
-
-
 def _split_of(csv_name: str) -> str:
     name = csv_name.lower()
     return "test" if "test" in name else "train" if "train" in name else ""
 
 
-@READERS.register("cbis_ddsm")
+def _is_case_csv(name: str) -> bool:
+    name = name.lower()
+    return "case_description" in name and name.endswith(".csv")
+
+
+def detect(path: Path) -> bool:
+    """A ``*case_description*.csv``, or a folder with one at its top level."""
+    return any(_is_case_csv(p.name) for p in top_files(path))
+
+
+@register_reader("cbis_ddsm", detect=detect, priority=20)
 def read_cbis_ddsm(
     path: Path,
     *,
@@ -169,6 +169,7 @@ def read_cbis_ddsm(
     bwc: str = "benign",
     image_root: str | os.PathLike | None = None,
     metadata_only: bool = False,
+    allow_missing: bool = False,
     channels: int | None = None,
     size=None,
     stack: bool | None = None,
@@ -176,7 +177,9 @@ def read_cbis_ddsm(
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> ImageSet:
-    """CBIS-DDSM lesions (see the module docstring).
+    """CBIS-DDSM lesions: the case-description CSVs with the DICOM crops, mammograms or ROI masks.
+
+    See the module docstring for how CSV paths are matched to files and how labels are made.
 
     Parameters
     ----------
@@ -193,6 +196,9 @@ def read_cbis_ddsm(
     metadata_only : bool
         Read the CSVs only: ``images`` is None and every row is kept (for counting and splitting
         before the images are downloaded).
+    allow_missing : bool
+        False (default): more than half of the rows' images missing is an error (usually the wrong
+        ``image_root``); fewer are left out with a warning. True: load what is found.
     channels, size, stack, workers, cache, cache_dir
         See :func:`graphzoo.data.load`.
 
@@ -219,7 +225,7 @@ def read_cbis_ddsm(
         csvs = sorted(
             p
             for p in path.iterdir()
-            if p.is_file() and "case_description" in p.name.lower() and p.suffix.lower() == ".csv"
+            if p.is_file() and _is_case_csv(p.name)
         )
         if abnormality != "both":
             csvs = [p for p in csvs if p.name.lower().startswith(abnormality)]
@@ -278,12 +284,15 @@ def read_cbis_ddsm(
                 "CBIS-DDSM DICOM tree (the one with the Mass-Training_... / Calc-Test_... folders), or "
                 "metadata_only=True to read the CSVs alone."
             )
-        if missing:
-            note(
-                notes,
-                f"{len(missing)} of {len(rows)} rows have no {image} image below {root} and were left out "
-                f"(e.g. {missing[0]['_path']!r})",
-            )
+        check_missing(
+            f"{len(missing)} of {len(rows)} rows have no {image} image below {root} "
+            f"(e.g. {missing[0]['_path'] if missing else ''!r})",
+            len(missing),
+            len(rows),
+            allow_missing=allow_missing,
+            fix="pass image_root= the folder holding the CBIS-DDSM DICOM tree",
+            notes=notes,
+        )
         rows = [dict(r, _file=f) for r, f in zip(rows, found) if f is not None]
         if image == "full":
             # Several lesions share one mammogram: one image, the worst pathology wins.

@@ -33,9 +33,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ._images import DICOM_SUFFIXES, IMAGE_SUFFIXES, decode_many, finish_images, note
-from ._tables import read_csv_rows
-from .readers import READERS, SPLIT_NAMES, _decode_opts
+from ._images import IMAGE_SUFFIXES, decode_many, finish_images, note
+from ._tables import check_missing, read_csv_rows
+from .readers import SPLIT_NAMES, _decode_opts, register_reader, top_files
 from .types import ImageSet
 
 __all__ = ["PATHOLOGIES", "read_chestxray14"]
@@ -87,13 +87,24 @@ def _int_or_minus1(value: str) -> int:
     return int(m.group(1)) if m else -1
 
 
-@READERS.register("chestxray14")
+def _is_label_csv(name: str) -> bool:
+    name = name.lower()
+    return name.startswith("data_entry_2017") and (name.endswith(".csv") or name.endswith(".csv.gz"))
+
+
+def detect(path: Path) -> bool:
+    """NIH's ``Data_Entry_2017*.csv[.gz]``, or a folder with one at its top level."""
+    return any(_is_label_csv(p.name) for p in top_files(path))
+
+
+@register_reader("chestxray14", detect=detect, priority=10)
 def read_chestxray14(
     path: Path,
     *,
     skip_corrupt: bool = False,
     csv: str | os.PathLike | None = None,
     label_mode: str = "binary",
+    allow_missing: bool = False,
     channels: int | None = None,
     size=None,
     stack: bool | None = None,
@@ -101,7 +112,9 @@ def read_chestxray14(
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> ImageSet:
-    """ChestX-ray14 images with their CSV labels (see the module docstring).
+    """NIH ChestX-ray14: PNG images with the findings of the Data_Entry_2017 CSV (normal / abnormal, or 14).
+
+    See the module docstring for the layout, the label modes and the split.
 
     Parameters
     ----------
@@ -112,6 +125,9 @@ def read_chestxray14(
         The ``Data_Entry_2017*.csv[.gz]`` when it is not in ``path`` (then images are searched
         below ``path``).
     label_mode : {"binary", "single"}
+    allow_missing : bool
+        False (default): more than half of the CSV's images missing below ``path`` is an error
+        (usually the wrong folder); fewer are left out with a warning. True: load what is found.
     channels, size, stack, workers, cache, cache_dir
         See :func:`graphzoo.data.load`. Copies saved as gray-replicated RGB come back gray.
 
@@ -137,7 +153,7 @@ def read_chestxray14(
     for dirpath, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in sorted(files):
-            if Path(f).suffix.lower() in IMAGE_SUFFIXES | DICOM_SUFFIXES and not f.startswith("."):
+            if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith("."):
                 if f in on_disk:
                     dupes += 1
                     continue
@@ -160,12 +176,16 @@ def read_chestxray14(
             f"none of the {len(rows)} images listed in {csv_path} were found below {root}. Fix: point "
             "at the folder that holds the PNGs (any depth), or pass csv= and the image folder."
         )
-    if len(kept) < len(seen):
-        note(
-            notes,
-            f"{csv_path.name}: {len(seen) - len(kept)} of {len(seen)} listed images are not below {root}; "
-            f"loaded the {len(kept)} found",
-        )
+    absent = [name for name in seen if name not in on_disk]
+    check_missing(
+        f"{csv_path.name}: {len(absent)} of {len(seen)} listed images are not below {root} "
+        f"(e.g. {min(absent, default='')})",
+        len(absent),
+        len(seen),
+        allow_missing=allow_missing,
+        fix="point at the folder that holds the PNGs (any depth)",
+        notes=notes,
+    )
     unlisted = len(on_disk) - len(kept)
     if unlisted > 0:
         note(notes, f"{root}: {unlisted} image files are not listed in {csv_path.name} and were ignored")

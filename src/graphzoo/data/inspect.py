@@ -13,13 +13,21 @@ from collections import Counter
 
 import numpy as np
 
-from ._images import DataWarning
+from ._images import SKIP_HINT, DataWarning
+from ._tables import ALLOW_MISSING_HINT
 from .cbis_ddsm import NoImagesFoundError
-from .readers import READERS, load
+from .readers import FORMAT_HINT, READERS, load
 from .splits import label_budget
 from .types import ImageSet
 
 BUDGETS = (0.01, 0.05, 0.10, 0.20)
+
+# The library's advice (Python keywords) -> the same advice for this command line.
+_CLI_ADVICE = {
+    SKIP_HINT: "or rerun with --skip-corrupt to skip unreadable files",
+    ALLOW_MISSING_HINT: "rerun with -o allow_missing=True",
+    FORMAT_HINT: "pass --format, one of",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,8 +103,8 @@ def report(ds: ImageSet) -> str:
             shared = len(set.union(*[a & b for i, a in enumerate(sets) for b in sets[i + 1 :]]))
             if shared:
                 lines.append(
-                    f"          {shared} patients appear in more than one split: use "
-                    "graphzoo.data.patient_split for a patient-disjoint split"
+                    f"          {shared} patients appear in more than one split: a run splits by patient "
+                    "instead with split: patient in its config (or --set split=patient)"
                 )
     else:
         lines.append("patients  not recorded (splits cannot be grouped by patient)")
@@ -130,16 +138,32 @@ def report(ds: ImageSet) -> str:
     return "\n".join(lines)
 
 
+def _for_the_command_line(message: str) -> str:
+    """Reword the library's Python advice (``skip_corrupt=True``, ...) as this command's flags."""
+    for api, cli in _CLI_ADVICE.items():
+        message = message.replace(api, cli)
+    return message
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``graphzoo data inspect``."""
     options = _parse_options(args.option)
+    skip = args.skip_corrupt or bool(options.pop("skip_corrupt", False))  # -o skip_corrupt=True works too
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # they are printed as notes instead
         try:
-            ds = load(args.path, args.format, skip_corrupt=args.skip_corrupt, **options)
-        except NoImagesFoundError as exc:
-            # CBIS-DDSM CSVs without their DICOM tree: still worth counting.
-            ds = load(args.path, args.format, skip_corrupt=args.skip_corrupt, **options, metadata_only=True)
-            ds.notes.insert(0, f"no images found, so only the CSVs were read: {exc}")
+            try:
+                ds = load(args.path, args.format, skip_corrupt=skip, **options)
+            except NoImagesFoundError as exc:
+                # CBIS-DDSM CSVs without their DICOM tree: still worth counting.
+                ds = load(args.path, args.format, skip_corrupt=skip, **options, metadata_only=True)
+                found = str(exc).split(" Fix:")[0]
+                ds.notes.insert(
+                    0,
+                    f"no images found, so only the CSVs were read ({found}); to read the images add "
+                    "-o image_root=FOLDER (the folder holding the CBIS-DDSM DICOM tree)",
+                )
+        except ValueError as exc:
+            raise ValueError(_for_the_command_line(str(exc))) from None
     print(report(ds))
     return 0

@@ -17,6 +17,12 @@ patient-grouped split keeps both breasts of a woman together.
 ``[tissue, class, severity, x, y, radius]``). To place the centre in array coordinates of a film
 resized to ``S`` pixels:
 ``col = x * S / 1024``, ``row = (1024 - y) * S / 1024``.
+
+Our npz of the films (``mini_mias_*.npz``: ``images``, ``labels``, ``filenames`` ``mdbNNN``, the
+``meta`` arrays above, no ``patient_ids``) is read by this reader too, through the generic npz
+reader, with the patient ids derived from the film names as above; :func:`graphzoo.data.detect_format`
+picks ``mias`` for an npz whose file names are all ``mdbNNN`` and that stores no patient ids, so a
+run on it gets a patient-grouped split. ``format="npz"`` reads the same file without patient ids.
 """
 
 from __future__ import annotations
@@ -24,12 +30,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ._images import decode_many, finish_images, note
-from .readers import READERS, _decode_opts
+from ._tables import check_missing
+from .readers import _decode_opts, npz_keys, read_npz, register_reader
 from .types import ImageSet
 
 __all__ = ["parse_info", "read_mias", "MIAS_CLASSES"]
@@ -88,11 +96,49 @@ def _find_info(path: Path) -> Path:
     )
 
 
-@READERS.register("mias")
+def _is_films_npz(path: Path) -> bool:
+    """Our npz of mini-MIAS: every file name ``mdbNNN``, and no patient ids of its own."""
+    if not (path.is_file() and path.suffix.lower() == ".npz"):
+        return False
+    keys = npz_keys(path)
+    if "filenames" not in keys or "patient_ids" in keys:
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = z["filenames"]  # only this array is read from the archive
+    except ValueError:  # an object array: not ours
+        return False
+    return len(names) > 0 and all(MIAS_REF.fullmatch(str(f)) for f in names)
+
+
+def detect(path: Path) -> bool:
+    """``Info.txt``; a folder with ``Info.txt`` and ``.pgm`` films (or one folder down); our npz of them."""
+    if path.is_file():
+        return path.name.lower() == "info.txt" or _is_films_npz(path)
+    dirs = [p for p in path.iterdir() if not p.name.startswith(".") and p.is_dir()]
+    return any((d / "Info.txt").is_file() and any(d.glob("*.pgm")) for d in [path, *dirs])
+
+
+def _read_films_npz(path: Path) -> ImageSet:
+    """Our npz of the films, with patient ids from the ``mdbNNN`` names when it stores none."""
+    ds = read_npz(path)
+    if ds.patient_ids is not None:
+        return replace(ds, source=f"mias:{path}")
+    if ds.filenames is None or not all(MIAS_REF.fullmatch(str(f)) for f in ds.filenames):
+        raise ValueError(
+            f"{path} has no 'filenames' of mini-MIAS films (mdbNNN), so no patient ids can be derived. "
+            "Fix: read it with format='npz', or store a 'patient_ids' array in it."
+        )
+    note(ds.notes, f"{path}: mini-MIAS film names (mdbNNN); patient ids derived from the left/right pairs")
+    return replace(ds, patient_ids=mias_patient_ids(ds.filenames), source=f"mias:{path}")
+
+
+@register_reader("mias", detect=detect, priority=30)
 def read_mias(
     path: Path,
     *,
     skip_corrupt: bool = False,
+    allow_missing: bool = False,
     channels: int | None = None,
     size=None,
     stack: bool | None = None,
@@ -100,15 +146,30 @@ def read_mias(
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> ImageSet:
-    """mini-MIAS films listed in ``Info.txt`` and present as ``.pgm`` (see the module docstring).
+    """mini-MIAS mammograms: the .pgm films with Info.txt, or our npz of them (normal / benign / malignant).
+
+    Reads the films listed in ``Info.txt`` and present as ``.pgm`` (see the module docstring).
 
     Parameters
     ----------
     path : Path
-        The folder with ``Info.txt`` and the PGMs (or its parent, or ``Info.txt`` itself).
+        The folder with ``Info.txt`` and the PGMs (or its parent, or ``Info.txt`` itself), or our
+        ``mini_mias_*.npz``.
+    allow_missing : bool
+        False (default): more than half of the films in ``Info.txt`` without a ``.pgm`` is an error
+        (usually the wrong folder); fewer are left out with a warning. True: load what is found.
     channels, size, stack, workers, cache, cache_dir
         See :func:`graphzoo.data.load`; ``size=256`` gives the films of our ``mini_mias_256.npz``.
+        They apply to the ``.pgm`` films, not to the npz (its films are decoded already).
     """
+    if path.suffix.lower() == ".npz":
+        given = [k for k, v in (("channels", channels), ("size", size), ("stack", stack)) if v is not None]
+        if given:
+            raise ValueError(
+                f"{path} holds decoded films: {', '.join(given)} apply to the .pgm files only. "
+                "Fix: leave them out (a run resizes with image_size)."
+            )
+        return _read_films_npz(path)
     notes: list[str] = []
     info = _find_info(path)
     folder = info.parent
@@ -120,12 +181,15 @@ def read_mias(
             f"none of the {len(films)} films in {info} has a .pgm in {folder}. "
             "Fix: put the mdbNNN.pgm files next to Info.txt."
         )
-    if len(refs) < len(films):
-        note(
-            notes,
-            f"{info}: {len(films) - len(refs)} of {len(films)} listed films have no .pgm in {folder}; "
-            f"loaded {len(refs)}",
-        )
+    absent = sorted(set(films) - set(refs))
+    check_missing(
+        f"{info}: {len(absent)} of {len(films)} listed films have no .pgm in {folder} (e.g. {min(absent, default='')})",
+        len(absent),
+        len(films),
+        allow_missing=allow_missing,
+        fix="put the mdbNNN.pgm files next to Info.txt",
+        notes=notes,
+    )
     extra = sorted(set(pgms) - set(films))
     if extra:
         note(notes, f"{folder}: {len(extra)} .pgm files are not in Info.txt and were ignored ({', '.join(extra[:3])})")

@@ -13,7 +13,8 @@ the registry, the format detection and the readers that are not tied to one data
 * ``medmnist``: the MedMNIST key layout (``train_images``, ``train_labels``, ``val_*``, ``test_*``).
 
 The dataset-specific readers (``chestxray14``, ``cbis_ddsm``, ``mias``) live in their own modules
-and register themselves into :data:`READERS` on import (``graphzoo.data`` imports them all).
+and register themselves, each with its own format test, through :func:`register_reader` on import
+(``graphzoo.data`` imports them all).
 """
 
 from __future__ import annotations
@@ -27,15 +28,18 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..registry import Registry
-from ._images import DICOM_SUFFIXES, IMAGE_SUFFIXES, decode_many, finish_images, note
+from ._images import IMAGE_SUFFIXES, decode_many, finish_images, note
 from .types import ImageSet
 
-__all__ = ["READERS", "load", "detect_format", "SPLIT_NAMES"]
+__all__ = ["READERS", "load", "detect_format", "register_reader", "SPLIT_NAMES"]
 
 READERS: Registry[Callable[..., ImageSet]] = Registry("data format")
 
 # Folder names that mean "a split of the data", not a class.
 SPLIT_NAMES = frozenset({"train", "training", "valid", "validation", "val", "test", "testing"})
+
+# The advice of an undetectable format; ``graphzoo data inspect`` swaps in its flag.
+FORMAT_HINT = "pass format= one of"
 
 
 def load(path: str | os.PathLike, format: str | None = None, *, skip_corrupt: bool = False, **options) -> ImageSet:
@@ -70,12 +74,12 @@ def load(path: str | os.PathLike, format: str | None = None, *, skip_corrupt: bo
     FileNotFoundError
         ``path`` does not exist.
     ValueError
-        The format cannot be detected or is unknown, an option is unknown, or the data is bad
-        (the message names the file and the fix).
+        The format cannot be detected or is unknown, an option is unknown, the set holds no
+        images, or the data is bad (the message names the file and the fix).
 
     Examples
     --------
-    >>> ds = load("../shared/data/malaria/malaria_50_gray.npz")          # doctest: +SKIP
+    >>> ds = load("malaria/malaria_50_gray.npz")                         # doctest: +SKIP
     >>> ds.images.shape, ds.class_names                                 # doctest: +SKIP
     ((27558, 50, 50), ['Uninfected', 'Parasitized'])
     """
@@ -87,11 +91,11 @@ def load(path: str | os.PathLike, format: str | None = None, *, skip_corrupt: bo
     path = Path(text).expanduser()
     if not path.exists():
         raise FileNotFoundError(
-            f"{path} does not exist (resolved from {Path.cwd()}). Fix: check the path; the shared "
-            "data lives in ../shared/data from the repository root, or set GRAPHZOO_DATA."
+            f"{path} does not exist (resolved from {Path.cwd()}). Fix: check the path (relative paths start "
+            "at the current folder)."
         )
     if format is None:
-        format = detect_format(path)
+        format, path = _detect(path)
     reader = READERS.get(format)
     params = inspect.signature(reader).parameters
     unknown = [k for k in options if k not in params]
@@ -101,15 +105,49 @@ def load(path: str | os.PathLike, format: str | None = None, *, skip_corrupt: bo
             f"format {format!r} does not take option(s) {', '.join(map(repr, unknown))}; "
             f"it takes: {', '.join(accepted)}."
         )
-    return reader(path, skip_corrupt=skip_corrupt, **options)
+    ds = reader(path, skip_corrupt=skip_corrupt, **options)
+    if len(ds) == 0:
+        raise ValueError(
+            f"{path} holds no images (read as {format!r}). Fix: point at a dataset with at least one labelled "
+            "image, or pass format= if it was read as the wrong format."
+        )
+    return ds
 
 
 # --------------------------------------------------------------------------------------------
-# Format detection
+# Format detection: each reader brings its own test
 # --------------------------------------------------------------------------------------------
 
 
-def _npz_keys(path: Path) -> list[str]:
+def register_reader(name: str, *, detect: Callable[[Path], bool], priority: int):
+    """Decorator: register a reader in :data:`READERS` together with its format test.
+
+    Parameters
+    ----------
+    name : str
+        The format name (``load(path, format=name)``).
+    detect : callable (Path) -> bool
+        True when ``path`` (a file, or a folder) is in this format. It must look at names (and at
+        most an archive's key list or a small array), never decode an image.
+    priority : int
+        :func:`detect_format` asks the readers in increasing ``priority`` (then name), and the
+        first that answers True wins: specific layouts (a named CSV, ``Info.txt``) come before
+        generic ones (any ``.npz``, any folder of images).
+
+    Adding a format is one new module that defines its reader with this decorator, plus its name
+    in the imports of :mod:`graphzoo.data`.
+    """
+
+    def decorator(reader: Callable[..., ImageSet]) -> Callable[..., ImageSet]:
+        reader.detect = detect  # type: ignore[attr-defined]
+        reader.priority = priority  # type: ignore[attr-defined]
+        return READERS.register(name)(reader)
+
+    return decorator
+
+
+def npz_keys(path: Path) -> list[str]:
+    """The array names in an ``.npz`` (read from the zip directory, nothing is loaded)."""
     try:
         with zipfile.ZipFile(path) as z:
             return [n[:-4] if n.endswith(".npy") else n for n in z.namelist()]
@@ -117,73 +155,74 @@ def _npz_keys(path: Path) -> list[str]:
         raise ValueError(f"{path} is not a readable .npz archive ({exc}). Fix: re-create or re-download it.") from None
 
 
-def _is_chestxray_csv(name: str) -> bool:
-    name = name.lower()
-    return name.startswith("data_entry_2017") and (name.endswith(".csv") or name.endswith(".csv.gz"))
-
-
-def _is_cbis_csv(name: str) -> bool:
-    name = name.lower()
-    return "case_description" in name and name.endswith(".csv")
+def top_files(path: Path) -> list[Path]:
+    """The visible files directly in the folder ``path`` (``[path]`` when it is a file)."""
+    if path.is_file():
+        return [path]
+    return [p for p in path.iterdir() if not p.name.startswith(".") and p.is_file()]
 
 
 def _has_images_below(path: Path, max_depth: int = 4) -> bool:
     for root, dirs, files in os.walk(path):
-        if Path(root).relative_to(path).parts.__len__() >= max_depth:
+        if len(Path(root).relative_to(path).parts) >= max_depth:
             dirs[:] = []
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        if any(Path(f).suffix.lower() in IMAGE_SUFFIXES | DICOM_SUFFIXES for f in files):
+        if any(Path(f).suffix.lower() in IMAGE_SUFFIXES for f in files):
             return True
     return False
 
 
-def detect_format(path: str | os.PathLike) -> str:
-    """Guess the format of ``path`` from file names only (no image is decoded).
+def _lone_npz(path: Path) -> Path | None:
+    """The one ``.npz`` of a folder that holds no images (a folder that is just a wrapper around it)."""
+    npz = [p for p in top_files(path) if p.suffix.lower() == ".npz"]
+    if len(npz) == 1 and not _has_images_below(path):
+        return npz[0]
+    return None
 
-    Files: ``*.npz`` (``medmnist`` when it has ``train_images``, else ``npz``),
-    ``Data_Entry_2017*.csv[.gz]`` (``chestxray14``), ``*case_description*.csv`` (``cbis_ddsm``),
-    ``Info.txt`` (``mias``). Folders, in this order: a ChestX-ray14 CSV at the top level; a CBIS-DDSM
-    case-description CSV at the top level; a MIAS ``Info.txt`` with ``.pgm`` files at the top level
-    or one folder down; a single ``.npz`` and no images; otherwise ``folder`` when images exist
-    below it.
+
+def _detect(path: Path) -> tuple[str, Path]:
+    """(format, the path to read): a folder that only wraps one ``.npz`` is read as that file."""
+    names = ", ".join(READERS.names())
+    readers = sorted(READERS.names(), key=lambda n: (READERS.get(n).priority, n))
+    for name in readers:
+        if READERS.get(name).detect(path):
+            return name, path
+    if path.is_dir():
+        lone = _lone_npz(path)
+        if lone is not None:
+            return _detect(lone)
+        raise ValueError(
+            f"cannot tell the format of {path}: no images, npz or known CSV/Info.txt found. "
+            f"Fix: {FORMAT_HINT} {names}, or point at the folder that holds the class folders."
+        )
+    raise ValueError(f"cannot tell the format of the file {path}. Fix: {FORMAT_HINT} {names}.")
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """Guess the format of ``path`` from names only (no image is decoded).
+
+    Each reader in :data:`READERS` carries a ``detect(path) -> bool`` and a ``priority``; the
+    readers are asked in increasing priority and the first to say yes wins:
+
+    ============= ======== =========================================================================
+    ``chestxray14``  10    a ``Data_Entry_2017*.csv[.gz]`` (the file, or at the folder's top level)
+    ``cbis_ddsm``    20    a ``*case_description*.csv`` (the file, or at the folder's top level)
+    ``mias``         30    ``Info.txt`` (with ``.pgm`` files, at the top level or one folder down),
+                           or our npz of mini-MIAS (``mdbNNN`` file names, no ``patient_ids``)
+    ``medmnist``     40    an ``.npz`` with ``train_images``
+    ``npz``          50    any other ``.npz``
+    ``folder``       90    a folder with image files below it (4 levels deep at most)
+    ============= ======== =========================================================================
+
+    A folder that no reader claims but that holds exactly one ``.npz`` and no images is
+    detected as that file.
 
     Raises
     ------
     ValueError
         Nothing recognisable; the message lists the formats so ``format=`` can be given.
     """
-    path = Path(path)
-    names = ", ".join(READERS.names())
-    if path.is_file():
-        name = path.name.lower()
-        if name.endswith(".npz"):
-            return "medmnist" if "train_images" in _npz_keys(path) else "npz"
-        if _is_chestxray_csv(name):
-            return "chestxray14"
-        if _is_cbis_csv(name):
-            return "cbis_ddsm"
-        if name == "info.txt":
-            return "mias"
-        raise ValueError(f"cannot tell the format of the file {path}. Fix: pass format= one of {names}.")
-    entries = [p for p in path.iterdir() if not p.name.startswith(".")]
-    files = [p for p in entries if p.is_file()]
-    if any(_is_chestxray_csv(p.name) for p in files):
-        return "chestxray14"
-    if any(_is_cbis_csv(p.name) for p in files):
-        return "cbis_ddsm"
-    for d in [path] + [p for p in entries if p.is_dir()]:
-        if (d / "Info.txt").is_file() and any(d.glob("*.pgm")):
-            return "mias"
-    npz = [p for p in files if p.suffix.lower() == ".npz"]
-    has_images = _has_images_below(path)
-    if len(npz) == 1 and not has_images:
-        return detect_format(npz[0])
-    if has_images:
-        return "folder"
-    raise ValueError(
-        f"cannot tell the format of {path}: no images, npz or known CSV/Info.txt found. "
-        f"Fix: pass format= one of {names}, or point at the folder that holds the class folders."
-    )
+    return _detect(Path(path))[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,7 +250,7 @@ def _scan_class_folders(root: Path, notes: list[str]) -> list[tuple[Path, str, s
             if f.startswith("."):
                 continue
             suffix = Path(f).suffix.lower()
-            if suffix in IMAGE_SUFFIXES or suffix in DICOM_SUFFIXES:
+            if suffix in IMAGE_SUFFIXES:
                 count += 1
                 if d == root:
                     continue
@@ -257,7 +296,11 @@ def _decode_opts(channels, size, workers, cache, cache_dir) -> dict:
     return {"channels": channels, "size": size, "workers": workers, "cache": cache, "cache_dir_": cache_dir}
 
 
-@READERS.register("folder")
+def _is_image_folder(path: Path) -> bool:
+    return path.is_dir() and _has_images_below(path)
+
+
+@register_reader("folder", detect=_is_image_folder, priority=90)
 def read_folder(
     path: Path,
     *,
@@ -295,7 +338,7 @@ def read_folder(
     items = _scan_class_folders(path, notes)
     if not items:
         raise ValueError(
-            f"no images found below {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES | DICOM_SUFFIXES))}). "
+            f"no images found below {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}). "
             "Fix: point at the folder that holds one subfolder per class."
         )
     found = sorted({c for _, c, _ in items})
@@ -394,9 +437,17 @@ def _check_labels(labels: np.ndarray, n_classes: int, where: str) -> np.ndarray:
 _FIELDS = ("images", "labels", "class_names", "split", "patient_ids", "filenames", "multilabels", "multilabel_names")
 
 
-@READERS.register("npz")
+def _is_npz(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() == ".npz"
+
+
+def _is_medmnist(path: Path) -> bool:
+    return _is_npz(path) and "train_images" in npz_keys(path)
+
+
+@register_reader("npz", detect=_is_npz, priority=50)
 def read_npz(path: Path, *, skip_corrupt: bool = False, class_names: Sequence[str] | None = None) -> ImageSet:
-    """Our ``.npz`` layout (see ``shared/data/README.md``).
+    """Our npz array layout: images, labels and optionally class names, split, patient ids, file names.
 
     Required: ``images`` uint8 (N, H, W[, C]) and ``labels`` int (N,). Optional:
     ``class_names`` (L,), ``split``, ``patient_ids``, ``filenames`` (N,) strings, ``multilabels``
@@ -451,13 +502,6 @@ def read_npz(path: Path, *, skip_corrupt: bool = False, class_names: Sequence[st
     patient_ids = per_image("patient_ids")
     filenames = per_image("filenames")
     multilabels = per_image("multilabels")
-    if patient_ids is None and filenames is not None and n:
-        from .mias import MIAS_REF, mias_patient_ids
-
-        if all(MIAS_REF.fullmatch(str(f)) for f in filenames):
-            # mini-MIAS films of one woman (left / right pair) must not sit on two sides of a split
-            patient_ids = mias_patient_ids(filenames)
-            note(notes, f"{where}: mini-MIAS film names (mdbNNN); patient ids derived from the left/right pairs")
     meta: dict[str, np.ndarray] = {}
     for k, arr in data.items():
         if k in _FIELDS:
@@ -481,9 +525,11 @@ def read_npz(path: Path, *, skip_corrupt: bool = False, class_names: Sequence[st
     )
 
 
-@READERS.register("medmnist")
+@register_reader("medmnist", detect=_is_medmnist, priority=40)
 def read_medmnist(path: Path, *, skip_corrupt: bool = False, class_names: Sequence[str] | None = None) -> ImageSet:
-    """A MedMNIST ``.npz`` (``{train,val,test}_{images,labels}``), splits concatenated in that order.
+    """A MedMNIST npz (train / val / test images and labels), the three splits concatenated in that order.
+
+    The keys are ``{train,val,test}_{images,labels}``.
 
     Labels (n, 1) are single-label classes. Labels (n, L) with L > 1 (ChestMNIST's 14 findings)
     are multi-label: they go to ``multilabels`` and ``labels`` becomes the binary view

@@ -195,7 +195,7 @@ def patient_split(
 ) -> np.ndarray:
     """Partition samples into train / val / test with no patient on two sides.
 
-    The groups are dealt into ``K = min(20, n_groups)`` folds by scikit-learn's
+    The groups are dealt into ``K = min(20, n_groups, largest class size)`` folds by scikit-learn's
     ``StratifiedGroupKFold`` (shuffled with ``seed``), which keeps each group in one fold and the
     class mix of every fold close to the whole. The folds are then given out in random order:
     ``round(K * fractions[i])`` folds to each part (largest remainders; at least one fold to a
@@ -222,7 +222,8 @@ def patient_split(
     Raises
     ------
     ValueError
-        Bad fractions, mismatched lengths, or fewer groups than non-empty parts.
+        Bad fractions, mismatched lengths, no samples, or fewer groups (or fewer samples in the
+        largest class) than non-empty parts.
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -239,12 +240,22 @@ def patient_split(
     _, gid = np.unique(groups, return_inverse=True)
     n_groups = int(gid.max()) + 1 if n else 0
     n_parts = int((fractions > 0).sum())
+    if n == 0:
+        raise ValueError("no samples to split (the dataset is empty). Fix: check that the data holds images.")
     if n_groups < n_parts:
         raise ValueError(
             f"only {n_groups} patients for {n_parts} non-empty parts. Fix: set a fraction to 0 or add data."
         )
 
-    k = min(20, n_groups)
+    # StratifiedGroupKFold refuses more folds than the largest class has samples; fewer folds only
+    # coarsen the fractions, so small sets still split (larger ones keep K = min(20, n_groups)).
+    largest = int(np.unique(_strata(labels), return_counts=True)[1].max())
+    k = min(20, n_groups, largest)
+    if k < n_parts:
+        raise ValueError(
+            f"too few samples to split into {n_parts} parts: {n} samples, {n_groups} patients, at most "
+            f"{largest} in one class. Fix: add data, or set a fraction to 0 (e.g. split_fractions [0.8, 0, 0.2])."
+        )
     fold = np.zeros(n, np.int64)
     if k >= 2:
         cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-__all__ = ["to_image_tensor", "Normalizer", "Augment", "ImageTensorDataset", "batch_indices", "tta_views", "apply_view"]
+__all__ = ["to_image_tensor", "Normalizer", "Augment", "ImageTensorDataset", "tta_views", "apply_view"]
 
 # ITU-R 601 luma weights, the same as PIL's "L" conversion.
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
@@ -160,7 +160,8 @@ class Augment:
     ``s ~ U(1 − scale, 1)`` (a random crop of side ``s`` resized back), shift ``~ U(±translate)``
     of the half-width, and independent horizontal / vertical flips. All maps are applied by one
     ``affine_grid`` + ``grid_sample`` (bilinear, zero padding: apply it to raw intensities, before
-    normalising, so that uncovered corners are black like the images' background). Randomness comes only from ``generator``, so a run is reproducible.
+    normalising, so that uncovered corners are black like the images' background). Randomness comes only from
+    ``generator``, so a run is reproducible.
 
     Parameters
     ----------
@@ -176,8 +177,8 @@ class Augment:
         no resampling happens at all (flips and quarter turns are index permutations).
     """
 
-    def __init__(self, hflip: bool = True, vflip: bool = True, degrees: float = 10.0, scale: float = 0.1, translate: float = 0.05,
-                 rot90: bool = False) -> None:
+    def __init__(self, hflip: bool = True, vflip: bool = True, degrees: float = 10.0, scale: float = 0.1,
+                 translate: float = 0.05, rot90: bool = False) -> None:
         if not 0 <= scale < 1 or not 0 <= translate < 1 or degrees < 0:
             raise ValueError("augmentation needs degrees >= 0, 0 <= scale < 1 and 0 <= translate < 1")
         self.hflip, self.vflip, self.degrees, self.scale, self.translate = hflip, vflip, degrees, scale, translate
@@ -247,14 +248,6 @@ def apply_view(x: torch.Tensor, view: tuple[int, bool]) -> torch.Tensor:
     return torch.rot90(x, k, dims=(2, 3)) if k else x
 
 
-def batch_indices(indices, batch_size: int, shuffle: bool, generator: torch.Generator | None = None) -> list[torch.Tensor]:
-    """Split ``indices`` into batches, shuffled with ``generator`` when ``shuffle``."""
-    idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
-    if shuffle:
-        idx = idx[torch.randperm(len(idx), generator=generator)]
-    return list(idx.split(batch_size))
-
-
 class ImageTensorDataset(Dataset):
     """A ``Dataset`` over an in-memory uint8 image tensor: items ``(image, target, index)``.
 
@@ -269,15 +262,16 @@ class ImageTensorDataset(Dataset):
         The subset of images this dataset exposes (default all).
 
     ``image`` is float32 (C, H, W), normalised when a normalizer is given, else in [0, 1].
-    For fast training prefer cutting batches from the tensor directly (:func:`batch_indices`);
+    For fast training prefer cutting batches from the tensor directly (``images[batch_idx]``);
     this class exists for code that wants a ``DataLoader``.
     """
 
     def __init__(self, images: torch.Tensor, targets=None, normalizer: Normalizer | None = None, indices=None) -> None:
         self.images = images
-        self.targets = torch.zeros(len(images), dtype=torch.long) if targets is None else torch.as_tensor(np.asarray(targets))
+        n = len(images)
+        self.targets = torch.zeros(n, dtype=torch.long) if targets is None else torch.as_tensor(np.asarray(targets))
         self.normalizer = normalizer
-        self.indices = torch.arange(len(images)) if indices is None else torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        self.indices = torch.arange(n) if indices is None else torch.as_tensor(np.asarray(indices), dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.indices)
