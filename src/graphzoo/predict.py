@@ -23,10 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-# Until graphzoo.data exports one public list, the readers' two lists are the one source.
-from .data._images import DICOM_SUFFIXES, IMAGE_SUFFIXES as _PIXEL_SUFFIXES
-
-IMAGE_SUFFIXES = _PIXEL_SUFFIXES | DICOM_SUFFIXES
+from .data import IMAGE_SUFFIXES
 
 #: An image whose mean intensity lies further than this many training standard deviations (of
 #: the pixel values) from the training mean is reported as unlike the training data.

@@ -61,7 +61,7 @@ DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 IMAGE_SUFFIXES = PIL_SUFFIXES | DICOM_SUFFIXES
 
 # The advice every unreadable-file message ends with; ``graphzoo data inspect`` swaps in its flag.
-SKIP_HINT = "or load with skip_corrupt=True to skip unreadable files"
+SKIP_HINT = "or skip unreadable files: --skip-corrupt on the command line, skip_corrupt=True in Python"
 
 # Bump when the decoded pixels for the same file and options would change, so old cache entries
 # are not reused.
