@@ -30,6 +30,10 @@ def _primary(multilabel: bool) -> tuple[str, str]:
     return ("auc", "mean ROC-AUC over labels") if multilabel else ("accuracy", "accuracy")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _tagged(label: str, kind: str | None) -> str:
     return f"{label} ({_SHORT[kind]})" if kind in _SHORT else label
 
@@ -134,7 +138,8 @@ def _results_section(folder: Path, records: list[dict], shown: list[dict]) -> Se
         f"{len(records)} finished cells, seeds {seeds}, test images per split (seeds in that order): "
         f"{', '.join(str(n_test[sd]) for sd in seeds)}. Every cell of one (label fraction, seed) used the same "
         f"train / val / test split and labelled mask (hashes checked: "
-        f"{len({(r['seed'], r['split_hash']) for r in shown})} distinct splits for {len(seeds)} seeds). "
+        f"{_count(len({(r['seed'], r['split_hash']) for r in shown}), 'distinct split')} for "
+        f"{_count(len(seeds), 'seed')}). "
         f"Cells mean ± sample std over seeds; total compute {wall / 60:.1f} min.")
     s.paragraphs.append(
         "Prediction: graph (transductive) rows are the labels the graph energy gives the test images, which "
@@ -145,7 +150,7 @@ def _results_section(folder: Path, records: list[dict], shown: list[dict]) -> Se
                [("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("auc", "ROC-AUC")])
     for metric, label in metrics:
         header, rows, _ = results_table(shown, metric)
-        s.tables.append((f"Test {label} (mean ± std over {len(seeds)} seeds)", header, rows))
+        s.tables.append((f"Test {label} (mean ± std over {_count(len(seeds), 'seed')})", header, rows))
     full = {r["method"] for r in shown if r["label_fraction"] == 1.0 and r["method"].startswith("fully_supervised")}
     for metric, label in metrics[:1] + ([metrics[2]] if not ml else []):
         summary = summarise(shown, metric)

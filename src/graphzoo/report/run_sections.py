@@ -216,7 +216,8 @@ def _embedding_section(run: RunRecord, title: str, max_points: int, seed: int, l
     truth, pred, cls_names = _classes(run)
     reported = prediction_label(run.metrics.get("test_prediction"))
     t0 = time.perf_counter()
-    say(log, f"2-D map of {len(pick)} of {len(Z)} points (PCA to 50 dimensions, then t-SNE or UMAP)…")
+    say(log, f"2-D map of {len(pick)} of {len(Z)} points (UMAP if installed, else PCA then t-SNE: "
+             "about half a minute per 1000 points)…")
     Y, how = F.embed_2d(Z[pick], seed=seed)
     lab_shown = run.labelled[pick] & (run.split[pick] == "train")
     s = Section(f"{title}: embedding and graph")
