@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("graphzoo.run", "train and evaluate the hybrid model (One Pass / Dynamic Pass); writes runs/<name>/"),
     "predict": ("graphzoo.predict", "classify new images with a trained run"),
     "list": ("graphzoo.listing", "list the available backbones, energies and data formats"),
-    "experiment": ("graphzoo.experiments.cli",
+    "experiment": ("graphzoo.experiment_cli",
                    "run a grid of label fractions x seeds x methods + baselines on identical splits"),
     "report": ("graphzoo.report.cli", "write report.html / report.md (tables, figures) for a run or experiment folder"),
 }

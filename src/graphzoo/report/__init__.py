@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
-from .build import Section, build_report
+from .build import build_report
+from .render import Section
 
 __all__ = ["build_report", "Section"]

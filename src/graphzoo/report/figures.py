@@ -2,10 +2,10 @@
 
 * :func:`fraction_curves`: a metric against the label fraction, mean ± std error bars per method.
 * :func:`embedding_map`: 2-D map of ψ features (t-SNE, UMAP when installed), coloured by class,
-  labelled points marked (seed Fig. 2).
+  labelled points marked (as in the paper's Fig. 2).
 * :func:`graph_map`: the kNN graph drawn on that map, edges subsampled, nodes coloured by the
-  predicted class (seed Fig. 4).
-* :func:`example_grid`: test images with truth and prediction, misclassifications included (Fig. 3).
+  predicted class (as in the paper's Fig. 4).
+* :func:`example_grid`: test images with truth and prediction, misclassifications included (the paper's Fig. 3).
 * :func:`confusion_figure`, :func:`per_label_auc_figure`, :func:`dynamic_curves`.
 """
 
@@ -16,7 +16,7 @@ import io
 import numpy as np
 
 __all__ = ["png", "fraction_curves", "embed_2d", "embedding_map", "graph_map", "example_grid", "confusion_figure",
-           "per_label_auc_figure", "dynamic_curves"]
+           "per_label_auc_figure", "dynamic_curves", "dynamic_figure"]
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -58,7 +58,8 @@ def fraction_curves(summary: dict, metric_name: str, full: dict | None = None) -
             continue
         ls = "-" if m["kind"] == "method" else ":"
         ticks.update(100 * f for f in fr)
-        ax.errorbar(100 * np.array(fr), mean, yerr=std, marker="o", ms=4, capsize=3, ls=ls, color=color, label=m["label"])
+        ax.errorbar(100 * np.array(fr), mean, yerr=std, marker="o", ms=4, capsize=3, ls=ls, color=color,
+                    label=m["label"])
     ax.set_xscale("log")
     ax.set_xlabel("labelled training images (%)")
     ax.set_ylabel(metric_name)
@@ -73,7 +74,8 @@ def fraction_curves(summary: dict, metric_name: str, full: dict | None = None) -
 
 
 def embed_2d(Z: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
-    """(n, 2) map of ``Z`` and the method's name: UMAP when ``umap-learn`` is installed, else t-SNE."""
+    """(n, 2) map of ``Z`` (n, d) and the method's name: UMAP when ``umap-learn`` is installed, else t-SNE
+    on the first 50 principal components (t-SNE's cost grows with d; the caller subsamples n)."""
     Z = np.asarray(Z, np.float64)
     Z = Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)  # the graph's cosine geometry
     try:
@@ -84,8 +86,9 @@ def embed_2d(Z: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
         from sklearn.decomposition import PCA
         from sklearn.manifold import TSNE
 
-        if Z.shape[1] > 50:
-            Z = PCA(50, random_state=seed).fit_transform(Z)
+        k = min(50, *Z.shape)  # PCA gives at most n components
+        if Z.shape[1] > k:
+            Z = PCA(k, random_state=seed).fit_transform(Z)
         perplexity = float(min(30, max(5, (len(Z) - 1) / 4)))
         return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(Z), "t-SNE"
 
@@ -95,7 +98,8 @@ def embedding_map(Y: np.ndarray, classes: np.ndarray, names: list, labelled: np.
     fig, ax = plt.subplots(figsize=(6, 5.2))
     for k, name in enumerate(names):
         s = classes == k
-        ax.scatter(Y[s, 0], Y[s, 1], s=6, alpha=0.55, color=PALETTE[k % len(PALETTE)], label=f"{name} ({s.sum()})", lw=0)
+        ax.scatter(Y[s, 0], Y[s, 1], s=6, alpha=0.55, color=PALETTE[k % len(PALETTE)], label=f"{name} ({s.sum()})",
+                   lw=0)
     for k in range(len(names)):
         s = (classes == k) & labelled
         if s.any():
@@ -155,7 +159,8 @@ def confusion_figure(cm: np.ndarray, names: list, title: str) -> bytes:
     ax.imshow(cm, cmap="Blues")
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=9)
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=9,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_xlabel("predicted")
@@ -179,37 +184,54 @@ def per_label_auc_figure(aucs: dict, title: str) -> bytes:
 
 
 def dynamic_curves(history: list[dict]) -> bytes:
-    """Per epoch: pseudo-label accuracy and coverage; losses; validation metrics. Warm-up shaded."""
+    """:func:`dynamic_figure` as PNG bytes."""
+    return png(dynamic_figure(history))
+
+
+def dynamic_figure(history: list[dict]):
+    """A Dynamic Pass per epoch (a matplotlib figure): pseudo-labels of the unlabelled images; losses; validation.
+
+    ``history``: the rows of a run's ``history.csv`` (``epoch``, ``phase``, metric columns; empty
+    strings for metrics an epoch did not have). Epochs of another phase than "dynamic" (the
+    supervised warm-up) are shaded grey, and said so, only when there are any; epoch ticks are
+    integers.
+    """
     plt = _plt()
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     def col(key):
         return np.array([float(r[key]) if r.get(key) not in (None, "") else np.nan for r in history])
 
     ep = col("epoch")
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
-    warm = [r.get("phase") != "dynamic" for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
+    warm = np.flatnonzero([r.get("phase") != "dynamic" for r in history])
     for ax in axes:
-        if any(warm):
-            last = ep[np.flatnonzero(warm)[-1]]
-            ax.axvspan(ep[0] - 0.5, last + 0.5, color="0.92", zorder=0)
+        if len(warm):
+            ax.axvspan(ep[warm[0]] - 0.5, ep[warm[-1]] + 0.5, color="0.85", zorder=0, lw=0)
         ax.grid(alpha=0.3)
-        ax.set_xlabel("epoch (grey: supervised warm-up)")
-    for key, label in (("pseudo_accuracy", "pseudo-label accuracy"), ("pseudo_weighted_accuracy", "ξζ-weighted accuracy"), ("coverage", "coverage"), ("mean_certainty", "mean certainty ξ")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch" + (" (grey: supervised warm-up)" if len(warm) else ""))
+    curves = (("pseudo_accuracy", "pseudo-label accuracy"),
+              ("pseudo_weighted_accuracy", "pseudo-label accuracy, weighted by certainty × class balance"),
+              ("coverage", "coverage"), ("mean_certainty", "mean certainty"), ("pseudo_auc", "pseudo-label mean AUC"))
+    for key, label in curves:
         if key in history[0]:
             axes[0].plot(ep, col(key), marker="o", ms=3, label=label)
-    if "pseudo_auc" in history[0]:
-        axes[0].plot(ep, col("pseudo_auc"), marker="o", ms=3, label="pseudo-label mean AUC")
     axes[0].set_title("pseudo-labels of the unlabelled images", fontsize=9)
     for key in ("train_loss", "loss_labelled", "loss_unlabelled"):
         if key in history[0]:
-            axes[1].plot(ep, col(key), marker="o", ms=3, label=key)
+            axes[1].plot(ep, col(key), marker="o", ms=3, label=key.replace("_", " "))
     axes[1].set_title("training loss", fontsize=9)
     for key in ("val_accuracy", "val_auc", "val_loss"):
         if key in history[0]:
-            axes[2].plot(ep, col(key), marker="o", ms=3, label=key)
+            axes[2].plot(ep, col(key), marker="o", ms=3, label=key.replace("_", " "))
     axes[2].set_title("validation (labelled validation images)", fontsize=9)
     for ax in axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+        handles, labels = ax.get_legend_handles_labels()
+        if len(warm):
+            handles, labels = handles + [Patch(color="0.85")], labels + ["supervised warm-up"]
+        if handles:  # below the panel: inside, the long labels would hide the curves
+            ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
     fig.tight_layout()
-    return png(fig)
+    return fig

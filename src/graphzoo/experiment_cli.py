@@ -1,5 +1,9 @@
 """``graphzoo experiment --config configs/experiments/<name>.yaml``: run a grid, then write its report.
 
+A command of the top-level CLI (not of :mod:`graphzoo.experiments`) because it calls both the grid
+and :mod:`graphzoo.report`, which reads the grid's results: inside the experiments package it made
+an import cycle.
+
 Examples
 --------
 graphzoo experiment --config configs/experiments/demo.yaml
@@ -19,15 +23,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="experiment YAML (see configs/experiments/)")
     parser.add_argument("--set", nargs="+", metavar="KEY=VALUE", default=[], action="extend",
                         help="override a run-config key for every cell, e.g. --set epochs=5 threads=2")
-    parser.add_argument("--out", help="parent folder of the experiment folder (default: the file's out, else runs/experiments)")
+    parser.add_argument("--out", help="parent folder of the experiment folder "
+                                      "(default: the file's out, else runs/experiments)")
     parser.add_argument("--no-report", action="store_true", help="do not write report.html / report.md at the end")
     parser.add_argument("--dry-run", action="store_true", help="list the cells and exit")
-    parser.add_argument("--progress", action="store_true", help="progress bars inside each run (default: one line per cell)")
+    parser.add_argument("--progress", action="store_true",
+                        help="progress bars inside each run (default: one line per cell)")
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..config import parse_set
-    from .grid import load_grid, plan_cells, read_results, run_grid, stale_cells
+    from .config import parse_set
+    from .experiments.grid import load_grid, plan_cells, read_results, run_grid, stale_cells
 
     spec = load_grid(args.config, parse_set(args.set), out=args.out)
     if args.progress:
@@ -46,10 +52,11 @@ def main(args: argparse.Namespace) -> int:
         return 0
     t0 = time.perf_counter()
     run_grid(spec)
-    print(f"grid finished in {time.perf_counter() - t0:.0f} s; table: {spec.folder / 'summary.md'}", file=sys.stderr)
+    print(f"grid finished in {time.perf_counter() - t0:.0f} s; table: {spec.folder / 'summary.md'}",
+          file=sys.stderr)
     print((spec.folder / "summary.md").read_text())
     if spec.report and not args.no_report:
-        from ..report import build_report
+        from .report import build_report
 
         html, md = build_report(spec.folder)
         print(f"report: {html}\n        {md}", file=sys.stderr)

@@ -1,0 +1,300 @@
+"""The report's sections for one finished run, read from its run folder.
+
+Everything comes from the folder (:class:`graphzoo.rundir.RunDir`): ``metrics.json``, the saved
+split (``split.json``: train / val / test and the labelled mask, not drawn again),
+``predictions.csv`` (truth and the net's, the graph's and the reported prediction of every image),
+``history.csv`` and ``features.npy`` (ψ(x)). The dataset is read only for the images the example
+grid shows (and for every image when ``features.npy`` is missing and ψ must be recomputed).
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..experiments.aggregate import collapsed_class, prediction_label
+from ..rundir import RunDir
+from . import figures as F
+from .render import Section, say
+
+__all__ = ["run_sections", "RunRecord", "read_run", "collapse_warnings"]
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _fmt(v, digits=3) -> str:
+    return "—" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
+
+
+@dataclass
+class RunRecord:
+    """What the report knows about a finished run, all read from its folder.
+
+    split : str (N,); labelled : bool (N,); names : class (or label) names; targets : int (N,) or
+    0/1 (N, L); pred, pred_net, pred_graph : int (N,) class indices of the reported, the net's and
+    the graph's prediction (single-label; None for multi-label); proba : float (N, c or L) of the
+    reported prediction; proba_graph : float (N, L), multi-label only.
+    """
+
+    rd: RunDir
+    metrics: dict
+    cfg: object
+    split: np.ndarray
+    labelled: np.ndarray
+    names: list
+    multilabel: bool
+    targets: np.ndarray
+    proba: np.ndarray
+    pred: np.ndarray | None
+    pred_net: np.ndarray | None
+    pred_graph: np.ndarray | None
+    proba_graph: np.ndarray | None
+
+    @property
+    def test(self) -> np.ndarray:
+        return np.flatnonzero(self.split == "test")
+
+
+def read_run(run_dir: str | Path) -> RunRecord:
+    """Read a finished run's metrics, saved split and predictions (no image, no ψ)."""
+    from ..config import load_config
+    from ..data import load_split
+
+    rd = RunDir(run_dir)
+    metrics = rd.read_metrics()
+    saved = load_split(rd.split)
+    rows = _read_csv(rd.predictions)
+    if len(rows) != saved["n_samples"] or any(r["split"] != s for r, s in zip(rows, saved["split"])):
+        raise ValueError(f"{rd.predictions} and {rd.split} describe different images; the run folder was changed "
+                         "after the run. Fix: rerun the run.")
+    cols = list(rows[0])
+    multilabel = metrics.get("task") == "multilabel"
+    if multilabel:
+        names = [c[len("true_"):] for c in cols if c.startswith("true_")]
+        targets = np.array([[int(r[f"true_{n}"]) for n in names] for r in rows])
+        proba = np.array([[float(r[f"prob_{n}"]) for n in names] for r in rows])
+        proba_graph = np.array([[float(r[f"graph_prob_{n}"]) for n in names] for r in rows])
+        pred = pred_net = pred_graph = None
+    else:
+        names = [c[len("prob_"):] for c in cols if c.startswith("prob_")]
+        idx = {n: k for k, n in enumerate(names)}
+        targets = np.array([idx[r["true"]] for r in rows])
+        proba = np.array([[float(r[f"prob_{n}"]) for n in names] for r in rows])
+        pred, pred_net, pred_graph = (np.array([idx[r[c]] for r in rows]) for c in ("pred", "pred_net", "pred_graph"))
+        proba_graph = None
+    return RunRecord(rd, metrics, load_config(rd.config), saved["split"], saved["labelled"], names, multilabel,
+                     targets, proba, pred, pred_net, pred_graph, proba_graph)
+
+
+def collapse_warnings(run: RunRecord) -> list[str]:
+    """One sentence per prediction (reported, net, graph) that gives every test image the same answer."""
+    from sklearn.metrics import confusion_matrix
+
+    test = run.test
+    reported = run.metrics.get("test_prediction")
+    out = []
+    if run.multilabel:
+        # a collapsed multi-label model gives every image the same probabilities (AUC 0.5 for every label)
+        for kind, P in {reported: run.proba, "transductive": run.proba_graph}.items():
+            if len(test) > 1 and np.ptp(P[test], axis=0).max() < 1e-4:
+                out.append(f"collapsed model: the {prediction_label(kind)} prediction is the same for all "
+                           f"{len(test)} test images.")
+        return out
+    preds = {reported: run.pred, "inductive": run.pred_net, "transductive": run.pred_graph}
+    for kind, pred in preds.items():
+        cm = confusion_matrix(run.targets[test], pred[test], labels=np.arange(len(run.names)))
+        cls = collapsed_class(cm, run.names)
+        if cls is not None:
+            share = float(np.mean(run.targets[test] == run.names.index(cls)))
+            out.append(f"collapsed model: the {prediction_label(kind)} prediction is '{cls}' for all {len(test)} test "
+                       f"images (its accuracy, {share:.3f}, is the share of that class), so it learnt nothing.")
+    return out
+
+
+def _metrics_section(run: RunRecord, title: str) -> Section:
+    m, ml, names = run.metrics, run.multilabel, run.names
+    reported = m.get("test_prediction")
+    s = Section(f"{title}: test metrics")
+    s.warnings += collapse_warnings(run)
+    s.paragraphs.append(
+        f"{m['mode']} · backbone {m['backbone']} · energy {m['energy']} · {m['n_labelled_train']} labelled of "
+        f"{m['n_train']} training images ({100 * m['label_fraction_effective']:.1f} %), {m['n_test']} test images, "
+        f"split: {m['split']}. Epochs: {m['epochs']} (best {m['best_epoch']}); wall time {m.get('wall_time_s')} s.")
+    s.paragraphs.append(
+        f"The run reports the {prediction_label(reported)} prediction of the test images. Net (inductive): the "
+        "trained network classifies each test image on its own. Graph (transductive): the test images are nodes "
+        "of the kNN graph on ψ(x) and take the labels the energy diffuses from the labelled training images.")
+    rows = []
+    for kind in ("inductive", "transductive"):
+        q = m.get(f"test_{kind}") or {}
+        label = prediction_label(kind) + (" · reported" if kind == reported else "")
+        rows.append([label, _fmt(q.get("accuracy")), _fmt(q.get("balanced_accuracy")), _fmt(q.get("auc"))])
+    header = ["prediction", "label-wise accuracy" if ml else "accuracy", "balanced accuracy",
+              "ROC-AUC" + (" (mean over labels)" if ml else "")]
+    s.tables.append(("Test split, both predictions", header, rows))
+    pc = m.get("per_class") or {}
+    which = f"the {prediction_label(reported)} prediction"
+    if ml:
+        s.tables.append((f"Per label, {which}", ["label", "AUC", "sensitivity", "specificity", "positives"],
+                         [[n, _fmt(v.get("auc")), _fmt(v.get("sensitivity")), _fmt(v.get("specificity")),
+                           str(v.get("positives"))] for n, v in pc.items()]))
+        s.figures.append(("per_label_auc", F.per_label_auc_figure({n: v.get("auc") for n, v in pc.items()},
+                                                                  "Test ROC-AUC per label"),
+                          f"Test ROC-AUC per label, {which}."))
+    else:
+        from sklearn.metrics import confusion_matrix
+
+        s.tables.append((f"Per class, {which}", ["class", "precision", "recall", "F1", "AUC", "support"],
+                         [[n, _fmt(v.get("precision")), _fmt(v.get("recall")), _fmt(v.get("f1")), _fmt(v.get("auc")),
+                           str(v.get("support"))] for n, v in pc.items()]))
+        test = run.test
+        cm = confusion_matrix(run.targets[test], run.pred[test], labels=np.arange(len(names)))
+        s.figures.append(("confusion", F.confusion_figure(cm, names, "Test confusion matrix (rows: truth)"),
+                          f"Confusion matrix of the test images, {which}."))
+    return s
+
+
+def _images(run: RunRecord, index: np.ndarray):
+    """uint8 tensor (m, C, H, W) of the run's images ``index`` (rows of predictions.csv), read from its dataset.
+
+    Only these images are converted (a report shows a few); the saved split's fingerprint of the file
+    names, and the image count, catch a dataset that changed since the run.
+    """
+    from ..data import load, load_split
+    from ..data.torchdata import to_image_tensor
+
+    cfg = run.cfg
+    ds = load(cfg.data, format=cfg.data_format or None, skip_corrupt=cfg.skip_corrupt)
+    # the images a run keeps (graphzoo.data.prepare_data): all in a multi-label task, else those with a class
+    keep = np.ones(len(ds.labels), bool) if run.multilabel else np.asarray(ds.labels) >= 0
+    sel = np.flatnonzero(keep)
+    if len(sel) != len(run.split):
+        raise ValueError(f"{cfg.data} now holds {len(sel)} images, the run {run.rd} used {len(run.split)}. "
+                         "Fix: point the run's config.yaml at the dataset it was trained on.")
+    load_split(run.rd.split, filenames=None if ds.filenames is None else np.asarray(ds.filenames)[sel])
+    pick = sel[np.asarray(index, int)]
+    images = [ds.images[i] for i in pick] if isinstance(ds.images, list) else np.asarray(ds.images)[pick]
+    return to_image_tensor(images, size=cfg.image_size or None, in_chans=cfg.in_chans or None)
+
+
+def _sample(run: RunRecord, max_points: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``max_points`` image indices, a quarter of them at most from the labelled training images."""
+    n = len(run.split)
+    lab = np.flatnonzero(run.labelled & (run.split == "train"))
+    lab_pick = rng.choice(lab, size=min(len(lab), max_points // 4), replace=False) if len(lab) else lab
+    rest = np.setdiff1d(np.arange(n), lab_pick)
+    others = rng.choice(rest, size=min(len(rest), max_points - len(lab_pick)), replace=False)
+    return np.sort(np.r_[lab_pick, others]).astype(int), lab
+
+
+def _classes(run: RunRecord) -> tuple[np.ndarray, np.ndarray, list]:
+    """True and predicted class per image (multi-label: "no finding" / "≥ 1 finding") and the class names."""
+    if run.multilabel:
+        return ((run.targets.sum(1) > 0).astype(int), (run.proba.max(1) > 0.5).astype(int),
+                ["no finding", "≥ 1 finding"])
+    return run.targets, run.pred, run.names
+
+
+def _embedding_section(run: RunRecord, title: str, max_points: int, seed: int, log) -> Section:
+    from ..experiments.baselines import final_checkpoint, run_features
+    from ..graph_step import build_graph
+
+    which = final_checkpoint(run.rd)
+    if not run.rd.features.is_file():
+        say(log, f"{run.rd.features} missing: computing ψ(x) of {len(run.split)} images with the {which} checkpoint")
+    Z = run_features(run.rd, None if run.rd.features.is_file() else _images(run, np.arange(len(run.split))),
+                     which=which)
+    rng = np.random.default_rng(seed)
+    pick, lab = _sample(run, max_points, rng)
+    truth, pred, cls_names = _classes(run)
+    reported = prediction_label(run.metrics.get("test_prediction"))
+    t0 = time.perf_counter()
+    say(log, f"2-D map of {len(pick)} of {len(Z)} points (UMAP if installed, else PCA then t-SNE: "
+             "about half a minute per 1000 points)…")
+    Y, how = F.embed_2d(Z[pick], seed=seed)
+    lab_shown = run.labelled[pick] & (run.split[pick] == "train")
+    s = Section(f"{title}: embedding and graph")
+    s.paragraphs.append(f"{len(pick)} of {len(Z)} images ({int(lab_shown.sum())} of the {len(lab)} labelled training "
+                        f"images among them), {how} of ψ(x) from the {which} checkpoint "
+                        f"({time.perf_counter() - t0:.1f} s). Stars: labelled images.")
+    s.figures.append(("embedding", F.embedding_map(Y, truth[pick], cls_names, lab_shown, how),
+                      f"{how} map of the learnt features ψ(x) of {len(pick)} of the {len(Z)} images, coloured by "
+                      "true class; labelled training images marked (as in the paper's Fig. 2)."))
+    say(log, f"kNN graph of the {len(pick)} mapped points")
+    W = build_graph(Z[pick], n_neighbors=min(run.cfg.n_neighbors, 10, len(pick) - 1), metric=run.cfg.graph_metric)
+    s.figures.append(("graph", F.graph_map(Y, W, pred[pick], cls_names, seed=seed),
+                      f"kNN graph of the same {len(pick)} images on that map, nodes coloured by the {reported} "
+                      "prediction (as in the paper's Fig. 4)."))
+    return s
+
+
+def _examples_section(run: RunRecord, title: str, n_examples: int, seed: int, log) -> Section:
+    names, test = run.names, run.test
+    rng = np.random.default_rng(seed + 1)
+    if run.multilabel:
+        truth = [", ".join(n for n, t in zip(names, run.targets[i]) if t) or "none" for i in test]
+        shown = [", ".join(n for n, p in zip(names, run.proba[i]) if p > 0.5) or "none" for i in test]
+        wrong = np.array([a != b for a, b in zip(truth, shown)])
+    else:
+        truth = [names[run.targets[i]] for i in test]
+        shown = [names[run.pred[i]] for i in test]
+        wrong = run.pred[test] != run.targets[test]
+    w_idx, r_idx = np.flatnonzero(wrong), np.flatnonzero(~wrong)
+    n_wrong = min(len(w_idx), n_examples // 2)
+    chosen = np.r_[rng.choice(w_idx, n_wrong, replace=False) if n_wrong else [],
+                   rng.choice(r_idx, min(len(r_idx), n_examples - n_wrong), replace=False)].astype(int)
+    chosen = chosen[np.argsort(wrong[chosen], kind="stable")]  # correct first, then the mistakes
+    say(log, f"reading the {len(chosen)} example images from {run.cfg.data}")
+    images = _images(run, test[chosen]).numpy()
+
+    def short(t: str) -> str:
+        return t if len(t) <= 22 else t[:20] + "…"
+
+    reported = prediction_label(run.metrics.get("test_prediction"))
+    s = Section(f"{title}: example test images")
+    s.paragraphs.append(f"{int(wrong.sum())} of {len(test)} test images misclassified by the {reported} prediction; "
+                        f"{n_wrong} of them shown (red) with correctly classified ones.")
+    s.figures.append(("examples", F.example_grid(images, [short(truth[i]) for i in chosen],
+                                                 [short(shown[i]) for i in chosen], wrong[chosen]),
+                      f"Test images with ground truth (T) and {reported} prediction (P), misclassifications in red "
+                      "(as in the paper's Fig. 3)."))
+    return s
+
+
+def _dynamic_section(run: RunRecord, title: str) -> Section | None:
+    hist = _read_csv(run.rd.history) if run.rd.history.is_file() else []
+    if not any(r.get("phase") == "dynamic" for r in hist):
+        return None
+    s = Section(f"{title}: Dynamic Pass per epoch")
+    stops = "; ".join(f"{k}: {v}" for k, v in (run.metrics.get("stop_reasons") or {}).items())
+    s.paragraphs.append("Each dynamic epoch rebuilds the graph from the current ψ and re-labels the unlabelled "
+                        f"training images. Stopped: {stops}.")
+    s.figures.append(("dynamic", F.dynamic_curves(hist),
+                      "Pseudo-labels of the unlabelled training images against their hidden truth (accuracy, "
+                      "accuracy weighted by certainty × class balance, coverage, mean certainty), the training "
+                      "losses and the validation metrics per epoch; grey: the supervised warm-up epochs."))
+    return s
+
+
+def run_sections(run_dir: str | Path, title: str = "", max_points: int = 1500, n_examples: int = 16, seed: int = 0,
+                 log=None) -> list[Section]:
+    """Sections describing one finished run: metrics (both predictions, collapse warnings), the ψ map
+    and kNN graph, example test images, and a Dynamic Pass's per-epoch curves.
+
+    ``max_points`` bounds the images in the maps (t-SNE's cost grows with it); ``log``: a text
+    stream for progress lines (None: quiet).
+    """
+    run = read_run(run_dir)
+    title = title or f"Run {run.rd.name}"
+    say(log, f"run {run.rd}: metrics")
+    out = [_metrics_section(run, title), _embedding_section(run, title, max_points, seed, log),
+           _examples_section(run, title, n_examples, seed, log)]
+    dyn = _dynamic_section(run, title)
+    return out + ([dyn] if dyn else [])
