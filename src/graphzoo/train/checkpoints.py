@@ -52,7 +52,8 @@ def to_plain(obj):
         return str(obj)
     if obj is None or isinstance(obj, (torch.Tensor, str, int, float, bool)):
         return obj
-    raise TypeError(f"cannot store a {type(obj).__name__} in a checkpoint: only tensors, arrays and plain values are saved")
+    raise TypeError(f"cannot store a {type(obj).__name__} in a checkpoint: "
+                    "only tensors, arrays and plain values are saved")
 
 
 def save_checkpoint(obj: dict, path: str | os.PathLike) -> None:

@@ -78,7 +78,10 @@ def pseudo_labels(trainer) -> dict:
 
 
 def rampup(t: int, T: int, alpha_max: float) -> float:
-    """α(t) = alpha_max · exp(−5 (1 − t/T)²) for t < T, else alpha_max (Laine & Aila), t = dynamic epoch ≥ 1."""
+    """α(t) = alpha_max · exp(−5 (1 − t/T)²) for t < T, else alpha_max (Laine & Aila).
+
+    t counts the dynamic epochs from 1; T = ``rampup_epochs``.
+    """
     if T <= 0 or t >= T:
         return alpha_max
     return alpha_max * math.exp(-5.0 * (1.0 - t / T) ** 2)

@@ -65,7 +65,8 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: l
         "balanced_accuracy": _balanced_accuracy(y_true, pred),
         "auc": auc,
         "per_class": {
-            name: {"precision": float(prec[k]), "recall": float(rec[k]), "f1": float(f1[k]), "auc": per_class_auc[k], "support": int(sup[k])}
+            name: {"precision": float(prec[k]), "recall": float(rec[k]), "f1": float(f1[k]), "auc": per_class_auc[k],
+                   "support": int(sup[k])}
             for k, name in enumerate(class_names)
         },
     }

@@ -102,7 +102,8 @@ class Trainer:
         Test hook: raise :class:`TrainingInterrupted` after this many epochs, as a kill would.
     """
 
-    def __init__(self, cfg: RunConfig, resume: bool = False, imageset=None, stop_after_epochs: int | None = None) -> None:
+    def __init__(self, cfg: RunConfig, resume: bool = False, imageset=None,
+                 stop_after_epochs: int | None = None) -> None:
         self.cfg = cfg.validate()
         self.name = cfg.name or default_run_name(cfg)
         self.rundir = RunDir(Path(cfg.out) / self.name)
@@ -156,12 +157,13 @@ class Trainer:
         from ..models import HybridNet, create_backbone
 
         pretrained = True if cfg.pretrained == "torchvision" else cfg.pretrained or False
-        backbone = create_backbone(cfg.backbone, in_chans=d.images.shape[1], pretrained=pretrained, **cfg.backbone_kwargs)
+        backbone = create_backbone(cfg.backbone, in_chans=d.images.shape[1], pretrained=pretrained,
+                                   **cfg.backbone_kwargs)
         torch.manual_seed(cfg.seed)  # the head's initialisation does not depend on the backbone's draws
         self.model = HybridNet(backbone, d.n_outputs, cfg.dropout).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.state = {"phase": None, "finished_phases": [], "phase_epoch": 0, "epoch": 0, "best": None, "best_epoch": -1,
-                      "bad": 0, "stop_reasons": {}, "history": [], "pseudo": None, "elapsed_s": 0.0}
+        self.state = {"phase": None, "finished_phases": [], "phase_epoch": 0, "epoch": 0, "best": None,
+                      "best_epoch": -1, "bad": 0, "stop_reasons": {}, "history": [], "pseudo": None, "elapsed_s": 0.0}
         self.data_sha1 = data_fingerprint(d)
 
     def _check_graph_size(self) -> None:
@@ -171,7 +173,8 @@ class Trainer:
         what = "training images (Dynamic Pass builds its graph over them)" if cfg.mode == "dynamic" else "images"
         if cfg.n_neighbors >= smallest:
             raise ValueError(f"n_neighbors={cfg.n_neighbors} but the data has only {smallest} {what}; "
-                             f"set n_neighbors to at most {smallest - 1} (e.g. --set n_neighbors={min(10, smallest - 1)})")
+                             f"set n_neighbors to at most {smallest - 1} "
+                             f"(e.g. --set n_neighbors={min(10, smallest - 1)})")
 
     def start(self) -> None:
         """Set up, then either write the new run's config and split, or restore the last checkpoint."""
@@ -268,7 +271,8 @@ class Trainer:
         bar.close()
         self.model.train()
         if not logits:
-            return np.zeros((0, self.data.n_outputs), np.float32), np.zeros((0, self.model.head.in_features), np.float32)
+            return (np.zeros((0, self.data.n_outputs), np.float32),
+                    np.zeros((0, self.model.head.in_features), np.float32))
         return torch.cat(logits).numpy(), torch.cat(feats).numpy()
 
     def views(self) -> list[tuple[int, bool]]:
@@ -333,8 +337,8 @@ class Trainer:
         bns = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         if not n or not bns:
             return
-        subset = torch.as_tensor(self.idx_train)[torch.randperm(len(self.idx_train),
-                                                                generator=torch.Generator().manual_seed(self.cfg.seed))][:n]
+        order = torch.randperm(len(self.idx_train), generator=torch.Generator().manual_seed(self.cfg.seed))
+        subset = torch.as_tensor(self.idx_train)[order][:n]
         was_training = self.model.training
         self.model.eval()  # dropout off: no RNG draws, no noise in the statistics
         momenta = [m.momentum for m in bns]
@@ -434,8 +438,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_last(self) -> None:
-        save_checkpoint({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "state": self.state,
-                         "rng": _rng_state(), "config": self.cfg.to_dict(), "meta": self.model_meta()},
+        save_checkpoint({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                         "state": self.state, "rng": _rng_state(), "config": self.cfg.to_dict(),
+                         "meta": self.model_meta()},
                         self.rundir.checkpoint("last"))
 
     def save_best(self) -> None:

@@ -1,4 +1,5 @@
-"""One Pass and Dynamic Pass on tiny synthetic image sets: outputs, determinism, resume, failures."""
+"""graphzoo.train: One Pass and Dynamic Pass on tiny synthetic image sets: outputs, determinism, resume,
+failures, safe checkpoints."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def blobs(n=240, size=20, seed=0, multilabel=False) -> ImageSet:
 
 def cfg_for(tmp_path, **kw) -> RunConfig:
     base = dict(data="synthetic", out=str(tmp_path), name="run", threads=1, progress=False, epochs=2, warmup_epochs=2,
-                min_epoch_steps=4, batch_size=32, labelled_per_batch=8, n_neighbors=10, label_fraction=0.2, val_labels="all")
+                min_epoch_steps=4, batch_size=32, labelled_per_batch=8, n_neighbors=10, label_fraction=0.2,
+                val_labels="all")
     base.update(kw)
     return RunConfig(**base)
 
@@ -68,7 +70,8 @@ def read_csv(path):
 
 def test_one_pass_writes_run_folder(tmp_path):
     metrics, run = run_experiment(cfg_for(tmp_path, epochs=3), imageset=blobs())
-    for f in ("config.yaml", "metrics.json", "history.csv", "predictions.csv", "split.json", "split.csv", "features.npy",
+    for f in ("config.yaml", "metrics.json", "history.csv", "predictions.csv", "split.json", "split.csv",
+              "features.npy",
               "checkpoints/last.pt", "checkpoints/best.pt"):
         assert (run / f).exists(), f
     saved = json.loads((run / "metrics.json").read_text())
@@ -97,7 +100,8 @@ def test_dynamic_pass_history_and_determinism(tmp_path):
     hist = read_csv(run1 / "history.csv")
     dyn = [r for r in hist if r["phase"] == "dynamic"]
     assert len(dyn) == 2
-    for key in ("pseudo_accuracy", "coverage", "mean_certainty", "energy_n_iter", "loss_labelled", "loss_unlabelled", "alpha", "val_accuracy"):
+    for key in ("pseudo_accuracy", "coverage", "mean_certainty", "energy_n_iter", "loss_labelled", "loss_unlabelled",
+                "alpha", "val_accuracy"):
         assert dyn[0][key] != "", key
     assert 0 < float(dyn[0]["alpha"]) < float(dyn[1]["alpha"]) == 1.0  # ramp-up
     assert float(dyn[-1]["pseudo_accuracy"]) > 0.7
@@ -113,13 +117,15 @@ def test_kill_and_resume_is_exact(tmp_path):
     data = blobs(seed=1)
     full, run_full = run_experiment(cfg_for(tmp_path / "full", mode="dynamic"), imageset=data)
     cfg = cfg_for(tmp_path / "killed", mode="dynamic")
-    partial = run_training(cfg, imageset=data, stop_after_epochs=3).metrics  # "killed" in the first dynamic epoch's wake
+    # "killed" in the first dynamic epoch's wake
+    partial = run_training(cfg, imageset=data, stop_after_epochs=3).metrics
     assert partial == {"interrupted_after_epoch": 3}
     resumed = run_training(cfg, resume=True, imageset=data).metrics
     assert strip_times(resumed) == strip_times(full)
     run_killed = tmp_path / "killed" / "run"
     assert (run_killed / "predictions.csv").read_text() == (run_full / "predictions.csv").read_text()
-    drop_time = lambda rows: [{k: v for k, v in r.items() if k not in ("time_s", "pseudo_s", "graph_s", "energy_s")} for r in rows]  # noqa: E731
+    timing = ("time_s", "pseudo_s", "graph_s", "energy_s")
+    drop_time = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
     assert drop_time(read_csv(run_killed / "history.csv")) == drop_time(read_csv(run_full / "history.csv"))
 
 
@@ -157,8 +163,9 @@ def test_multilabel_one_pass_reports_per_label_auc(tmp_path):
 
 
 def test_multilabel_dynamic_and_autoencoder(tmp_path):
-    m, run = run_experiment(cfg_for(tmp_path, task="multilabel", mode="dynamic", monitor="val_auc", epochs=1, warmup_epochs=1,
-                                    backbone="autoencoder", ae_pretrain_epochs=1), imageset=blobs(n=120, multilabel=True))
+    cfg = cfg_for(tmp_path, task="multilabel", mode="dynamic", monitor="val_auc", epochs=1, warmup_epochs=1,
+                  backbone="autoencoder", ae_pretrain_epochs=1)
+    m, run = run_experiment(cfg, imageset=blobs(n=120, multilabel=True))
     phases = [r["phase"] for r in read_csv(run / "history.csv")]
     assert phases == ["ae", "supervised", "dynamic"]
     assert np.isfinite(m["auc"])
@@ -185,7 +192,8 @@ def test_invalid_config_rejected_before_training(tmp_path, override, message):
 def test_set_overrides_are_type_checked(tmp_path):
     from graphzoo.config import apply_overrides
 
-    cfg = apply_overrides(RunConfig(), {"epochs": "5", "lr": "1e-4", "augment": "false", "energy_params": "{alpha: 0.9}"})
+    cfg = apply_overrides(RunConfig(), {"epochs": "5", "lr": "1e-4", "augment": "false",
+                                        "energy_params": "{alpha: 0.9}"})
     assert (cfg.epochs, cfg.lr, cfg.augment, cfg.energy_params) == (5, 1e-4, False, {"alpha": 0.9})
     for bad in ({"epochs": "2.5"}, {"augment": "maybe"}, {"lr": "fast"}, {"epochz": "3"}):
         with pytest.raises(ValueError):
