@@ -37,7 +37,8 @@ import numpy as np
 
 from ._images import decode_many, finish_images, note
 from ._tables import check_missing
-from .readers import _decode_opts, npz_keys, read_npz, register_reader
+from .npz import read_npz
+from .readers import _decode_opts, npz_keys, register_reader
 from .types import ImageSet
 
 __all__ = ["parse_info", "read_mias", "MIAS_CLASSES"]
