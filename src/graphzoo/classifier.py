@@ -161,7 +161,9 @@ class GraphSSLClassifier(ClassifierMixin, BaseEstimator):
             X = validate_data(self, X, accept_sparse="csr", reset=False)
             A = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
             if A.shape[1] != self.label_distributions_.shape[0]:
-                raise ValueError(f"precomputed affinities need {self.label_distributions_.shape[0]} columns, got {A.shape[1]}")
+                raise ValueError(
+                    f"precomputed affinities need {self.label_distributions_.shape[0]} columns, got {A.shape[1]}"
+                )
             mass = np.asarray(A @ self.label_distributions_)
         else:
             X = validate_data(self, X, dtype=np.float32, reset=False)

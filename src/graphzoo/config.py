@@ -203,8 +203,8 @@ class RunConfig:
         if not 0 < self.label_fraction <= 1:
             raise ValueError(f"label_fraction must lie in (0, 1], got {self.label_fraction}")
         positive("labels_per_class", "image_size", "in_chans", "threads", "weight_decay", "ae_pretrain_epochs",
-                 "rampup_epochs", "warmup_epochs", "max_epoch_steps", "precise_bn", "lr_patience", "crop_scale", "translate",
-                 "rotate_degrees", allow_zero=True)
+                 "rampup_epochs", "warmup_epochs", "max_epoch_steps", "precise_bn", "lr_patience", "crop_scale",
+                 "translate", "rotate_degrees", allow_zero=True)
         positive("lr", "batch_size", "epochs", "patience", "min_epoch_steps", "n_neighbors", "labelled_per_batch",
                  "checkpoint_every")
         if not 0 <= self.seed < 2**32:  # numpy's seeding range, said with the key's name

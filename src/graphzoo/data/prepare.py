@@ -77,7 +77,9 @@ def _draw_split(how: str, targets, pids, source, fractions, seed: int, where: st
         split = np.array([{"valid": "val", "validation": "val"}.get(s, s) for s in source])
         missing = {"train", "test"} - set(split)
         if missing:
-            raise ValueError(f"split=source: the source split has no {sorted(missing)} part; use split=patient or random")
+            raise ValueError(
+                f"split=source: the source split has no {sorted(missing)} part; use split=patient or random"
+            )
         return split
     if how == "patient":
         if pids is None:
