@@ -332,7 +332,11 @@ def run_block(n, c, args, budget: PeerBudget) -> list[dict]:
 
 
 def peer_rows(n, c, k, X, y, lab, W_ours, m_knn_ours, add, rows, args, budget) -> None:
-    """Append the peer pipelines' rows (or a skip note) to ``rows``."""
+    """Append the peer pipelines' rows (or a skip note) to ``rows``.
+
+    Long: one block per peer pipeline (faiss + scipy, scikit-learn, graphlearning), each a few
+    timed steps, read top to bottom as the table's rows.
+    """
     unl = ~lab
     y_lab = np.where(lab, y, -1)
 
