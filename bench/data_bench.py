@@ -68,6 +68,10 @@ def to_tensor(images: np.ndarray, mean: float, std: float):
 
 
 def main() -> None:
+    """Time the rows of the module docstring, in its order, and print the table.
+
+    Long: one straight script of timed steps, read top to bottom as the table's rows.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=os.environ.get("GRAPHZOO_DATA", str(REPO.parent / "shared" / "data")))
     parser.add_argument("--repeat", type=int, default=3)

@@ -332,7 +332,11 @@ def run_block(n, c, args, budget: PeerBudget) -> list[dict]:
 
 
 def peer_rows(n, c, k, X, y, lab, W_ours, m_knn_ours, add, rows, args, budget) -> None:
-    """Append the peer pipelines' rows (or a skip note) to ``rows``."""
+    """Append the peer pipelines' rows (or a skip note) to ``rows``.
+
+    Long: one block per peer pipeline (faiss + scipy, scikit-learn, graphlearning), each a few
+    timed steps, read top to bottom as the table's rows.
+    """
     unl = ~lab
     y_lab = np.where(lab, y, -1)
 
@@ -352,7 +356,8 @@ def peer_rows(n, c, k, X, y, lab, W_ours, m_knn_ours, add, rows, args, budget) -
             del index, Xn
             W = naive_weights(s_ip, idx)
         diff_times = []
-        for label, fn in (("label_spreading", peer_label_spreading), ("laplace", peer_laplace), ("poisson", peer_poisson)):
+        peer_fns = (("label_spreading", peer_label_spreading), ("laplace", peer_laplace), ("poisson", peer_poisson))
+        for label, fn in peer_fns:
             m = {}
             with measure(m):
                 scores = fn(W, y_lab, c)
@@ -455,7 +460,11 @@ def targets(rows: list[dict]) -> list[str]:
             best = min(peers, key=lambda r: r["total_s"])
             for energy in ("label_spreading", "laplace", "poisson"):
                 o = ours[f"ours {energy}"]
-                same = [r for r in peers if energy in r["pipeline"] or (energy == "label_spreading" and "LabelSpreading" in r["pipeline"])]
+                same = [
+                    r
+                    for r in peers
+                    if energy in r["pipeline"] or (energy == "label_spreading" and "LabelSpreading" in r["pipeline"])
+                ]
                 if same:
                     s = min(same, key=lambda r: r["total_s"])
                     out.append(
@@ -506,7 +515,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smoke run: n=2000 only")
     p.add_argument("--skip-peers", action="store_true", help="only our rows")
-    p.add_argument("--no-hnsw", action="store_true", help="skip our approximate-search row (HNSW build is slow at d=512)")
+    p.add_argument(
+        "--no-hnsw", action="store_true", help="skip our approximate-search row (HNSW build is slow at d=512)"
+    )
     p.add_argument("--peers", nargs="+", choices=("faiss", "sklearn", "graphlearning"),
                    default=["faiss", "sklearn", "graphlearning"], help="which peer pipelines to run")
     p.add_argument("--peer-budget", type=float, default=300.0,

@@ -123,7 +123,10 @@ def main(argv=None) -> int:
                       file=sys.stderr, flush=True)
 
     n_lab = {r: int(sample_labels(y, r, 0).sum()) for r in args.rates}
-    desc = f"PCA-{args.n_components} of standardised pixels" if args.features == "pca" else "standardised pixels (2500-d)"
+    if args.features == "pca":
+        desc = f"PCA-{args.n_components} of standardised pixels"
+    else:
+        desc = "standardised pixels (2500-d)"
     print(f"\nMalaria cells (n={len(y)}, 2 classes), features: {desc}; kNN k={args.n_neighbors} cosine, "
           f"cos^3 weights, W+W^T (built in {t_graph:.1f} s). Accuracy on unlabelled cells, mean ± std over "
           f"seeds {args.seeds}.\n")

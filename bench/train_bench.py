@@ -46,9 +46,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = {}
         for augment in (False, True):
-            cfg = RunConfig(data="bench", out=tmp, name=f"aug{augment}", backbone=args.backbone, batch_size=args.batch_size,
-                            label_fraction=1.0, split="random", augment=augment, threads=args.threads, progress=False,
-                            min_epoch_steps=1, val_labels="all")
+            cfg = RunConfig(data="bench", out=tmp, name=f"aug{augment}", backbone=args.backbone,
+                            batch_size=args.batch_size, label_fraction=1.0, split="random", augment=augment,
+                            threads=args.threads, progress=False, min_epoch_steps=1, val_labels="all")
             exp = Trainer(cfg, imageset=ds)
             exp.setup()
             results[augment] = exp
@@ -88,7 +88,8 @@ def main() -> None:
             times["ours"].append(ours(results[False]))
             times["ours+augment"].append(ours(results[True]))
     best = {k: min(v) for k, v in times.items()}
-    print(f"backbone={args.backbone} size={args.size} batch={args.batch_size} images/epoch={n_lab} steps={steps} threads={args.threads}")
+    print(f"backbone={args.backbone} size={args.size} batch={args.batch_size} images/epoch={n_lab} steps={steps} "
+          f"threads={args.threads}")
     print(f"{'loop':<14}{'best s':>9}{'images/s':>11}{'vs bare':>9}")
     for k, v in best.items():
         print(f"{k:<14}{v:>9.2f}{n_lab / v:>11.0f}{best['bare'] / v:>9.2f}")

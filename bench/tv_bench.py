@@ -105,7 +105,8 @@ def part_timing(W, y_true, n_classes: int, title: str, args) -> None:
         )
     t = time.perf_counter()
     ls = label_spreading(W, y, n_classes)
-    print(f"{'(label_spreading)':>16} | {time.perf_counter() - t:7.1f} | acc(unl) {(ls.scores.argmax(1) == y_true)[unl].mean():.4f}")
+    acc = (ls.scores.argmax(1) == y_true)[unl].mean()
+    print(f"{'(label_spreading)':>16} | {time.perf_counter() - t:7.1f} | acc(unl) {acc:.4f}")
 
 
 def synthetic_112k(n: int = 112_120, d: int = 512, c: int = 14, seed: int = 0, noise: float = 1.5):

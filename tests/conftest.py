@@ -124,3 +124,31 @@ def pydicom_files():
     if not mono1:
         pytest.skip("pydicom's MONOCHROME1 CR test file is not installed")
     return pydicom, Path(get_testdata_file("CT_small.dcm")), Path(get_testdata_file("MR_small.dcm")), Path(mono1[0])
+
+
+# ------------------------------------------------------------------------------------------
+# Runs: shared by the grid, report and baseline tests
+# ------------------------------------------------------------------------------------------
+
+
+def write_npz(path, n=120, size=16, seed=0, multilabel=False):
+    """Tiny npz in our layout: the class is where a bright bar sits (left / right), patients in 20 groups."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(40, 12, (n, size, size))
+    y = np.arange(n) % 2
+    h = size // 2
+    x[y == 0, 3:-3, 1 : h - 1] += 150
+    x[y == 1, 3:-3, h + 1 : -1] += 150
+    extra = {}
+    if multilabel:
+        M = np.stack([y, 1 - y, (rng.random(n) < 0.5).astype(int)], 1)
+        extra = dict(multilabels=M, multilabel_names=np.array(["left", "right", "noise"]))
+    np.savez(path, images=np.clip(x, 0, 255).astype(np.uint8), labels=y, class_names=np.array(["left", "right"]),
+             patient_ids=np.array([f"p{i % 20}" for i in range(n)]),
+             filenames=np.array([f"c{i}.png" for i in range(n)]), **extra)
+    return path
+
+
+#: Run options of a one-epoch, tiny-network run on :func:`write_npz` data (grid, report and baseline tests).
+TINY_RUN = dict(split="patient", epochs=1, warmup_epochs=1, min_epoch_steps=2, batch_size=16, labelled_per_batch=4,
+                patience=2, n_neighbors=8, threads=1, backbone_kwargs={"width": 4}, augment=False, val_labels="all")

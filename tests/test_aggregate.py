@@ -1,12 +1,13 @@
 """experiments.aggregate: mean ± std over seeds, the results table (with the prediction each row
-reports), the Markdown table writer and the collapsed-model check."""
+reports), the per-cell metrics, the Markdown table writer and the collapsed-model check."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from graphzoo.experiments.aggregate import (collapsed_class, format_mean_std, fraction_label, markdown_table,
-                                            results_table, summarise)
+from graphzoo.experiments.aggregate import (cell_metrics, collapsed_class, format_mean_std, fraction_label,
+                                            markdown_table, results_table, summarise)
 
 
 def records(kind: bool = True) -> list[dict]:
@@ -35,6 +36,8 @@ def test_summarise_mean_sample_std_and_prediction():
     assert cell["n"] == 3 and cell["seeds"] == [0, 1, 2]
     assert s["gcn"]["cells"][0.2] == {"mean": 0.6, "std": 0.0, "n": 1, "seeds": [0]}
     assert summarise(records(), "auc")["op"]["cells"][0.2]["mean"] is None  # missing metric: an empty cell
+    no_role = [{k: v for k, v in r.items() if k != "role"} for r in records()]
+    assert summarise(no_role, "accuracy")["gcn"]["kind"] == "method"  # a record without a role is a method's
 
 
 def test_results_table_names_the_prediction_and_shows_the_other_kind_in_its_own_row():
@@ -64,6 +67,12 @@ def test_format_mean_std_and_fraction_label():
 def test_markdown_table():
     text = markdown_table(["Method", "1 %"], [["a|b", "0.5 ± 0.1"], ["c", 3]])
     assert text.splitlines() == ["| Method | 1 % |", "|---|---|", "| a\\|b | 0.5 ± 0.1 |", "| c | 3 |"]
+
+
+def test_cell_metrics_confusion_accuracy_and_per_class():
+    m = cell_metrics(np.array([0, 0, 1, 1, 2]), np.eye(3)[[0, 1, 1, 1, 2]], ["x", "y", "z"], False)
+    assert m["confusion"] == [[1, 1, 0], [0, 2, 0], [0, 0, 1]] and m["accuracy"] == pytest.approx(0.8)
+    assert m["per_class"]["y"]["precision"] == pytest.approx(2 / 3)
 
 
 def test_collapsed_class():

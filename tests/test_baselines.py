@@ -87,7 +87,7 @@ def test_predicting_baseline_on_easy_problem(name, multilabel, one_thread):
 @pytest.fixture(scope="module")
 def one_pass_run(tmp_path_factory):
     """A finished tiny One Pass run (the kind of run the reading baselines read) and its data."""
-    from test_grid import TINY_RUN, write_npz
+    from conftest import TINY_RUN, write_npz
 
     from graphzoo.config import RunConfig, apply_overrides
     from graphzoo.train import run_training

@@ -1,5 +1,5 @@
 """Experiment grid: skip-on-rerun, appended results, identical splits across methods and baselines;
-warm starts; mean ± std aggregation. The baselines themselves: tests/test_baselines.py."""
+warm starts. The baselines themselves: tests/test_baselines.py; the aggregation: tests/test_aggregate.py."""
 
 from __future__ import annotations
 
@@ -9,32 +9,10 @@ import json
 import numpy as np
 import pytest
 import yaml
+from conftest import TINY_RUN, write_npz
 
-from graphzoo.experiments import load_grid, plan_cells, read_results, results_table, run_grid, summarise
+from graphzoo.experiments import load_grid, plan_cells, read_results, run_grid
 from graphzoo.experiments.grid import stale_cells
-from graphzoo.experiments.aggregate import cell_metrics, format_mean_std
-
-
-def write_npz(path, n=120, size=16, seed=0, multilabel=False):
-    """Tiny npz in our layout: the class is where a bright bar sits (left / right), patients in 20 groups."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(40, 12, (n, size, size))
-    y = np.arange(n) % 2
-    h = size // 2
-    x[y == 0, 3:-3, 1 : h - 1] += 150
-    x[y == 1, 3:-3, h + 1 : -1] += 150
-    extra = {}
-    if multilabel:
-        M = np.stack([y, 1 - y, (rng.random(n) < 0.5).astype(int)], 1)
-        extra = dict(multilabels=M, multilabel_names=np.array(["left", "right", "noise"]))
-    np.savez(path, images=np.clip(x, 0, 255).astype(np.uint8), labels=y, class_names=np.array(["left", "right"]),
-             patient_ids=np.array([f"p{i % 20}" for i in range(n)]),
-             filenames=np.array([f"c{i}.png" for i in range(n)]), **extra)
-    return path
-
-
-TINY_RUN = dict(split="patient", epochs=1, warmup_epochs=1, min_epoch_steps=2, batch_size=16, labelled_per_batch=4,
-                patience=2, n_neighbors=8, threads=1, backbone_kwargs={"width": 4}, augment=False, val_labels="all")
 
 
 def write_grid(tmp_path, data, **kw):
@@ -126,25 +104,6 @@ def test_grid_spec_errors(tmp_path):
         load_grid(write_grid(tmp_path, data, seedz=[0]))
     with pytest.raises(ValueError, match="energy"):
         load_grid(write_grid(tmp_path, data, methods=[{"mode": "one-pass", "energies": ["lapalce_nope"]}]))
-
-
-def test_mean_std_aggregation_and_table():
-    recs = [{"method": "a", "label": "A", "label_fraction": f, "seed": s, "accuracy": v}
-            for f, vals in ((0.01, [0.5, 0.7, 0.9]), (0.2, [0.8, 0.8, 0.8])) for s, v in enumerate(vals)]
-    recs += [{"method": "b", "label": "B", "kind": "gcn", "role": "baseline", "label_fraction": 0.2, "seed": 0, "accuracy": 0.6}]
-    s = summarise(recs, "accuracy")
-    assert list(s) == ["a", "b"]
-    assert s["a"]["kind"] == "method" and s["b"]["kind"] == "baseline"  # from the record's role (figures draw them apart)
-    assert s["a"]["cells"][0.01]["mean"] == pytest.approx(0.7)
-    assert s["a"]["cells"][0.01]["std"] == pytest.approx(0.2)  # sample std (ddof=1)
-    assert s["a"]["cells"][0.2]["std"] == pytest.approx(0, abs=1e-12) and s["b"]["cells"][0.2]["n"] == 1
-    header, rows, fr = results_table(recs, "accuracy")
-    assert header == ["Method", "1 %", "20 %"] and fr == [0.01, 0.2]
-    assert rows == [["A", "0.700 ± 0.200", "0.800 ± 0.000"], ["B", "—", "0.600 ± 0.000"]]
-    assert format_mean_std(None) == "—"
-    m = cell_metrics(np.array([0, 0, 1, 1, 2]), np.eye(3)[[0, 1, 1, 1, 2]], ["x", "y", "z"], False)
-    assert m["confusion"] == [[1, 1, 0], [0, 2, 0], [0, 0, 1]] and m["accuracy"] == pytest.approx(0.8)
-    assert m["per_class"]["y"]["precision"] == pytest.approx(2 / 3)
 
 
 def test_dynamic_warm_start_from_one_pass_run(tmp_path):

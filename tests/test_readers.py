@@ -1,4 +1,6 @@
-"""graphzoo.data.readers: load, format detection, the folder / npz / MedMNIST readers, real npz files.
+"""graphzoo.data.readers: load, format detection, the registry, every real dataset sample and npz file.
+
+The synthetic tests of each reader are in the reader's own test file (test_folder.py, test_npz.py, ...).
 
 Real data comes from ``$GRAPHZOO_DATA`` (default: the shared data folder beside the repository);
 tests that need it skip with the path they looked for.
@@ -13,11 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA_DIR, check_imageset, data_path, quiet_load, write_png
-from PIL import Image
+from conftest import DATA_DIR, check_imageset, data_path, quiet_load
 
 import graphzoo.data as gd
-from graphzoo.data._images import DataWarning
 
 RAW_SAMPLES = sorted(DATA_DIR.glob("*/raw_sample")) if DATA_DIR.is_dir() else []
 NPZ_FILES = sorted(DATA_DIR.rglob("*.npz")) if DATA_DIR.is_dir() else []
@@ -107,94 +107,9 @@ def test_malaria_raw_folder_matches_npz(malaria):
         assert ds.class_names[lab] == malaria.class_names[malaria.labels[i]]
 
 
-def test_folder_reader_synthetic(class_folder):
-    ds = gd.load(class_folder)
-    check_imageset(ds)
-    assert ds.images.shape == (12, 8, 8) and ds.class_names == ["cat", "dog"]
-    assert Counter(ds.split.tolist()) == {"train": 6, "test": 6}
-    np.testing.assert_array_equal(ds.images[0], np.asarray(Image.open(class_folder / ds.filenames[0])))
-    rev = gd.load(class_folder, class_names=["dog", "cat"])
-    np.testing.assert_array_equal(rev.labels, 1 - ds.labels)
-    with pytest.raises(ValueError, match=r"class_names lists \['bird'\]"):
-        gd.load(class_folder, class_names=["cat", "bird"])
-    with pytest.raises(ValueError, match="does not take option"):
-        gd.load(class_folder, colour=True)
-
-
 def test_missing_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         gd.load(tmp_path / "nowhere")
-
-
-def test_empty_class_folder(class_folder):
-    (class_folder / "train" / "bird").mkdir()
-    with pytest.raises(ValueError, match=r"class folder .*train/bird is empty"):
-        gd.load(class_folder)
-
-
-def test_non_image_files_are_ignored_with_a_note(class_folder):
-    (class_folder / "train" / "cat" / "notes.txt").write_text("hello")
-    (class_folder / "train" / "cat" / ".DS_Store").write_bytes(b"\0")
-    with pytest.warns(DataWarning, match=r"ignored 1 non-image file\(s\) \(notes.txt\)"):
-        ds = gd.load(class_folder)
-    assert len(ds) == 12 and any("notes.txt" in n for n in ds.notes)
-
-
-def test_images_without_class_folders(tmp_path):
-    write_png(tmp_path / "flat" / "a.png", np.zeros((4, 4), np.uint8))
-    with pytest.raises(ValueError, match="no class folders"):
-        gd.load(tmp_path / "flat", format="folder")
-
-
-def test_npz_bad_input(tmp_path):
-    f = tmp_path / "bad.npz"
-    np.savez(f, images=np.zeros((3, 4, 4), np.uint8), labels=np.array([0, 1, 3]), class_names=np.array(["a", "b"]))
-    with pytest.raises(ValueError, match=r"bad\.npz: labels out of range.*labels\[2\] = 3"):
-        gd.load(f)
-    np.savez(f, images=np.zeros((3, 4, 4), np.uint8))
-    with pytest.raises(ValueError, match=r"bad\.npz has no 'labels' array"):
-        gd.load(f)
-    np.savez(f, images=np.full((2, 4, 4), 300.0), labels=np.array([0, 1]))
-    with pytest.raises(ValueError, match="expected uint8"):
-        gd.load(f)
-    np.savez(f, images=np.full((2, 4, 4), 0.5), labels=np.array([0, 1]), age=np.array([3, 4]), scalar=np.array(7))
-    with pytest.warns(DataWarning, match="no class_names"):
-        with pytest.warns(DataWarning, match="'scalar' with shape"):
-            ds = gd.load(f)
-    assert ds.images[0, 0, 0] == 128 and ds.class_names == ["class_0", "class_1"]
-    assert set(ds.meta) == {"age"} and any("scalar" in n for n in ds.notes)
-
-
-def test_medmnist_layout(tmp_path):
-    rng = np.random.default_rng(0)
-    f = tmp_path / "pathmnist.npz"
-    np.savez(
-        f,
-        **{
-            f"{s}_images": rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8)
-            for s, n in (("train", 10), ("val", 4), ("test", 6))
-        },
-        **{f"{s}_labels": rng.integers(0, 3, (n, 1)) for s, n in (("train", 10), ("val", 4), ("test", 6))},
-    )
-    assert gd.detect_format(f) == "medmnist"
-    ds = gd.load(f)
-    check_imageset(ds)
-    assert ds.images.shape == (20, 28, 28, 3)
-    assert Counter(ds.split.tolist()) == {"train": 10, "val": 4, "test": 6}
-    multi = tmp_path / "chestmnist.npz"
-    ml = rng.integers(0, 2, (5, 14))
-    np.savez(multi, train_images=rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), train_labels=ml)
-    ds = gd.load(multi)
-    np.testing.assert_array_equal(ds.multilabels, ml)
-    np.testing.assert_array_equal(ds.labels, ml.any(1).astype(int))
-    np.savez(
-        multi,
-        train_images=np.zeros((5, 28, 28), np.uint8),
-        train_labels=np.arange(5)[:, None],
-        val_images=np.zeros((2, 28, 28), np.uint8),
-    )
-    with pytest.raises(ValueError, match="val_images but no val_labels"):
-        gd.load(multi)
 
 
 def test_format_prefix_in_path(class_folder):
@@ -257,10 +172,3 @@ def test_one_public_list_of_image_suffixes():
     from graphzoo.data._images import DICOM_SUFFIXES, PIL_SUFFIXES
 
     assert gd.IMAGE_SUFFIXES == PIL_SUFFIXES | DICOM_SUFFIXES
-
-
-def test_empty_npz_says_it_holds_no_images(tmp_path):
-    f = tmp_path / "empty.npz"
-    np.savez(f, images=np.zeros((0, 4, 4), np.uint8), labels=np.zeros(0, np.int64), class_names=np.array(["a", "b"]))
-    with pytest.raises(ValueError, match=r"empty\.npz holds no images"):  # was: "only 0 patients for 3 ... parts"
-        gd.load(f)

@@ -22,7 +22,7 @@ from graphzoo.report.run_sections import _dynamic_section as dynamic_section
 from graphzoo.report.run_sections import collapse_warnings, read_run
 from graphzoo.rundir import RunDir
 
-from test_grid import TINY_RUN, write_npz
+from conftest import TINY_RUN, write_npz
 
 PACKAGE = Path(graphzoo.__file__).parent
 

@@ -143,6 +143,8 @@ def knn_search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Find the ``n_neighbors`` nearest points of ``X`` for every query.
 
+    Long: its signature and this docstring take 42 of its 92 lines; the code is 50.
+
     Parameters
     ----------
     X : array-like of shape (n, d)
@@ -262,6 +264,8 @@ def knn_graph(
     **search_kwargs,
 ) -> sp.csr_matrix:
     """Build a weighted k-nearest-neighbour graph.
+
+    Long: its signature and this docstring take 58 of its 92 lines; the code is 34.
 
     Parameters
     ----------

@@ -4,14 +4,19 @@
 names, and the source's split, patient ids, file names, multi-hot labels and metadata).
 Formats, in :data:`READERS`:
 
-=============== ==============================================================================
-``folder``      one folder per class, optionally under ``train/valid/test`` folders
-``chestxray14`` NIH ChestX-ray14: ``Data_Entry_2017*.csv[.gz]`` + PNGs (14 findings multi-hot)
-``cbis_ddsm``   CBIS-DDSM case-description CSVs + DICOM tree
-``mias``        mini-MIAS ``.pgm`` films + ``Info.txt``, or our npz of them
-``npz``         our array layout (``images``, ``labels``, ``class_names``, ``split``, ...)
-``medmnist``    MedMNIST ``train_images`` / ``train_labels`` / ``val_*`` / ``test_*``
-=============== ==============================================================================
+=============== =================== ===============================================================
+format          module              layout
+=============== =================== ===============================================================
+``folder``      :mod:`.folder`      one folder per class, optionally under ``train/valid/test``
+``chestxray14`` :mod:`.chestxray14` NIH ChestX-ray14: ``Data_Entry_2017*.csv[.gz]`` + PNGs
+``cbis_ddsm``   :mod:`.cbis_ddsm`   CBIS-DDSM case-description CSVs + DICOM tree
+``mias``        :mod:`.mias`        mini-MIAS ``.pgm`` films + ``Info.txt``, or our npz of them
+``npz``         :mod:`.npz`         our array layout (``images``, ``labels``, ``class_names``, ...)
+``medmnist``    :mod:`.npz`         MedMNIST ``train_images`` / ``train_labels`` / ``val_*`` / ...
+=============== =================== ===============================================================
+
+The registry and the detection are in :mod:`.readers`; a new format is one new module that
+registers its reader there, plus its name in the import list below.
 
 Splits: :func:`label_budget` (the labelled subset, stratified, >= 1 per class),
 :func:`patient_split` (train / val / test with no patient on two sides), :func:`save_split` /
@@ -29,7 +34,8 @@ from .prepare import PreparedData, prepare_data
 from .splits import label_budget, load_split, patient_split, save_split
 from .types import ImageSet
 
-# Importing the dataset readers registers them (and their format tests) in READERS.
+# Importing the readers registers them (and their format tests) in READERS.
+from . import folder, npz  # noqa: E402,F401  isort: skip
 from . import cbis_ddsm, chestxray14, mias  # noqa: E402,F401  isort: skip
 
 __all__ = [

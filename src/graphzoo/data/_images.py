@@ -336,6 +336,9 @@ def decode_many(
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Decode many files in parallel, through the cache.
 
+    Long: its signature and this docstring take 42 of its 102 lines; the code is 60 (cache look-up,
+    threaded decoding, the corrupt-file report, cache write).
+
     Parameters
     ----------
     paths : sequence of path-like, length N

@@ -37,7 +37,8 @@ import numpy as np
 
 from ._images import decode_many, finish_images, note
 from ._tables import check_missing
-from .readers import _decode_opts, npz_keys, read_npz, register_reader
+from .npz import read_npz
+from .readers import _decode_opts, npz_keys, register_reader
 from .types import ImageSet
 
 __all__ = ["parse_info", "read_mias", "MIAS_CLASSES"]
@@ -202,6 +203,25 @@ def read_mias(
         **_decode_opts(channels, size, workers, cache, cache_dir),
     )
     refs = [r for r, good in zip(refs, ok) if good]
+    labels, meta = _labels_and_meta(refs, films)
+    return ImageSet(
+        images=finish_images(images, stack=stack, where=str(folder), names=refs, notes=notes),
+        labels=labels,
+        class_names=list(MIAS_CLASSES),
+        patient_ids=mias_patient_ids(refs),
+        filenames=np.array(refs),
+        meta=meta,
+        source=f"mias:{folder}",
+        notes=notes,
+    )
+
+
+def _labels_and_meta(refs: list[str], films: dict[str, list[dict]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Labels int64 (N,) and the ``meta`` arrays (N,) of the films ``refs`` (see the module docstring).
+
+    A film is malignant if any of its rows is, else benign if any is; the centre and radius are
+    its first row's.
+    """
     labels, tissue, cls, cx, cy, rad, n_ab, ann = [], [], [], [], [], [], [], []
     for r in refs:
         rows = films[r]
@@ -214,24 +234,16 @@ def read_mias(
         rad.append(rows[0]["radius"])
         n_ab.append(sum(row["class"] != "NORM" for row in rows))
         ann.append(json.dumps([[q["tissue"], q["class"], q["severity"], q["x"], q["y"], q["radius"]] for q in rows]))
-    return ImageSet(
-        images=finish_images(images, stack=stack, where=str(folder), names=refs, notes=notes),
-        labels=np.array(labels, np.int64),
-        class_names=list(MIAS_CLASSES),
-        patient_ids=mias_patient_ids(refs),
-        filenames=np.array(refs),
-        meta={
-            "background_tissue": np.array(tissue),
-            "abnormality_class": np.array(cls),
-            "centre_x_1024": np.array(cx, np.int64),
-            "centre_y_1024_from_bottom": np.array(cy, np.int64),
-            "radius_1024": np.array(rad, np.int64),
-            "n_abnormalities": np.array(n_ab, np.int64),
-            "annotations_json": np.array(ann),
-        },
-        source=f"mias:{folder}",
-        notes=notes,
-    )
+    meta = {
+        "background_tissue": np.array(tissue),
+        "abnormality_class": np.array(cls),
+        "centre_x_1024": np.array(cx, np.int64),
+        "centre_y_1024_from_bottom": np.array(cy, np.int64),
+        "radius_1024": np.array(rad, np.int64),
+        "n_abnormalities": np.array(n_ab, np.int64),
+        "annotations_json": np.array(ann),
+    }
+    return np.array(labels, np.int64), meta
 
 
 MIAS_REF = re.compile(r"mdb\d{3}")

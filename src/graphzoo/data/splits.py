@@ -72,6 +72,8 @@ def label_budget(
 ) -> np.ndarray:
     """Choose the labelled subset of a semi-supervised run.
 
+    Long: its signature and this docstring take 64 of its 115 lines; the code is 51.
+
     Parameters
     ----------
     labels : ndarray of int, shape (N,), or of 0/1, shape (N, L)
@@ -201,6 +203,8 @@ def patient_split(
     ``round(K * fractions[i])`` folds to each part (largest remainders; at least one fold to a
     part with a non-zero fraction). So fractions are met to within 1/K of the groups (5 % with
     20 or more groups), and exactly only when groups are of equal size.
+
+    Long: its signature and this docstring take 40 of its 94 lines; the code is 54.
 
     Parameters
     ----------

@@ -182,6 +182,8 @@ def poisson(
     solvable. A component whose labels are all of one class has zero source; its nodes get that
     class with the largest score magnitude seen elsewhere (``info["single_class_components"]``).
 
+    Long: its signature and this docstring take 37 of its 90 lines; the code is 53.
+
     Parameters
     ----------
     class_priors : None, "labelled" or array of shape (n_classes,)

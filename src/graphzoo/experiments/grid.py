@@ -64,7 +64,7 @@ import yaml
 
 from ..config import RunConfig, apply_overrides, config_diff, load_config
 from ..rundir import RunDir
-from .aggregate import results_table
+from .aggregate import markdown_table, results_table
 from .baselines import BASELINES, default_baselines
 from .cells import FREE_KEYS, Cell, CellRunner, cfg_fingerprint
 
@@ -396,8 +396,7 @@ def write_summary(folder: Path, records: list[dict]) -> Path:
     metrics = ["auc"] if shown and shown[0].get("multilabel") else ["accuracy", "balanced_accuracy", "auc"]
     for metric in metrics:
         header, rows, _ = results_table(shown, metric)
-        lines += [f"## Test {metric.replace('_', ' ')} (mean ± std over seeds)", "", "| " + " | ".join(header) + " |",
-                  "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows] + [""]
+        lines += [f"## Test {metric.replace('_', ' ')} (mean ± std over seeds)", "", markdown_table(header, rows), ""]
     (folder / "summary.md").write_text("\n".join(lines))
     cols = ["cell", "method", "label", "role", "label_fraction", "seed", "accuracy", "balanced_accuracy", "auc",
             "n_labelled_train", "n_test", "wall_s"]
