@@ -53,7 +53,6 @@ there (and refuses a cell whose config changed since), and resumes a run killed 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import sys
 import time
@@ -62,7 +61,8 @@ from pathlib import Path
 
 import yaml
 
-from ..config import RunConfig, apply_overrides, config_diff, load_config
+from ..config import RunConfig, apply_overrides, config_diff, load_config, load_yaml
+from ..registry import did_you_mean
 from ..rundir import RunDir
 from .aggregate import markdown_table, results_table
 from .baselines import BASELINES, default_baselines
@@ -133,13 +133,12 @@ def load_grid(path: str | Path, overrides: dict | None = None, out: str | None =
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"experiment file {str(path)!r} does not exist")
-    spec = yaml.safe_load(path.read_text()) or {}
+    spec = load_yaml(path) or {}  # refuses duplicate keys, names file and line on a syntax error
     known = _GRID_KEYS | set(BASELINES)  # a baseline's name is the key of its option block
     unknown = set(spec) - known
     if unknown:
         k = sorted(unknown)[0]
-        close = difflib.get_close_matches(k, known, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else f" Known: {', '.join(sorted(known))}"
+        hint = did_you_mean(k, known) or f" Known: {', '.join(sorted(known))}"
         raise ValueError(f"{path}: unknown experiment key {k!r}.{hint}")
     base = load_config(path.parent / spec["base"]) if spec.get("base") else RunConfig()
     inline = dict(spec.get("set") or {})
