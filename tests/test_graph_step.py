@@ -76,3 +76,7 @@ def test_multilabel_step_is_one_two_class_diffusion_per_label(rng):
 def test_build_graph_refuses_k_not_below_n(rng):
     with pytest.raises(ValueError, match="n_neighbors=10 must be smaller than the number of nodes .10.*at most 9"):
         build_graph(rng.normal(size=(10, 3)), 10)
+
+
+def test_certainty_of_a_single_class_is_one():
+    assert certainty(np.ones((3, 1))).tolist() == [1.0, 1.0, 1.0]

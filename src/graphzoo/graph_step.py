@@ -64,6 +64,8 @@ def certainty(proba: np.ndarray, multilabel: bool = False) -> np.ndarray:
         q = np.clip(proba, eps, 1 - eps)
         h = -(q * np.log(q) + (1 - q) * np.log(1 - q))
         return 1 - h / math.log(2)
+    if proba.shape[1] < 2:  # one class: nothing to be unsure about
+        return np.ones(len(proba))
     q = np.clip(proba, eps, 1)
     return 1 - (-(q * np.log(q)).sum(1)) / math.log(proba.shape[1])
 

@@ -68,7 +68,8 @@ def fraction_curves(summary: dict, metric_name: str, full: dict | None = None) -
     ax.set_xticks(sorted(ticks))
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_title(f"Test {metric_name} vs label fraction (mean ± std over seeds)", fontsize=10)
     return png(fig)
 
