@@ -99,3 +99,9 @@ def test_project_registries_use_the_registry():
 
     for reg in (ENERGIES, BACKBONES):
         assert isinstance(reg, Registry) and len(reg) > 0
+
+
+def test_did_you_mean_explains_a_yaml_key_without_a_space():
+    from graphzoo.registry import did_you_mean
+
+    assert "space after the colon (alpha: 2)" in did_you_mean("alpha:2", ["alpha"])

@@ -28,6 +28,8 @@ def did_you_mean(name: object, options: Iterable[str]) -> str:
     >>> did_you_mean("xyz", ["laplace", "poisson"])
     ''
     """
+    if ":" in str(name):  # YAML reads {alpha:2} as the key "alpha:2": it needs a space after the colon
+        return f" Write 'key: value' with a space after the colon ({str(name).replace(':', ': ', 1)})."
     close = difflib.get_close_matches(str(name), list(options), n=1, cutoff=0.5)
     return f" Did you mean {close[0]!r}?" if close else ""
 
