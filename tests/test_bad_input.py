@@ -45,6 +45,9 @@ CASES = [
     ([*RUN], {}, 2, "data x.npz does not exist: check the path"),
     ([*RUN, "--out", "afile"], {"x.npz": "", "afile": "x"}, 2, "is a file, but the run folder"),
     (["predict", "--run", "nowhere/run", "img.png"], {}, 2, "is not a folder"),
+    (["report", "nowhere"], {}, 2, "nowhere does not exist; give a run folder"),
+    (["report", "."], {}, 2, "holds neither results.jsonl"),
+    ([*RUN, "--set", "energy_params={alpha:2}"], {}, 2, "with a space after the colon (alpha: 2)"),
 ]
 
 

@@ -47,6 +47,9 @@ def build_report(path: str | Path, max_points: int = 1500, n_examples: int = 16,
     """
     folder = Path(path)
     t0 = time.perf_counter()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} does not exist; give a run folder (runs/<name>) or an experiment folder "
+                                "(runs/experiments/<name>)")
     if (folder / "results.jsonl").is_file():
         sections = experiment_sections(folder, featured=featured, log=log, max_points=max_points,
                                        n_examples=n_examples)
@@ -57,8 +60,9 @@ def build_report(path: str | Path, max_points: int = 1500, n_examples: int = 16,
         sections = run_sections(folder, max_points=max_points, n_examples=n_examples, log=log)
         title = f"GraphNet Zoo run: {folder.name}"
     else:
+        started = " (its run has not finished: continue it with graphzoo run --resume)" if RunDir(folder).started else ""
         raise FileNotFoundError(f"{folder} holds neither results.jsonl (an experiment) nor "
-                                f"{RunDir(folder).metrics.name} (a finished run)")
+                                f"{RunDir(folder).metrics.name} (a finished run){started}")
     meta = f"written {time.strftime('%Y-%m-%d %H:%M')} from {folder.resolve()} in {time.perf_counter() - t0:.0f} s"
     html_path, md_path = folder / "report.html", folder / "report.md"
     say(log, f"writing {html_path} and {md_path}")
