@@ -82,17 +82,30 @@ def test_diverse_fills_up_when_too_few_nodes_are_mutually_apart(two_clusters):
     assert len(np.unique(picks.index)) == 250
 
 
-def test_model_change_spreads_one_batch_and_caches_the_spectrum(two_clusters):
+def test_model_change_matches_a_dense_reference_and_its_batch_is_sequential(two_clusters):
+    """Pick 1 maximises u·‖Cv_k‖/(γ² + v_kᵀCv_k) computed densely; pick j+1 is pick 1 once picks 1..j are labelled."""
     X, y, W, labelled, proba = two_clusters
+    m, g2 = 50, 0.5 ** 2
+    d = np.asarray(W.sum(1)).ravel()
+    L = np.eye(len(d)) - W.toarray() / np.sqrt(np.outer(d, d))  # 300 nodes: a dense reference is affordable
+    lam, V = np.linalg.eigh(L)
+    lam, V = lam[:m], V[:, :m]
+    C = np.linalg.inv(np.diag(lam + 1e-3) + V[labelled].T @ V[labelled] / g2)
+    CV = V @ C
+    ref = margin_uncertainty(proba) * np.linalg.norm(CV, axis=1) / (g2 + np.einsum("ij,ij->i", CV, V))
+    ref[labelled] = -np.inf
     cache: dict = {}
-    kw = dict(W=W, candidates=~labelled, labelled=labelled, n=8, seed=0)
-    a = acquire("model_change", proba, cache=cache, **kw)
+    kw = dict(W=W, candidates=~labelled, seed=0, cache=cache)
+    batch = acquire("model_change", proba, labelled=labelled, n=4, **kw)
+    assert batch.index[0] == np.argmax(ref)
+    np.testing.assert_allclose(batch.score[0], ref.max(), rtol=1e-4)
+    for j in range(1, 4):  # the covariance update does not depend on the (unknown) label
+        lab = labelled.copy()
+        lab[batch.index[:j]] = True
+        one = acquire("model_change", proba, labelled=lab, n=1, **kw)
+        assert one.index[0] == batch.index[j]
+        np.testing.assert_allclose(one.score[0], batch.score[j], rtol=1e-6)
     assert any(k[0] == "spectrum" for k in cache)
-    b = acquire("model_change", proba, cache=cache, **kw)
-    np.testing.assert_array_equal(a.index, b.index)
-    # The covariance update after each pick keeps a batch from labelling one spot: both sides of the boundary
-    # (two halves along y) are visited.
-    assert len(set(np.sign(X[a.index, 1]))) == 2
 
 
 @pytest.mark.parametrize("n, match", [(0, "positive integer"), (-3, "positive integer"), (2.5, "positive integer"),
