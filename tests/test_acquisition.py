@@ -132,3 +132,14 @@ def test_acquire_catches_a_strategy_that_picks_a_labelled_node(two_clusters):
 
     with pytest.raises(RuntimeError, match="not 3 distinct candidates"):
         acquire(cheat, proba, W=W, candidates=~labelled, labelled=labelled, n=3)
+
+
+@pytest.mark.parametrize("module", ["graphzoo.acquisition", "graphzoo.suggest"])
+def test_importing_does_not_import_torch(module):
+    """The strategies run on plain features; the command's module is imported by every ``graphzoo`` call."""
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; sys.exit(1 if 'torch' in sys.modules else 0)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, f"importing {module} imports torch{done.stderr[-500:]}"

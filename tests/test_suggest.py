@@ -105,3 +105,15 @@ def test_unfinished_or_incomplete_runs_are_refused(run, tmp_path, capsys):
     assert cli(["suggest", "--run", str(tmp_path / "nowhere"), "-n", "3"]) == 2
     assert "is not a folder" in capsys.readouterr().err
     assert not copy.suggestions.exists()
+
+
+def test_a_dataset_that_moved_is_named_and_nothing_is_written(run, tmp_path, capsys):
+    copy = RunDir(tmp_path / "moved")
+    shutil.copytree(run.path, copy.path, ignore=shutil.ignore_patterns("checkpoints", "suggestions*"))
+    config = copy.config.read_text()
+    copy.config.write_text(config.replace("tiny.npz", "gone.npz"))
+    assert cli(["suggest", "--run", str(copy), "-n", "3"]) == 2
+    assert "use --no-sheet" in capsys.readouterr().err
+    assert not copy.suggestions.exists() and not copy.suggestions.with_suffix(".png").exists()
+    assert cli(["suggest", "--run", str(copy), "-n", "3", "--no-sheet"]) == 0
+    assert len(_rows(copy.suggestions)) == 3

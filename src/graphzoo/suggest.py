@@ -173,22 +173,31 @@ def _sheet_images(rd: RunDir, rows: list[dict]) -> np.ndarray:
     from .data import prepare_data
 
     cfg = load_config(rd.config)
-    data = prepare_data(**cfg.data_options())
-    if len(data.split) != len(np.load(rd.features, mmap_mode="r")):
-        raise ValueError(f"the dataset {cfg.data} no longer matches {rd} (another number of images); "
-                         "use --no-sheet, or rerun the run")
+    try:
+        data = prepare_data(**cfg.data_options())
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"the run's images are no longer where {rd.config} says ({exc}); "
+                                "use --no-sheet (suggestions.csv needs only the run folder)") from None
     idx = np.array([r["index"] for r in rows])
+    names = None if data.filenames is None else [str(data.filenames[i]) for i in idx]
+    if len(data.split) != len(np.load(rd.features, mmap_mode="r")) or (
+            names is not None and names != [r["filename"] for r in rows]):
+        raise ValueError(f"the dataset {cfg.data} no longer matches {rd} (other images or another order); "
+                         "use --no-sheet, or rerun the run")
     return np.asarray(data.images[idx])
 
 
 def main(args: argparse.Namespace) -> int:
     rd = RunDir(args.run)
     rows = suggest(rd, n=args.n, strategy=args.strategy, seed=args.seed)
+    sheet = rd.suggestions.with_suffix(".png")  # suggestions.png beside the CSV
+    # The images are read before anything is written, so that a dataset that moved leaves no half result.
+    images = None if args.no_sheet else _sheet_images(rd, rows)
+    if images is None and sheet.exists():
+        sheet.unlink()  # a sheet of an earlier call would contradict the new CSV
     write_csv(rows, rd.suggestions)
     where = f"{rd.suggestions}"
-    sheet = rd.suggestions.with_suffix(".png")  # suggestions.png beside it
-    if not args.no_sheet:
-        images = _sheet_images(rd, rows)
+    if images is not None:
         contact_sheet(images, [f"#{r['rank']} {r['predicted_class']}" for r in rows], sheet)
         where += f" and {sheet}"
     print(f"# {len(rows)} images to label next in {rd} (strategy {args.strategy}, unlabelled training images "
