@@ -74,7 +74,7 @@ def _top(score: np.ndarray, cand: np.ndarray, n: int, rng: np.random.Generator) 
 
 
 @ACQUISITION.register("random")
-def random(proba, *, W=None, Z=None, labelled=None, candidates, n, rng, cache=None) -> Picks:
+def random_sampling(proba, *, W=None, Z=None, labelled=None, candidates, n, rng, cache=None) -> Picks:
     """Uniform sampling without replacement among the candidates; score = 0.
 
     The passive baseline: the label budget drawn at random, as a study without active learning does.
