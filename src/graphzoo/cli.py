@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("graphzoo.data.inspect", "inspect a dataset: counts per class / split, sizes, label budgets"),
     "run": ("graphzoo.run", "train and evaluate the hybrid model (One Pass / Dynamic Pass); writes runs/<name>/"),
     "predict": ("graphzoo.predict", "classify new images with a trained run"),
+    "suggest": ("graphzoo.suggest", "which unlabelled training images to label next (suggestions.csv + contact sheet)"),
     "list": ("graphzoo.listing", "list the available backbones, energies and data formats"),
     "experiment": ("graphzoo.experiment_cli",
                    "run a grid of label fractions x seeds x methods + baselines on identical splits"),

@@ -10,6 +10,7 @@ A run of the hybrid model (``graphzoo run``, or one cell of an experiment grid) 
       metrics.json       written last: its presence means the run finished
       predictions.csv    per-image predictions (net, graph and the reported one)
       features.npy       ψ(x) of every image, (n, d) float32, for baselines and the report
+      suggestions.csv    images to label next (graphzoo suggest), with suggestions.png beside it
       checkpoints/last.pt   everything needed to resume (model, optimiser, loop state, RNG)
       checkpoints/best.pt   the best-by-validation weights and what is needed to rebuild the net
 
@@ -71,6 +72,11 @@ class RunDir:
     @property
     def features(self) -> Path:
         return self.path / "features.npy"
+
+    @property
+    def suggestions(self) -> Path:
+        """``suggestions.csv`` of ``graphzoo suggest`` (its contact sheet: the same name with ``.png``)."""
+        return self.path / "suggestions.csv"
 
     @property
     def checkpoints(self) -> Path:
