@@ -58,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._main(args) or 0)
     try:
         return int(args._main(args) or 0)
+    except BrokenPipeError:
+        # `graphzoo predict ... | head`: the reader has gone; that is not an error. Point stdout at
+        # /dev/null so that Python's flush at exit does not raise a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # noqa: BLE001 - sorted by describe(); the unknown ones re-raise below
         line, code = describe(exc, args.command, getattr(args, "config", None))
         if code is None:
