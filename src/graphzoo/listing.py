@@ -37,7 +37,7 @@ DESCRIPTIONS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", nargs="?", choices=["backbones", "energies", "formats", "all"], default="all")
+    parser.add_argument("what", nargs="?", choices=["backbones", "energies", "formats", "strategies", "all"], default="all")
 
 
 def plain(text: str) -> str:
@@ -67,6 +67,10 @@ def main(args: argparse.Namespace) -> int:
         from .data import READERS
 
         registries.append(("data formats", READERS))
+    if args.what in ("strategies", "all"):
+        from .acquisition import ACQUISITION
+
+        registries.append(("acquisition strategies (graphzoo suggest)", ACQUISITION))
     for kind, registry in registries:
         rows = [(n, describe(kind, n, registry.get(n))) for n in registry.names()]
         if kind == "backbones":
