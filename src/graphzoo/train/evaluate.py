@@ -98,8 +98,8 @@ def _add_label_accounting(trainer, metrics: dict, Z: np.ndarray) -> None:
     cv = graph_step_cv(Z, d, energy=cfg.energy, energy_params=cfg.energy_params, n_neighbors=cfg.n_neighbors,
                        metric=cfg.graph_metric, seed=cfg.seed)
     metrics["cross_validation"] = cv
-    metrics["quality_estimate"] = (f"{cv['folds']}-fold cross-validation of the graph step on the labels" if "folds" in cv
-                                   else f"none: {cv['note']}")
+    metrics["quality_estimate"] = (f"{cv['folds']}-fold cross-validation of the graph step on the labels"
+                                   if "folds" in cv else f"none: {cv['note']}")
 
 
 def _collapse_report(d, test, p_net, p_graph, verbose: bool) -> dict:
