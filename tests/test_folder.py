@@ -47,3 +47,24 @@ def test_images_without_class_folders(tmp_path):
     write_png(tmp_path / "flat" / "a.png", np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError, match="no class folders"):
         gd.load(tmp_path / "flat", format="folder")
+
+
+def test_unlabelled_folder(class_folder):
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        write_png(class_folder / "unlabelled" / f"u{i}.png", rng.integers(0, 256, (8, 8), dtype=np.uint8))
+    ds = gd.load(class_folder)
+    assert ds.class_names == ["cat", "dog"] and len(ds) == 16
+    free = np.char.startswith(ds.filenames.astype(str), "unlabelled/")
+    assert free.sum() == 4 and (ds.labels[free] == -1).all() and (ds.labels[~free] >= 0).all()
+    assert gd.load(class_folder, class_names=["dog", "cat"]).labels.tolist().count(-1) == 4
+    # Another name through the option; an empty tuple reads the folder as a class.
+    (class_folder / "unlabelled").rename(class_folder / "pool")
+    assert (gd.load(class_folder, unlabelled_dirs=["Pool"]).labels == -1).sum() == 4
+    assert gd.load(class_folder, unlabelled_dirs=()).class_names == ["cat", "dog", "pool"]
+
+
+def test_only_unlabelled_images_is_refused(tmp_path):
+    write_png(tmp_path / "f" / "unlabelled" / "a.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match="holds only unlabelled images"):
+        gd.load(tmp_path / "f", format="folder")

@@ -349,3 +349,60 @@ def test_precise_bn_sets_exact_statistics_of_the_training_images(tmp_path):
     torch.testing.assert_close(bn.running_mean, x.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(bn.running_var, x.transpose(0, 1).flatten(1).var(1), rtol=1e-3, atol=1e-5)
     assert bn.momentum == 0.1 and trainer.model.training
+
+
+def partially_labelled(n=240, share=0.7, seed=0) -> ImageSet:
+    """blobs() with ``share`` of the labels removed (-1), as a hospital's folder would be."""
+    ds = blobs(n, seed=seed)
+    gone = np.random.default_rng(seed + 1).random(n) < share
+    ds.labels = np.where(gone, -1, ds.labels)
+    return ds
+
+
+def test_partially_labelled_dynamic_pass_predicts_every_image(tmp_path, monkeypatch):
+    ds = partially_labelled()
+    unl = ds.labels < 0
+    real_loss = Trainer.loss
+
+    def checked(self, logits, target):
+        assert (target >= 0).all(), "an image without a label reached a loss"
+        return real_loss(self, logits, target)
+
+    monkeypatch.setattr(Trainer, "loss", checked)
+    metrics, run = run_experiment(cfg_for(tmp_path, mode="dynamic", label_fraction=1.0), imageset=ds)
+    assert metrics["n_unlabelled_source"] == unl.sum() and metrics["labels"]["n_labels_source"] == (~unl).sum()
+    rows = read_csv(run / "predictions.csv")
+    assert len(rows) == len(ds) and all(r["pred"] in ("left", "right") for r in rows)
+    assert [r["true"] == "" for r in rows] == unl.tolist()
+    assert all(r["split"] == "train" and r["labelled"] == "0" for r, u in zip(rows, unl) if u)
+    # the diagnostics are over images with a truth: the few labelled-but-hidden ones (budget 1: none)
+    assert metrics["unlabelled_train_transductive"] == {}
+    history = read_csv(run / "history.csv")
+    assert all(r["pseudo_accuracy"] == "" for r in history if r["phase"] == "dynamic")
+    # the test part holds labelled images only; two epochs train the graph's features, not yet the head
+    assert metrics["n_test"] > 0 and metrics["test_transductive"]["accuracy"] > 0.8
+
+
+def test_no_holdout_estimates_quality_by_cross_validation(tmp_path):
+    metrics, run = run_experiment(cfg_for(tmp_path, holdout=False, label_fraction=1.0, val_labels="budget"),
+                                  imageset=partially_labelled(share=0.5))
+    assert metrics["n_test"] == 0 and metrics["accuracy"] is None
+    assert metrics["quality_estimate"] == "5-fold cross-validation of the graph step on the labels"
+    cv = metrics["cross_validation"]
+    assert cv["n"] == metrics["n_labelled_train"] + metrics["n_val_labelled"] and len(cv["fold_accuracy"]) == 5
+    assert cv["accuracy"] > 0.8  # blobs are easy; labels shuffled at random would score about 0.5
+
+
+def test_graph_step_cv_scores_label_consistency():
+    from types import SimpleNamespace
+
+    from graphzoo.train.crossval import graph_step_cv
+
+    rng = np.random.default_rng(0)
+    y = np.arange(200) % 2
+    Z = rng.normal(0, 1, (200, 5)) + 4 * y[:, None]
+    data = SimpleNamespace(labelled=np.arange(200) < 120, targets=y, n_outputs=2, names=["a", "b"], patient_ids=None)
+    kw = dict(energy="label_spreading", energy_params={}, n_neighbors=10, metric="euclidean", seed=0)
+    good = graph_step_cv(Z, data, **kw)
+    shuffled = graph_step_cv(Z, SimpleNamespace(**{**vars(data), "targets": rng.permutation(y)}), **kw)
+    assert good["accuracy"] > 0.95 and shuffled["accuracy"] < 0.7 and good["folds"] == 5

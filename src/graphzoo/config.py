@@ -52,6 +52,17 @@ class RunConfig:
     image_size : square side the images are resized to (0: keep).
     in_chans : 1 (gray) or 3 (RGB); 0: as stored.
     skip_corrupt : leave out images that cannot be decoded (each one named) instead of stopping.
+    labels : a ``path,label`` CSV labelling some images of the folder ``data`` (paths relative to
+        that folder; rows with an empty label and images without a row are unlabelled);
+        :mod:`graphzoo.data.labels_csv`.
+    class_names : the classes in order (labels CSV and class folders); empty: as found.
+    unlabelled_dirs : folder names the folder reader reads as images of no class (label -1).
+    holdout : True: test (and validation) parts are cut from the labelled images to measure the
+        run. False (production, ``--no-holdout``): no test part, every label outside validation
+        trains; quality is then estimated by cross-validation of the graph step on the labels.
+    Images without a label in the source (-1) always join the training part and the graph, never
+    the evaluation; the split and the label budget are drawn over the labelled images only (use
+    ``label_fraction=1`` to train on every label of a partially labelled set).
 
     Model and training
     ------------------
@@ -111,6 +122,10 @@ class RunConfig:
     image_size: int = 0
     in_chans: int = 0
     skip_corrupt: bool = False
+    labels: str = ""
+    class_names: list = field(default_factory=list)
+    unlabelled_dirs: list = field(default_factory=lambda: ["unlabelled"])
+    holdout: bool = True
     # model / training
     mode: str = "one-pass"
     backbone: str = "small_cnn"
@@ -229,6 +244,8 @@ class RunConfig:
                 or fr[0] <= 0):
             raise ValueError(f"split_fractions must be three non-negative numbers (train, val, test) summing to 1, "
                              f"got {fr}")
+        if self.labels and not Path(self.labels).is_file():
+            raise ValueError(f"labels={self.labels!r}: no such file; give the path,label CSV (--labels FILE)")
         if self.image_size and self.image_size < 16:
             raise ValueError(f"image_size must be 0 (keep) or >= 16, got {self.image_size}")
         # Last, as they run the energy on a toy graph and build the backbone on the meta device.
@@ -385,8 +402,10 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         if not isinstance(values, dict):
             raise ValueError(f"{path}: a config must be a mapping of key: value")
         cfg = apply_overrides(cfg, values, source=str(path))
-        if cfg.data and not Path(cfg.data).is_absolute() and not cfg.data.startswith("$"):
-            cfg = dataclasses.replace(cfg, data=str((path.parent / cfg.data).resolve()))
+        for key in ("data", "labels"):
+            value = getattr(cfg, key)
+            if value and not Path(value).is_absolute() and not value.startswith("$"):
+                cfg = dataclasses.replace(cfg, **{key: str((path.parent / value).resolve())})
     if overrides:
         cfg = apply_overrides(cfg, overrides)
     return cfg

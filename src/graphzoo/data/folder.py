@@ -3,7 +3,8 @@
 Layouts such as Malaria's ``cell_images/{train,valid}/{Parasitized,Uninfected}`` or ChestX-ray14's
 ``NIH1000/{train,valid,test}/{0_normal,1_abnormal}``: every folder that directly holds images is a
 class, and its parent's name is the split when it is one of
-:data:`~graphzoo.data.readers.SPLIT_NAMES`. Registered in :data:`~graphzoo.data.readers.READERS`
+:data:`~graphzoo.data.readers.SPLIT_NAMES`. A folder named ``unlabelled`` (option ``unlabelled_dirs``) holds
+images of no class: they are read with label -1. Registered in :data:`~graphzoo.data.readers.READERS`
 on import, detected (priority 90, the last resort) by any image file at most 4 folders down.
 """
 
@@ -100,6 +101,7 @@ def read_folder(
     workers: int | None = None,
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    unlabelled_dirs: Sequence[str] = ("unlabelled",),
 ) -> ImageSet:
     """Class-per-folder images (png, jpg, tif, bmp, pgm, dcm).
 
@@ -118,6 +120,10 @@ def read_folder(
         folder is an error.
     channels, size, stack, workers, cache, cache_dir
         See :func:`load`.
+    unlabelled_dirs : sequence of str
+        Folder names (compared case-insensitively) whose images belong to no class: they are read
+        with label -1 (unlabelled: they join the graph, never the evaluation). Default
+        ``("unlabelled",)``; ``()`` reads such a folder as a class.
 
     Returns
     -------
@@ -131,7 +137,11 @@ def read_folder(
             f"no images found below {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}). "
             "Fix: point at the folder that holds one subfolder per class."
         )
-    found = sorted({c for _, c, _ in items})
+    free = {str(u).lower() for u in unlabelled_dirs}
+    found = sorted({c for _, c, _ in items if c.lower() not in free})
+    if not found:
+        raise ValueError(f"{path} holds only unlabelled images ({', '.join(sorted(free))}/); a classifier needs "
+                         "class folders too. Fix: put some labelled images in one folder per class.")
     if class_names is None:
         class_names = found
     else:
@@ -145,7 +155,7 @@ def read_folder(
         dropped = [c for c in found if c not in class_names]
         if dropped:
             note(notes, f"{path}: class folders {dropped} are not in class_names and were left out")
-            items = [it for it in items if it[1] in class_names]
+            items = [it for it in items if it[1] in class_names or it[1].lower() in free]
     index = {c: i for i, c in enumerate(class_names)}
     files = [p for p, _, _ in items]
     images, ok = decode_many(
@@ -157,13 +167,14 @@ def read_folder(
     )
     items = [it for it, k in zip(items, ok) if k]
     rel = np.array([str(p.relative_to(path)) for p, _, _ in items])
-    labels = np.array([index[c] for _, c, _ in items], dtype=np.int64)
+    labels = np.array([-1 if c.lower() in free else index[c] for _, c, _ in items], dtype=np.int64)
     splits = [s for _, _, s in items]
     split = None
     if any(s is not None for s in splits):
         split = np.array([s if s is not None else "" for s in splits])
-        if (split == "").any():
-            note(notes, f"{path}: {int((split == '').sum())} images are not under a split folder; their split is ''")
+        blank = (split == "") & (labels >= 0)  # unlabelled images always train: no split needed
+        if blank.any():
+            note(notes, f"{path}: {int(blank.sum())} images are not under a split folder; their split is ''")
     return ImageSet(
         images=finish_images(images, stack=stack, where=str(path), names=rel, notes=notes),
         labels=labels,

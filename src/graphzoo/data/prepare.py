@@ -8,6 +8,7 @@ labelled mask a run drew from the same options and seed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -15,7 +16,8 @@ __all__ = ["PreparedData", "prepare_data", "DATA_OPTIONS"]
 
 # The RunConfig keys prepare_data takes (they decide the images, the split and the labelled mask).
 DATA_OPTIONS = ("data", "data_format", "task", "split", "split_fractions", "label_fraction", "labels_per_class",
-                "val_labels", "seed", "image_size", "in_chans", "skip_corrupt")
+                "val_labels", "seed", "image_size", "in_chans", "skip_corrupt", "labels", "class_names",
+                "unlabelled_dirs", "holdout")
 
 
 @dataclass
@@ -26,6 +28,8 @@ class PreparedData:
     "train" / "val" / "test"; labelled : bool (N,) (the label budget, in train and val);
     names : class or label names; multilabel : bool; filenames, patient_ids : str (N,) or None;
     split_source : how the split was made ("patient", "source" or "random").
+    n_unlabelled_source : images the source gives no label (target -1; always in "train", never
+    labelled, never evaluated).
     """
 
     images: object  # torch.Tensor; typed loosely so that this module imports no torch
@@ -37,6 +41,14 @@ class PreparedData:
     filenames: np.ndarray | None
     patient_ids: np.ndarray | None
     split_source: str
+    n_unlabelled_source: int = 0
+
+    @property
+    def has_truth(self) -> np.ndarray:
+        """(N,) bool: images whose source gives a label (the only ones that can be scored)."""
+        if self.multilabel:
+            return np.ones(len(self.targets), bool)
+        return self.targets >= 0
 
     @property
     def n_outputs(self) -> int:
@@ -110,6 +122,42 @@ def _draw_budget(targets, split, pids, *, label_fraction, labels_per_class, val_
     return labelled
 
 
+def _read(data, imageset, *, data_format, skip_corrupt, labels, class_names, unlabelled_dirs):
+    """The ImageSet of a run: given, read from ``data`` with a labels CSV, or by :func:`load`."""
+    from .readers import detect_format, load
+
+    if imageset is not None:
+        return imageset
+    if labels:
+        from .labels_csv import load_with_labels
+
+        return load_with_labels(data, labels, class_names=class_names or None, skip_corrupt=skip_corrupt)
+    fmt = data_format or (detect_format(data) if Path(data).exists() else "")
+    # Only the folder reader knows these options; other readers refuse unknown ones.
+    extra = {"unlabelled_dirs": tuple(unlabelled_dirs)} if fmt == "folder" else {}
+    if class_names and fmt == "folder":
+        extra["class_names"] = list(class_names)
+    return load(data, format=data_format or None, skip_corrupt=skip_corrupt, **extra)
+
+
+def _class_targets(ds, where: str) -> tuple[np.ndarray, list]:
+    """(targets int64 (N,) with -1 = no label, class names); refuses fewer than two labelled classes
+    and a class without any labelled image (the budget could not give it a label)."""
+    targets = np.asarray(ds.labels).astype(np.int64)
+    names = list(ds.class_names)
+    known = targets >= 0
+    present = np.unique(targets[known])
+    if len(present) < 2:
+        found = f"only the class {names[present[0]]!r}" if len(present) else "no labelled image"
+        raise ValueError(f"{where} has {found}: a classifier needs labelled images of at least two classes; "
+                         "check the labels (or the class folders) of the data")
+    empty = [n for k, n in enumerate(names) if k not in set(present.tolist())]
+    if empty and not known.all():
+        raise ValueError(f"{where}: the class(es) {empty} have no labelled image. Fix: label at least one image "
+                         "of each class, or leave the class out.")
+    return targets, names
+
+
 def prepare_data(
     data: str = "",
     *,
@@ -125,6 +173,10 @@ def prepare_data(
     image_size: int = 0,
     in_chans: int = 0,
     skip_corrupt: bool = False,
+    labels: str = "",
+    class_names=(),
+    unlabelled_dirs=("unlabelled",),
+    holdout: bool = True,
 ) -> PreparedData:
     """Load ``data`` (or use ``imageset``), split it and draw the label budget.
 
@@ -140,13 +192,20 @@ def prepare_data(
     seed : the split's and the budget's seed.
     image_size, in_chans : resize to a square side / convert to 1 or 3 channels (0: keep).
     skip_corrupt : leave out unreadable images (each named in a warning) instead of stopping.
+    labels : a ``path,label`` CSV for the folder ``data`` (:mod:`graphzoo.data.labels_csv`).
+    class_names : the classes, in order (labels CSV and class folders); empty: as found.
+    unlabelled_dirs : folder names the folder reader reads as unlabelled (label -1).
+    holdout : False (production): no test part, every label outside validation trains; the test
+        fraction goes to training (the source's own test part too).
 
-    Images without a label in the source are dropped: they cannot be evaluated.
+    Images without a label in the source (multiclass target -1) are kept: they go to the training
+    part, are never labelled and join the graph. The split and the budget are drawn over the
+    labelled images only, so on a fully labelled set they are exactly those of earlier versions.
     """
-    from .readers import load
     from .torchdata import to_image_tensor
 
-    ds = imageset if imageset is not None else load(data, format=data_format or None, skip_corrupt=skip_corrupt)
+    ds = _read(data, imageset, data_format=data_format, skip_corrupt=skip_corrupt, labels=labels,
+               class_names=class_names, unlabelled_dirs=unlabelled_dirs)
     where = data or "the image set"
     multilabel = task == "multilabel"
     if multilabel:
@@ -154,28 +213,28 @@ def prepare_data(
             raise ValueError(f"task=multilabel but {where} has no multi-hot labels; use task=multiclass")
         targets = np.asarray(ds.multilabels).astype(np.int64)
         names = list(ds.multilabel_names or [f"label_{j}" for j in range(targets.shape[1])])
-        keep = np.ones(len(targets), bool)
+        known = np.ones(len(targets), bool)
     else:
-        targets = np.asarray(ds.labels).astype(np.int64)
-        names = list(ds.class_names)
-        keep = targets >= 0
-        present = np.unique(targets[keep])
-        if len(present) < 2:
-            found = f"only the class {names[present[0]]!r}" if len(present) else "no labelled image"
-            raise ValueError(f"{where} has {found}: a classifier needs labelled images of at least two classes; "
-                             "check the labels (or the class folders) of the data")
-    sel = np.flatnonzero(keep)
-    take = lambda a: None if a is None else np.asarray(a)[sel]  # noqa: E731
-    targets = targets[sel]
-    pids = take(ds.patient_ids)
-    images = ds.images if keep.all() else (
-        [ds.images[i] for i in sel] if isinstance(ds.images, list) else np.asarray(ds.images)[sel]
-    )
-    source = None if ds.split is None else np.asarray(ds.split).astype(str)[sel]
-
-    how = _choose_split(split, pids, source)
-    part = _draw_split(how, targets, pids, source, split_fractions, seed, where)
-    labelled = _draw_budget(targets, part, pids, label_fraction=label_fraction, labels_per_class=labels_per_class,
-                            val_labels=val_labels, seed=seed, n_classes=None if multilabel else len(names))
-    tensor = to_image_tensor(images, size=image_size or None, in_chans=in_chans or None)
-    return PreparedData(tensor, targets, part, labelled, names, multilabel, take(ds.filenames), pids, how)
+        targets, names = _class_targets(ds, where)
+        known = targets >= 0
+    kn = np.flatnonzero(known)
+    pids = None if ds.patient_ids is None else np.asarray(ds.patient_ids)
+    source = None if ds.split is None else np.asarray(ds.split).astype(str)
+    fractions = list(split_fractions)
+    if not holdout:
+        fractions = [fractions[0] + fractions[2], fractions[1], 0.0]
+    on_known = lambda a: None if a is None else a[kn]  # noqa: E731
+    how = _choose_split(split, on_known(pids), on_known(source))
+    part_known = _draw_split(how, targets[kn], on_known(pids), on_known(source), fractions, seed, where)
+    if not holdout:
+        part_known = np.where(part_known == "test", "train", part_known)
+    part = np.full(len(targets), "train", dtype=np.result_type(part_known.dtype, np.dtype("<U5")))
+    part[kn] = part_known
+    labelled = np.zeros(len(targets), bool)
+    labelled[kn] = _draw_budget(targets[kn], part_known, on_known(pids), label_fraction=label_fraction,
+                                labels_per_class=labels_per_class, val_labels=val_labels, seed=seed,
+                                n_classes=None if multilabel else len(names))
+    tensor = to_image_tensor(ds.images, size=image_size or None, in_chans=in_chans or None)
+    filenames = None if ds.filenames is None else np.asarray(ds.filenames)
+    return PreparedData(tensor, targets, part, labelled, names, multilabel, filenames, pids, how,
+                        n_unlabelled_source=int(len(targets) - len(kn)))

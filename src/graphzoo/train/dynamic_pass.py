@@ -61,16 +61,19 @@ def pseudo_labels(trainer) -> dict:
         zeta_c = np.divide(R.sum() / d.n_outputs, counts, out=np.zeros(d.n_outputs), where=counts > 0)
         zeta = zeta_c[pseudo] if cfg.class_balance else np.ones(len(P))
         extra = {"pseudo_class_counts": counts.tolist()}
-    correct = pseudo == truth
-    if cfg.certainty_normalize and xi.max() > 0:
+    if cfg.certainty_normalize and xi.size and xi.max() > 0:  # size 0: every training image is labelled
         xi = xi / xi.max()
     weight = xi * zeta
-    wsum = weight.sum()
     trainer.state["pseudo"] = {"index": trainer.idx_unl.copy(), "label": pseudo, "weight": weight.astype(np.float32)}
+    # Diagnostics against the truth, only where the source has one (images without a label are
+    # pseudo-labelled and trained on all the same).
+    has = d.has_truth[trainer.idx_unl]
+    correct, Rt, wt = (pseudo == truth)[has], R[has], weight[has]
+    wsum = wt.sum()
     return {
-        "pseudo_accuracy": float(correct[R].mean()) if R.any() else None,
-        "pseudo_weighted_accuracy": float((weight * correct).sum() / wsum) if wsum > 0 else None,
-        "coverage": float(R.mean()),
+        "pseudo_accuracy": float(correct[Rt].mean()) if Rt.any() else None,
+        "pseudo_weighted_accuracy": float((wt * correct).sum() / wsum) if wsum > 0 else None,
+        "coverage": float(R.mean()) if R.size else None,
         "mean_certainty": float(xi[R].mean()) if R.any() else 0.0,
         **step.info,
         **extra,
@@ -113,7 +116,8 @@ def dynamic_epoch(trainer) -> dict:
         logits = trainer.model(x)
         loss_l = trainer.loss(logits[: len(lb)], targets[lb].to(trainer.device)).mean()
         lu = trainer.loss(logits[len(lb):], p_label[ub].to(trainer.device))
-        loss_u = (lu * p_weight[ub].to(trainer.device)).mean()
+        # no unlabelled image (every training image labelled): the mean of nothing would be NaN
+        loss_u = (lu * p_weight[ub].to(trainer.device)).mean() if len(ub) else logits.new_zeros(())
         loss = loss_l + alpha * loss_u
         trainer.optimizer_step(loss, step)
         tot += loss.item()

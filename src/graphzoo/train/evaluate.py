@@ -53,6 +53,7 @@ def evaluate(trainer) -> dict:
         kind = "transductive" if cfg.mode == "one-pass" else "inductive"
     p_main = p_graph if kind == "transductive" else p_net
     test, unl, val = trainer.idx_test, trainer.idx_unl, trainer.idx_val
+    unl_t = unl[d.has_truth[unl]]
     headline = trainer.metrics(test, p_main[test])
     metrics = {
         "mode": cfg.mode, "backbone": cfg.backbone, "energy": cfg.energy,
@@ -66,7 +67,8 @@ def evaluate(trainer) -> dict:
         "split": d.split_source,
         "test_inductive": trainer.metrics(test, p_net[test]),
         "test_transductive": trainer.metrics(test, p_graph[test]),
-        "unlabelled_train_transductive": trainer.metrics(unl, p_graph[unl]) if len(unl) else {},
+        # scored over the images with a truth only (those without one are predicted, not scored)
+        "unlabelled_train_transductive": trainer.metrics(unl_t, p_graph[unl_t]) if len(unl_t) else {},
         "val": trainer.metrics(val, p_net[val]) if len(val) else {},
         "graph": step.info,
         "epochs": trainer.state["epoch"], "best_epoch": trainer.state["best_epoch"],
@@ -75,8 +77,29 @@ def evaluate(trainer) -> dict:
     }
     if not d.multilabel:
         metrics["collapsed"] = _collapse_report(d, test, p_net, p_graph, trainer.cfg.progress)
+    _add_label_accounting(trainer, metrics, Z)
     _write_predictions(trainer, p_net, p_graph, p_main)
     return metrics
+
+
+def _add_label_accounting(trainer, metrics: dict, Z: np.ndarray) -> None:
+    """``labels`` (where the source's labels went, :func:`.trainer.label_counts`) and, without a
+    test part (``holdout=False``), the cross-validation estimate that stands in for test metrics."""
+    from .trainer import label_counts
+
+    d, cfg = trainer.data, trainer.cfg
+    counts = label_counts(d)
+    metrics["labels"] = counts
+    metrics["n_unlabelled_source"] = counts["n_unlabelled_source"]
+    if cfg.holdout or d.multilabel:
+        return
+    from .crossval import graph_step_cv
+
+    cv = graph_step_cv(Z, d, energy=cfg.energy, energy_params=cfg.energy_params, n_neighbors=cfg.n_neighbors,
+                       metric=cfg.graph_metric, seed=cfg.seed)
+    metrics["cross_validation"] = cv
+    metrics["quality_estimate"] = (f"{cv['folds']}-fold cross-validation of the graph step on the labels"
+                                   if "folds" in cv else f"none: {cv['note']}")
 
 
 def _collapse_report(d, test, p_net, p_graph, verbose: bool) -> dict:
@@ -108,7 +131,8 @@ def _write_predictions(trainer, p_net, p_graph, p_main) -> None:
         w.writerow(["index", "filename", "split", "labelled", "true", "pred", "pred_net", "pred_graph"] + cols)
         pm, pn, pg = p_main.argmax(1), p_net.argmax(1), p_graph.argmax(1)
         for i in range(len(d.split)):
-            w.writerow([i, fname(i), d.split[i], int(d.labelled[i]), d.names[d.targets[i]], d.names[pm[i]],
+            true = d.names[d.targets[i]] if d.targets[i] >= 0 else ""  # no label in the source: empty
+            w.writerow([i, fname(i), d.split[i], int(d.labelled[i]), true, d.names[pm[i]],
                         d.names[pn[i]], d.names[pg[i]]] + [f"{v:.5f}" for v in p_main[i]])
 
 

@@ -86,6 +86,31 @@ def data_fingerprint(data) -> str:
     return h.hexdigest()
 
 
+def label_counts(d) -> dict:
+    """Where the source's labels went: training graph, validation, test, hidden by the budget.
+
+    ``held_out_for_evaluation`` = validation + test labels, which never reach the graph.
+    """
+    truth = d.has_truth
+    train = d.split == "train"
+    n_val, n_test = int((d.labelled & (d.split == "val")).sum()), int((truth & (d.split == "test")).sum())
+    return {"n_labels_source": int(truth.sum()), "n_unlabelled_source": int(d.n_unlabelled_source),
+            "n_labels_training": int((d.labelled & train).sum()), "n_labels_val": n_val, "n_labels_test": n_test,
+            "held_out_for_evaluation": n_val + n_test,
+            "hidden_by_budget": int((truth & ~d.labelled & (d.split != "test")).sum())}
+
+
+def labels_line(d) -> str:
+    """The stderr line that says how many labels the run trains on and how many evaluation holds back."""
+    c = label_counts(d)
+    line = (f"labels: {c['n_labels_source']} in the source ({c['n_unlabelled_source']} images without one); "
+            f"{c['n_labels_training']} train the graph, evaluation holds back {c['held_out_for_evaluation']} "
+            f"({c['n_labels_val']} validation, {c['n_labels_test']} test)")
+    if c["hidden_by_budget"]:
+        line += f"; the label budget hides {c['hidden_by_budget']} (label_fraction / labels_per_class)"
+    return line
+
+
 class Trainer:
     """One run: its folder, data, network, optimiser and loop state.
 
@@ -149,6 +174,7 @@ class Trainer:
         self.idx_train = d.idx("train")
         self.idx_val = d.idx("val", True)
         self.idx_test = d.idx("test")
+        progress.say(labels_line(d), cfg.progress)
         self._check_graph_size()
         self.normalizer = Normalizer.fit(d.images, self.idx_train)
         self.augment = (Augment(cfg.hflip, cfg.vflip, cfg.rotate_degrees, cfg.crop_scale, cfg.translate, cfg.rot90)
