@@ -51,12 +51,14 @@ def test_images_without_a_label_join_training_and_never_the_budget():
     assert len(d.targets) == len(ds) and d.n_unlabelled_source == unl.sum()
     assert (d.split[unl] == "train").all() and not d.labelled[unl].any() and (d.targets[unl] == -1).all()
     assert not d.has_truth[unl].any() and not d.graph_labels[unl].any()
-    # The split and budget are drawn over the labelled images alone: the same as on the set without them.
+    # The split is drawn over the labelled images alone: the same as on the set without them. A real
+    # partially labelled source uses every label (label_fraction=0.5 is not drawn on it).
     kept = ImageSet(ds.images[~unl], ds.labels[~unl], ds.class_names, patient_ids=ds.patient_ids[~unl],
                     filenames=ds.filenames[~unl])
-    alone = prepare_data(imageset=kept, seed=1, label_fraction=0.5)
+    alone = prepare_data(imageset=kept, seed=1, label_fraction=1.0)
     np.testing.assert_array_equal(d.split[~unl], alone.split)
     np.testing.assert_array_equal(d.labelled[~unl], alone.labelled)
+    assert d.labelled[~unl & (d.split == "train")].all()
 
 
 def test_npz_with_minus_one(tmp_path):

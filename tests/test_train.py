@@ -406,3 +406,26 @@ def test_graph_step_cv_scores_label_consistency():
     good = graph_step_cv(Z, data, **kw)
     shuffled = graph_step_cv(Z, SimpleNamespace(**{**vars(data), "targets": rng.permutation(y)}), **kw)
     assert good["accuracy"] > 0.95 and shuffled["accuracy"] < 0.7 and good["folds"] == 5
+
+
+def test_partially_labelled_source_uses_every_label_and_reports(tmp_path):
+    """A real partially labelled collection: the simulated budget is not drawn (every label trains or
+    evaluates), and a report of such a run builds (its images without a label are kept in order)."""
+    from conftest import TINY_RUN, write_npz
+
+    from graphzoo.report import build_report
+
+    path = write_npz(tmp_path / "cells.npz", n=160)
+    with np.load(path) as z:
+        arrays = dict(z)
+    arrays["labels"] = np.where(np.random.default_rng(0).random(160) < 0.6, -1, arrays["labels"])
+    np.savez(path, **arrays)
+    cfg = RunConfig(data=str(path), out=str(tmp_path), name="run", progress=False, label_fraction=0.2,
+                    **{**TINY_RUN, "n_neighbors": 5})
+    result = run_training(cfg)
+    rows = read_csv(result.rundir.predictions)
+    known_train = [r for r in rows if r["true"] != "" and r["split"] == "train"]
+    assert known_train and all(r["labelled"] == "1" for r in known_train)
+    assert sum(r["true"] == "" for r in rows) == (arrays["labels"] < 0).sum()
+    html, _ = build_report(result.rundir.path, max_points=200, n_examples=4)
+    assert "example test images" in html.read_text()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PreparedData", "prepare_data", "DATA_OPTIONS"]
+__all__ = ["PreparedData", "prepare_data", "read_source", "DATA_OPTIONS"]
 
 # The RunConfig keys prepare_data takes (they decide the images, the split and the labelled mask).
 DATA_OPTIONS = ("data", "data_format", "task", "split", "split_fractions", "label_fraction", "labels_per_class",
@@ -122,8 +122,12 @@ def _draw_budget(targets, split, pids, *, label_fraction, labels_per_class, val_
     return labelled
 
 
-def _read(data, imageset, *, data_format, skip_corrupt, labels, class_names, unlabelled_dirs):
-    """The ImageSet of a run: given, read from ``data`` with a labels CSV, or by :func:`load`."""
+def read_source(data, imageset=None, *, data_format="", skip_corrupt=False, labels="", class_names=(),
+                unlabelled_dirs=("unlabelled",)):
+    """The ImageSet of a run: given, read from ``data`` with a labels CSV, or by :func:`load`.
+
+    Every image, labelled or not, in the order :func:`prepare_data` keeps them (the rows of a
+    run's predictions.csv)."""
     from .readers import detect_format, load
 
     if imageset is not None:
@@ -188,7 +192,9 @@ def prepare_data(
     split : "patient", "source", "random" or "auto" (patient where ids exist, else the file's own
         split if it has a test part, else random); ``split_fractions``: train / val / test.
     label_fraction, labels_per_class : the label budget of the training (and, with
-        ``val_labels="budget"``, validation) part; ``labels_per_class`` wins when non-zero.
+        ``val_labels="budget"``, validation) part; ``labels_per_class`` wins when non-zero. A source
+        with images that have no label is a real partially labelled collection: the budget is then
+        not drawn and every label it has is used (the simulated budget is for fully labelled sets).
     seed : the split's and the budget's seed.
     image_size, in_chans : resize to a square side / convert to 1 or 3 channels (0: keep).
     skip_corrupt : leave out unreadable images (each named in a warning) instead of stopping.
@@ -204,7 +210,7 @@ def prepare_data(
     """
     from .torchdata import to_image_tensor
 
-    ds = _read(data, imageset, data_format=data_format, skip_corrupt=skip_corrupt, labels=labels,
+    ds = read_source(data, imageset, data_format=data_format, skip_corrupt=skip_corrupt, labels=labels,
                class_names=class_names, unlabelled_dirs=unlabelled_dirs)
     where = data or "the image set"
     multilabel = task == "multilabel"
@@ -230,6 +236,10 @@ def prepare_data(
         part_known = np.where(part_known == "test", "train", part_known)
     part = np.full(len(targets), "train", dtype=np.result_type(part_known.dtype, np.dtype("<U5")))
     part[kn] = part_known
+    if len(kn) < len(targets):
+        # A real partially labelled collection: every label it has trains (or validates / tests) the
+        # model; the simulated budget (label_fraction, labels_per_class) is for fully labelled sets.
+        label_fraction, labels_per_class = 1.0, 0
     labelled = np.zeros(len(targets), bool)
     labelled[kn] = _draw_budget(targets[kn], part_known, on_known(pids), label_fraction=label_fraction,
                                 labels_per_class=labels_per_class, val_labels=val_labels, seed=seed,

@@ -97,6 +97,9 @@ def embed_2d(Z: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
 def embedding_map(Y: np.ndarray, classes: np.ndarray, names: list, labelled: np.ndarray, method: str) -> bytes:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 5.2))
+    unknown = classes < 0  # images the source gives no label (a partially labelled collection)
+    if unknown.any():
+        ax.scatter(Y[unknown, 0], Y[unknown, 1], s=6, alpha=0.4, color="0.6", label=f"no label ({unknown.sum()})", lw=0)
     for k, name in enumerate(names):
         s = classes == k
         ax.scatter(Y[s, 0], Y[s, 1], s=6, alpha=0.55, color=PALETTE[k % len(PALETTE)], label=f"{name} ({s.sum()})",

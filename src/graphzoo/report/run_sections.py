@@ -85,7 +85,7 @@ def read_run(run_dir: str | Path) -> RunRecord:
     else:
         names = [c[len("prob_"):] for c in cols if c.startswith("prob_")]
         idx = {n: k for k, n in enumerate(names)}
-        targets = np.array([idx[r["true"]] for r in rows])
+        targets = np.array([idx.get(r["true"], -1) for r in rows])  # -1: the source gives no label
         proba = np.array([[float(r[f"prob_{n}"]) for n in names] for r in rows])
         pred, pred_net, pred_graph = (np.array([idx[r[c]] for r in rows]) for c in ("pred", "pred_net", "pred_graph"))
         proba_graph = None
@@ -167,14 +167,14 @@ def _images(run: RunRecord, index: np.ndarray):
     Only these images are converted (a report shows a few); the saved split's fingerprint of the file
     names, and the image count, catch a dataset that changed since the run.
     """
-    from ..data import load, load_split
+    from ..data import load_split
+    from ..data.prepare import read_source
     from ..data.torchdata import to_image_tensor
 
     cfg = run.cfg
-    ds = load(cfg.data, format=cfg.data_format or None, skip_corrupt=cfg.skip_corrupt)
-    # the images a run keeps (graphzoo.data.prepare_data): all in a multi-label task, else those with a class
-    keep = np.ones(len(ds.labels), bool) if run.multilabel else np.asarray(ds.labels) >= 0
-    sel = np.flatnonzero(keep)
+    ds = read_source(cfg.data, data_format=cfg.data_format, skip_corrupt=cfg.skip_corrupt, labels=cfg.labels,
+                     class_names=cfg.class_names, unlabelled_dirs=cfg.unlabelled_dirs)
+    sel = np.arange(len(ds.labels))  # a run keeps every image (graphzoo.data.prepare_data), labelled or not
     if len(sel) != len(run.split):
         raise ValueError(f"{cfg.data} now holds {len(sel)} images, the run {run.rd} used {len(run.split)}. "
                          "Fix: point the run's config.yaml at the dataset it was trained on.")
