@@ -36,7 +36,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
-__all__ = ["fit_temperature", "apply_temperature", "expected_calibration_error", "reliability", "nll",
+__all__ = ["fit_temperature", "apply_temperature", "expected_calibration_error", "reliability", "reliability_bins", "nll",
            "conformal_threshold", "prediction_sets", "refer", "selective_accuracy", "MIN_CALIBRATION"]
 
 #: Below this many held-out labels the temperature is not fitted (T = 1): one scalar fitted on a
@@ -123,11 +123,16 @@ def reliability(proba, y, n_bins: int = 15) -> dict:
     confidence of the bin, NaN if empty), ``accuracy`` (share correct, NaN if empty), ``count``;
     and ``ece`` (float). Bin b holds confidences in (b/n_bins, (b+1)/n_bins]; the first also holds 0.
     """
+    P, y = _check(proba, y)
+    return reliability_bins(P.max(1), P.argmax(1) == y, n_bins)
+
+
+def reliability_bins(confidence, correct, n_bins: int = 15) -> dict:
+    """:func:`reliability` from each image's confidence (n,) and whether its prediction was right (n,)."""
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    P, y = _check(proba, y)
-    conf = P.max(1)
-    correct = (P.argmax(1) == y).astype(np.float64)
+    conf = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     b = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
     count = np.bincount(b, minlength=n_bins)
@@ -135,7 +140,7 @@ def reliability(proba, y, n_bins: int = 15) -> dict:
         mean_conf = np.bincount(b, conf, n_bins) / count
         acc = np.bincount(b, correct, n_bins) / count
     gap = np.where(count > 0, np.abs(np.nan_to_num(acc) - np.nan_to_num(mean_conf)), 0.0)
-    ece = float((count * gap).sum() / max(len(y), 1))
+    ece = float((count * gap).sum() / max(len(conf), 1))
     return {"edges": edges, "confidence": mean_conf, "accuracy": acc, "count": count, "ece": ece}
 
 
