@@ -388,4 +388,6 @@ def test_too_few_validation_labels_leave_the_temperature_at_one_and_say_so(tmp_p
     c = metrics["calibration"]
     assert c["n_calibration"] < 10 and c["temperature"] == 1.0
     assert any("no temperature fitted" in n for n in c["notes"])
+    if c["n_calibration"] < 9:  # ceil((n + 1) · 0.9) > n: no set smaller than every class carries the guarantee
+        assert any("too few for coverage 0.9" in n for n in c["notes"]) and c["test"]["refer_rate"] == 1.0
     assert metrics["accuracy"] == metrics["test_transductive"]["accuracy"]
