@@ -11,6 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -231,6 +232,13 @@ def test_run_report_shows_reliability_and_coverage_accuracy(tmp_path):
     t = metrics["calibration"]["test"]
     assert f"{t['ece_before']:.3f} before, {t['ece_after']:.3f} after" in s.paragraphs[0]
     assert f"{100 * t['refer_rate']:.1f} % of the test images" in s.paragraphs[0]
+    # "why this label": test images beside their nearest labelled training images (predictions.csv's evidence)
+    from graphzoo.report.run_sections import _evidence_section
+
+    lab = set(np.flatnonzero(run.labelled & (run.split == "train")))
+    assert all(len(e) == 3 and set(e) <= lab for e in run.evidence)
+    why = _evidence_section(run, "r", 0, None)
+    assert why.figures[0][0] == "evidence" and why.figures[0][1].startswith(b"\x89PNG")
     # a run without calibration (made before it) simply has no such section
     run.metrics.pop("calibration")
     assert _calibration_section(run, "r") is None

@@ -9,6 +9,7 @@
 * :func:`confusion_figure`, :func:`per_label_auc_figure`, :func:`dynamic_curves`.
 * :func:`reliability_figure`: accuracy against confidence per bin, before and after temperature scaling.
 * :func:`coverage_accuracy_figure`: accuracy on the kept images as the least confident are referred.
+* :func:`evidence_grid`: test images beside the labelled images nearest to them ("why this label").
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 __all__ = ["png", "fraction_curves", "embed_2d", "embedding_map", "graph_map", "example_grid", "confusion_figure",
            "per_label_auc_figure", "dynamic_curves", "dynamic_figure", "reliability_figure",
-           "coverage_accuracy_figure"]
+           "coverage_accuracy_figure", "evidence_grid"]
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -135,6 +136,29 @@ def graph_map(Y: np.ndarray, W, pred: np.ndarray, names: list, max_edges: int = 
     ax.set_yticks([])
     ax.legend(fontsize=8, markerscale=2)
     ax.set_title(f"kNN graph ({len(keep)} of {U.nnz} edges shown), nodes by predicted class", fontsize=10)
+    return png(fig)
+
+
+def _show(ax, im) -> None:
+    im = np.asarray(im)
+    if im.ndim == 3:
+        im = im[0] if im.shape[0] == 1 else np.moveaxis(im, 0, -1)
+    ax.imshow(im, cmap="gray" if im.ndim == 2 else None)
+
+
+def evidence_grid(rows: list, titles: list) -> bytes:
+    """One row per test image: the image, then its nearest labelled images; ``titles`` per cell (same shape)."""
+    plt = _plt()
+    ncols = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.6 * ncols, 1.9 * len(rows)), squeeze=False)
+    for r, (row, tt) in enumerate(zip(rows, titles)):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(row):
+                _show(ax, row[c])
+                ax.set_title(tt[c], fontsize=6.5, color="black" if c else "#00008b")
+    fig.suptitle("Why this label: test image (left) and its nearest labelled training images in ψ", fontsize=9)
     return png(fig)
 
 

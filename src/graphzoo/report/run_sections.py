@@ -41,7 +41,8 @@ class RunRecord:
     0/1 (N, L); pred, pred_net, pred_graph : int (N,) class indices of the reported, the net's and
     the graph's prediction (single-label; None for multi-label); proba : float (N, c or L) of the
     reported prediction; proba_graph : float (N, L), multi-label only; confidence : float (N,), the
-    calibrated confidence of the reported prediction (None for multi-label runs and older runs).
+    calibrated confidence of the reported prediction (None for multi-label runs and older runs);
+    evidence : per image, the row indices of its nearest labelled training images (None for older runs).
     """
 
     rd: RunDir
@@ -58,6 +59,7 @@ class RunRecord:
     pred_graph: np.ndarray | None
     proba_graph: np.ndarray | None
     confidence: np.ndarray | None = None
+    evidence: list | None = None
 
     @property
     def test(self) -> np.ndarray:
@@ -93,7 +95,18 @@ def read_run(run_dir: str | Path) -> RunRecord:
         proba_graph = None
     confidence = np.array([float(r["confidence"]) for r in rows]) if "confidence" in cols else None
     return RunRecord(rd, metrics, load_config(rd.config), saved["split"], saved["labelled"], names, multilabel,
-                     targets, proba, pred, pred_net, pred_graph, proba_graph, confidence)
+                     targets, proba, pred, pred_net, pred_graph, proba_graph, confidence, _read_evidence(rows))
+
+
+def _read_evidence(rows: list[dict]) -> list | None:
+    """predictions.csv's ``evidence`` (file names, or row indices when the data has none) as row indices."""
+    if not rows or "evidence" not in rows[0]:
+        return None
+    by_name = {r["filename"]: int(r["index"]) for r in rows if r["filename"]}
+    try:
+        return [[by_name[e] if by_name else int(e) for e in r["evidence"].split("|") if e] for r in rows]
+    except (KeyError, ValueError):  # names not unique or edited: no evidence rather than the wrong images
+        return None
 
 
 def collapse_warnings(run: RunRecord) -> list[str]:
@@ -313,6 +326,37 @@ def _examples_section(run: RunRecord, title: str, n_examples: int, seed: int, lo
     return s
 
 
+def _evidence_section(run: RunRecord, title: str, seed: int, log, n_shown: int = 4) -> Section | None:
+    """"Why this label": a few test images next to the labelled training images nearest to them in ψ."""
+    if run.multilabel or run.evidence is None or run.confidence is None:
+        return None
+    test = run.test
+    order = test[np.argsort(-run.confidence[test], kind="stable")]
+    half = n_shown // 2
+    chosen = [i for i in np.r_[order[:half], order[::-1][:n_shown - half]] if run.evidence[i]]  # sure, then unsure
+    if not chosen:
+        return None
+    k = max(len(run.evidence[i]) for i in chosen)
+    cells = [j for i in chosen for j in [i] + run.evidence[i]]
+    say(log, f"reading the {len(cells)} evidence images from {run.cfg.data}")
+    images = _images(run, np.array(cells)).numpy()
+    names, titles, pos = run.names, [], 0
+    grid = []
+    for i in chosen:
+        row = [images[pos]] + list(images[pos + 1 : pos + 1 + len(run.evidence[i])])
+        grid.append(row)
+        titles.append([f"P: {names[run.pred[i]]} ({run.confidence[i]:.2f})\nT: {names[run.targets[i]]}"]
+                      + [f"labelled: {names[run.targets[j]]}" for j in run.evidence[i]])
+        pos += len(row)
+    s = Section(f"{title}: why this label")
+    s.figures.append(("evidence", F.evidence_grid(grid, titles),
+                      f"Left: test images, the {half} the run was surest of, then the least sure; P: the reported "
+                      "prediction and its calibrated confidence, T: the truth. Right: the "
+                      f"{k} labelled training images nearest to each in ψ (predictions.csv's evidence column), "
+                      "the examples its label leans on."))
+    return s
+
+
 def _dynamic_section(run: RunRecord, title: str) -> Section | None:
     hist = _read_csv(run.rd.history) if run.rd.history.is_file() else []
     if not any(r.get("phase") == "dynamic" for r in hist):
@@ -344,5 +388,7 @@ def run_sections(run_dir: str | Path, title: str = "", max_points: int = 1500, n
     calib = _calibration_section(run, title)
     out += ([calib] if calib else []) + [_embedding_section(run, title, max_points, seed, log),
                                           _examples_section(run, title, n_examples, seed, log)]
+    why = _evidence_section(run, title, seed, log)
+    out += [why] if why else []
     dyn = _dynamic_section(run, title)
     return out + ([dyn] if dyn else [])
