@@ -40,7 +40,7 @@ def test_predict_folder_and_csv(demo_run, tmp_path, capsys):
     out = tmp_path / "pred.csv"
     assert main(["predict", "--run", str(demo_run), str(folder), "--output", str(out)]) == 0
     header, *printed = capsys.readouterr().out.strip().splitlines()
-    assert header == "file\tprediction\tprobability"
+    assert header.startswith("file\tprediction\tprobability\t")  # first three columns as before, then calibration
     assert len(printed) == 25 and all(line.split("\t")[1] in ("Parasitized", "Uninfected") for line in printed)
     with open(out) as fh:
         rows = list(csv.DictReader(fh))

@@ -43,7 +43,7 @@ def test_a_corrupt_file_is_skipped_and_named(demo_run, images, capsys):
     assert main(["predict", "--run", str(demo_run), str(images)]) == 1
     out, err = capsys.readouterr()
     header, *rows = out.strip().splitlines()
-    assert header == "file\tprediction\tprobability"
+    assert header.startswith("file\tprediction\tprobability\t")  # the first three columns as before
     assert len(rows) == 3 and not any("broken" in r for r in rows)
     assert "skipped " + str(images / "broken.png") in err
     assert "1 of 4 images could not be decoded" in err and "--skip-corrupt" in err
@@ -78,3 +78,35 @@ def test_intensity_far_from_the_training_mean():
     norm = Normalizer([0.5], [0.1])
     x = torch.tensor(np.array([128, 140, 250, 10], dtype=np.uint8)).view(4, 1, 1, 1).expand(4, 1, 8, 8)
     assert unlike_training(x, norm).tolist() == [False, False, True, True]
+
+
+def test_predict_gives_calibrated_confidence_prediction_sets_and_referral(demo_run, images, tmp_path, capsys):
+    import csv
+    import json
+
+    from graphzoo.calibration import apply_temperature, prediction_sets
+
+    (images / "broken.png").unlink()
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--run", str(demo_run), str(images), "-o", str(out)]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header == "file\tprediction\tprobability\tconfidence\tprediction_set\trefer"
+    rows = list(csv.DictReader(out.open()))
+    c = json.loads((demo_run / "metrics.json").read_text())["calibration"]["inductive"]
+    names = [k[len("prob_"):] for k in rows[0] if k.startswith("prob_")]
+    P = np.array([[float(r[f"prob_{n}"]) for n in names] for r in rows])
+    np.testing.assert_allclose([float(r["confidence"]) for r in rows],
+                               apply_temperature(P, c["temperature"]).max(1), atol=2e-4)
+    sets = prediction_sets(P, c["conformal_threshold"])
+    assert [r["prediction_set"] for r in rows] == ["|".join(np.array(names)[s]) for s in sets]
+    assert [r["refer"] for r in rows] == [str(int(s.sum() != 1)) for s in sets]
+    # another saved coverage: the sets grow or stay; a coverage the run did not save is refused, naming the saved ones
+    assert main(["predict", "--run", str(demo_run), str(images), "-o", str(out), "--coverage", "0.99"]) == 0
+    wider = list(csv.DictReader(out.open()))
+    assert all(set(a["prediction_set"].split("|")) <= set(b["prediction_set"].split("|")) | {""}
+               for a, b in zip(rows, wider))
+    assert main(["predict", "--run", str(demo_run), str(images), "--coverage", "0.93"]) == 2
+    assert "0.8, 0.85, 0.9, 0.95, 0.975, 0.99" in capsys.readouterr().err
+    # the demo is a Dynamic Pass, calibrated on its last model: the best checkpoint gets no calibration, said so
+    assert main(["predict", "--run", str(demo_run), str(images), "--checkpoint", "best"]) == 0
+    assert "calibrated its last model" in capsys.readouterr().err

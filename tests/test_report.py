@@ -11,6 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -213,3 +214,31 @@ def test_report_and_experiments_import_no_cli_and_no_cycle():
         text = path.read_text()
         for name in ("metrics.json", "predictions.csv", "history.csv", "features.npy", "split.json", "config.yaml"):
             assert f'"{name}"' not in text and f"'{name}'" not in text, (path, name)
+
+
+def test_run_report_shows_reliability_and_coverage_accuracy(tmp_path):
+    from graphzoo.config import RunConfig
+    from graphzoo.report.run_sections import _calibration_section
+    from graphzoo.train import run_training
+
+    data = write_npz(tmp_path / "tiny.npz", n=100)
+    cfg = RunConfig(data=str(data), out=str(tmp_path), name="r", progress=False, **TINY_RUN)
+    metrics = run_training(cfg).metrics
+    run = read_run(tmp_path / "r")
+    s = _calibration_section(run, "r")
+    assert [f[0] for f in s.figures] == ["reliability", "coverage_accuracy"]
+    assert all(f[1].startswith(b"\x89PNG") for f in s.figures)
+    assert "Reliability diagram" in s.figures[0][2] and "least confident" in s.figures[1][2]
+    t = metrics["calibration"]["test"]
+    assert f"{t['ece_before']:.3f} before, {t['ece_after']:.3f} after" in s.paragraphs[0]
+    assert f"{100 * t['refer_rate']:.1f} % of the test images" in s.paragraphs[0]
+    # "why this label": test images beside their nearest labelled training images (predictions.csv's evidence)
+    from graphzoo.report.run_sections import _evidence_section
+
+    lab = set(np.flatnonzero(run.labelled & (run.split == "train")))
+    assert all(len(e) == 3 and set(e) <= lab for e in run.evidence)
+    why = _evidence_section(run, "r", 0, None)
+    assert why.figures[0][0] == "evidence" and why.figures[0][1].startswith(b"\x89PNG")
+    # a run without calibration (made before it) simply has no such section
+    run.metrics.pop("calibration")
+    assert _calibration_section(run, "r") is None

@@ -429,3 +429,45 @@ def test_partially_labelled_source_uses_every_label_and_reports(tmp_path):
     assert sum(r["true"] == "" for r in rows) == (arrays["labels"] < 0).sum()
     html, _ = build_report(result.rundir.path, max_points=200, n_examples=4)
     assert "example test images" in html.read_text()
+
+
+def test_predictions_carry_calibrated_confidence_sets_referral_and_evidence(tmp_path):
+    """Temperature scaling leaves every predicted class (and the headline metrics) as they were; the
+    conformal sets, referral and nearest labelled images are written for every image."""
+    from graphzoo.calibration import apply_temperature, prediction_sets
+
+    images = blobs()
+    metrics, run = run_experiment(cfg_for(tmp_path, epochs=1, coverage=0.8), imageset=images)
+    c = json.loads((run / "metrics.json").read_text())["calibration"]
+    assert c["n_calibration"] == metrics["n_val_labelled"] >= 10 and c["coverage"] == 0.8 and not c["notes"]
+    assert c["temperature"] > 0 and 0 <= c["conformal_threshold"] <= 1
+    assert c["conformal_thresholds"]["0.8"] == c["conformal_threshold"] and c["inductive"]["model"] == "best"
+    t = c["test"]
+    assert 0 <= t["ece_after"] <= 1 and 0 <= t["refer_rate"] <= 1 and t["mean_set_size"] >= 0
+    rows = read_csv(run / "predictions.csv")
+    P = np.array([[float(r["prob_left"]), float(r["prob_right"])] for r in rows])
+    Pc = apply_temperature(P, c["temperature"])
+    assert [r["pred"] for r in rows] == [["left", "right"][k] for k in Pc.argmax(1)]  # T keeps the argmax
+    np.testing.assert_allclose([float(r["confidence"]) for r in rows], Pc.max(1), atol=2e-4)
+    sets = prediction_sets(P, c["conformal_threshold"])
+    assert [r["prediction_set"] for r in rows] == ["|".join(np.array(["left", "right"])[s]) for s in sets]
+    assert [int(r["refer"]) for r in rows] == [int(s.sum() != 1) for s in sets]
+    test = [r for r in rows if r["split"] == "test"]
+    assert t["refer_rate"] == pytest.approx(np.mean([int(r["refer"]) for r in test]))
+    covered = np.mean([r["true"] in r["prediction_set"].split("|") for r in test])
+    assert t["coverage"] == pytest.approx(covered)
+    labelled_train = {r["filename"] for r in rows if r["split"] == "train" and r["labelled"] == "1"}
+    for r in rows:
+        ev = r["evidence"].split("|")
+        assert len(ev) == 3 and set(ev) <= labelled_train and r["filename"] not in ev
+
+
+def test_too_few_validation_labels_leave_the_temperature_at_one_and_say_so(tmp_path):
+    metrics, run = run_experiment(cfg_for(tmp_path, epochs=1, val_labels="budget", label_fraction=0.1),
+                                  imageset=blobs(n=160))
+    c = metrics["calibration"]
+    assert c["n_calibration"] < 10 and c["temperature"] == 1.0
+    assert any("no temperature fitted" in n for n in c["notes"])
+    if c["n_calibration"] < 9:  # ceil((n + 1) · 0.9) > n: no set smaller than every class carries the guarantee
+        assert any("too few for coverage 0.9" in n for n in c["notes"]) and c["test"]["refer_rate"] == 1.0
+    assert metrics["accuracy"] == metrics["test_transductive"]["accuracy"]

@@ -102,6 +102,9 @@ class RunConfig:
     test_prediction: "inductive" (the trained net), "transductive" (test images join the graph),
     "auto" (transductive for One Pass, whose prediction is the energy's; inductive for Dynamic
     Pass, as in LP-DeepSSL). Both are always reported in metrics.json.
+    coverage: the coverage 1 − α of the split-conformal prediction sets in predictions.csv (the
+    true class is in an image's set for at least this share of images; :mod:`graphzoo.calibration`),
+    in (0, 1); an image whose set is not exactly one class is flagged ``refer``.
     name, out, seed, threads (0: torch's default), device, deterministic, progress,
     checkpoint_every.
 
@@ -167,6 +170,7 @@ class RunConfig:
     class_balance: bool = True
     # output / machine
     test_prediction: str = "auto"
+    coverage: float = 0.9
     name: str = ""
     out: str = "runs"
     seed: int = 0
@@ -226,6 +230,8 @@ class RunConfig:
             raise ValueError(f"seed must lie in [0, 2**32), got {self.seed}")
         if self.in_chans not in (0, 1, 3):
             raise ValueError(f"in_chans must be 0 (as stored), 1 or 3, got {self.in_chans}")
+        if not 0 < self.coverage < 1:
+            raise ValueError(f"coverage must lie in (0, 1) (e.g. 0.9 or 0.95), got {self.coverage}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must lie in (0, 1], got {self.lr_decay}")
         if not 0 <= self.dropout < 1:

@@ -1,9 +1,22 @@
 """``graphzoo predict --run runs/<name> IMAGES_OR_FOLDER``: classify new images with a trained run.
 
-Uses the run's best-by-validation network (inductive prediction, as for the test split of a
-Dynamic Pass run); the images are read, converted to the run's channels and size and normalised
-with the training statistics stored in the checkpoint. Prints a header line and one
-``file<TAB>prediction<TAB>probability`` line per image and, with ``--output``, writes a CSV.
+Uses the network the run evaluated (``final_model`` in its metrics.json: best-by-validation for
+One Pass, the last for Dynamic Pass; ``--checkpoint`` picks one), an inductive prediction as for
+the test split; the images are read, converted to the run's channels and size and normalised with
+the training statistics stored in the checkpoint. Prints a header line and one
+``file<TAB>prediction<TAB>probability<TAB>confidence<TAB>prediction_set<TAB>refer`` line per image
+and, with ``--output``, writes a CSV with the same columns followed by ``prob_<class>``.
+
+Single-label runs: ``confidence`` is the probability after the run's temperature, and
+``prediction_set`` the classes of the split-conformal set at the run's coverage (or
+``--coverage``), both fitted on the run's labelled validation images and read from
+``metrics.json`` (block ``calibration.inductive``; :mod:`graphzoo.calibration`). ``refer`` = 1 when
+the set is not exactly one class: a person should look. The coverage guarantee holds for images
+drawn like the run's validation images; for inputs warned about below (unlike the training data) it
+does not. The run saves the threshold for the
+coverages in :data:`graphzoo.train.evaluate.COVERAGES` (not the scores), so ``--coverage`` takes one of
+those. Without calibration (multi-label runs, runs made before it, another checkpoint than the
+one calibrated) ``confidence`` is the uncalibrated probability and the set and refer are empty.
 
 Checks before scoring: the run must have finished (``metrics.json``; ``--allow-unfinished``
 uses the checkpoint of a crashed or running run). Inputs unlike the training images are scored
@@ -44,7 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run folder (holding checkpoints/best.pt)")
     parser.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
     parser.add_argument("--output", "-o", help="write predictions to this CSV file")
-    parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    parser.add_argument("--checkpoint", choices=["best", "last"],
+                        help="default: the model the run evaluated (metrics.json's final_model)")
+    parser.add_argument("--coverage", type=float,
+                        help="coverage of the prediction sets (default: the run's; one of the levels it saved)")
     parser.add_argument("--batch-size", type=_positive_int, default=256, help="images per forward pass (>= 1)")
     parser.add_argument("--allow-unfinished", action="store_true",
                         help="use a run that has not written metrics.json (crashed or still running)")
@@ -194,6 +210,48 @@ def _warn_unlike(notes: dict, n: int, meta: dict) -> None:
               file=sys.stderr)
 
 
+def run_calibration(metrics: dict, which: str, coverage: float | None) -> tuple[dict | None, str]:
+    """``({"temperature", "threshold", "coverage"}, "")`` for the run's net, or ``(None, why not)``.
+
+    metrics : the run's metrics.json ({} when unfinished); which : the checkpoint scored.
+    A ``coverage`` the run saved no threshold for raises ``ValueError`` naming the saved levels.
+    """
+    block = metrics.get("calibration")
+    if not block:
+        return None, "the run has no calibration (unfinished, or made before graphzoo calibrated its predictions)"
+    if "skipped" in block:
+        return None, block["skipped"]
+    net = block["inductive"]
+    if net["model"] != which:
+        return None, (f"the run calibrated its {net['model']} model, not the {which} one; "
+                      f"use --checkpoint {net['model']}")
+    coverage = block["coverage"] if coverage is None else coverage
+    saved = {**net["conformal_thresholds"], f"{block['coverage']:g}": net["conformal_threshold"]}
+    if f"{coverage:g}" not in saved:
+        raise ValueError(f"--coverage {coverage:g}: the run saved conformal thresholds for the coverages "
+                         f"{', '.join(sorted(saved, key=float))} only (not its calibration scores); pick one of "
+                         f"them, or rerun the run with --set coverage={coverage:g}")
+    return {"temperature": net["temperature"], "threshold": saved[f"{coverage:g}"], "coverage": coverage}, ""
+
+
+def _rows(scored: Scored, calib: dict | None) -> list[tuple]:
+    """``(file, prediction, probability, confidence, prediction_set, refer, proba)`` per scored file."""
+    from .calibration import apply_temperature, prediction_sets, refer
+
+    meta, P = scored.meta, scored.proba
+    names = np.asarray(meta["names"], dtype=object)
+    if meta["multilabel"]:
+        return [(str(f), "|".join(names[p > 0.5]) or "none", float(p.max()), float(p.max()), "", "", p)
+                for f, p in zip(scored.files, P)]
+    if calib is None or not len(P):
+        return [(str(f), names[p.argmax()], float(p.max()), float(p.max()), "", "", p) for f, p in zip(scored.files, P)]
+    conf = apply_temperature(P, calib["temperature"]).max(1)
+    sets = prediction_sets(P, calib["threshold"])  # on the uncalibrated probabilities, as the run fitted it
+    ref = refer(sets)
+    return [(str(f), names[p.argmax()], float(p.max()), float(c), "|".join(names[s]), int(r), p)
+            for f, p, c, s, r in zip(scored.files, P, conf, sets, ref)]
+
+
 def main(args: argparse.Namespace) -> int:
     from .rundir import RunDir
 
@@ -203,30 +261,31 @@ def main(args: argparse.Namespace) -> int:
     if not run.finished and not args.allow_unfinished:
         raise ValueError(f"{run} holds no finished run (no metrics.json: it crashed or is still running); "
                          "finish it with graphzoo run --resume, or pass --allow-unfinished to use its checkpoint")
+    if args.coverage is not None and not 0 < args.coverage < 1:
+        raise ValueError(f"--coverage must lie in (0, 1) (e.g. 0.9 or 0.95), got {args.coverage}")
+    metrics = run.read_metrics() if run.finished else {}
+    which = args.checkpoint or ("last" if metrics.get("final_model") == "last" else "best")
+    calib, why = run_calibration(metrics, which, args.coverage)
+    if calib is None and metrics.get("task") != "multilabel":
+        print(f"graphzoo predict: note: confidences are uncalibrated and no prediction sets are given: {why}",
+              file=sys.stderr)
     files = _collect(args.images)
-    scored = score_files(args.run, files, args.checkpoint, args.batch_size)
+    scored = score_files(args.run, files, which, args.batch_size)
     meta, skipped = scored.meta, scored.skipped
     for f, reason in skipped:
         print(f"graphzoo predict: skipped {f}: {reason}", file=sys.stderr)
     _warn_unlike(scored.notes, len(scored.files), meta)
-    names = meta["names"]
-    rows = []
-    print("file\tprediction\tprobability")
-    for f, p in zip(scored.files, scored.proba):
-        if meta["multilabel"]:
-            present = [n for n, v in zip(names, p) if v > 0.5]
-            label, conf = ("|".join(present) or "none"), float(p.max())
-        else:
-            k = int(p.argmax())
-            label, conf = names[k], float(p[k])
-        rows.append((str(f), label, conf, p))
-        print(f"{f}\t{label}\t{conf:.4f}")
+    rows = _rows(scored, calib)
+    print("file\tprediction\tprobability\tconfidence\tprediction_set\trefer")
+    for f, label, prob, conf, pset, ref, _ in rows:
+        print(f"{f}\t{label}\t{prob:.4f}\t{conf:.4f}\t{pset}\t{ref}")
     if args.output:
         with open(args.output, "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["file", "prediction", "probability"] + [f"prob_{n}" for n in names])
-            for f, label, conf, p in rows:
-                w.writerow([f, label, f"{conf:.5f}"] + [f"{v:.5f}" for v in p])
+            w.writerow(["file", "prediction", "probability", "confidence", "prediction_set", "refer"]
+                       + [f"prob_{n}" for n in meta["names"]])
+            for f, label, prob, conf, pset, ref, p in rows:
+                w.writerow([f, label, f"{prob:.5f}", f"{conf:.5f}", pset, ref] + [f"{v:.5f}" for v in p])
         print(f"wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
     if skipped and not args.skip_corrupt:
         print(f"graphzoo predict: error: {len(skipped)} of {len(files)} images could not be decoded (named above); "

@@ -7,6 +7,9 @@
   predicted class (as in the paper's Fig. 4).
 * :func:`example_grid`: test images with truth and prediction, misclassifications included (the paper's Fig. 3).
 * :func:`confusion_figure`, :func:`per_label_auc_figure`, :func:`dynamic_curves`.
+* :func:`reliability_figure`: accuracy against confidence per bin, before and after temperature scaling.
+* :func:`coverage_accuracy_figure`: accuracy on the kept images as the least confident are referred.
+* :func:`evidence_grid`: test images beside the labelled images nearest to them ("why this label").
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import io
 import numpy as np
 
 __all__ = ["png", "fraction_curves", "embed_2d", "embedding_map", "graph_map", "example_grid", "confusion_figure",
-           "per_label_auc_figure", "dynamic_curves", "dynamic_figure"]
+           "per_label_auc_figure", "dynamic_curves", "dynamic_figure", "reliability_figure",
+           "coverage_accuracy_figure", "evidence_grid"]
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -138,6 +142,29 @@ def graph_map(Y: np.ndarray, W, pred: np.ndarray, names: list, max_edges: int = 
     return png(fig)
 
 
+def _show(ax, im) -> None:
+    im = np.asarray(im)
+    if im.ndim == 3:
+        im = im[0] if im.shape[0] == 1 else np.moveaxis(im, 0, -1)
+    ax.imshow(im, cmap="gray" if im.ndim == 2 else None)
+
+
+def evidence_grid(rows: list, titles: list) -> bytes:
+    """One row per test image: the image, then its nearest labelled images; ``titles`` per cell (same shape)."""
+    plt = _plt()
+    ncols = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.6 * ncols, 1.9 * len(rows)), squeeze=False)
+    for r, (row, tt) in enumerate(zip(rows, titles)):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(row):
+                _show(ax, row[c])
+                ax.set_title(tt[c], fontsize=6.5, color="black" if c else "#00008b")
+    fig.suptitle("Why this label: test image (left) and its nearest labelled training images in ψ", fontsize=9)
+    return png(fig)
+
+
 def example_grid(images: np.ndarray, truth: list[str], pred: list[str], wrong: np.ndarray, ncols: int = 8) -> bytes:
     """``images`` (m, H, W) or (m, C, H, W) uint8; titles "true → predicted", red where wrong."""
     plt = _plt()
@@ -239,3 +266,51 @@ def dynamic_figure(history: list[dict]):
             ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def reliability_figure(bins: dict, title: str) -> bytes:
+    """A reliability diagram: per confidence bin, the share correct against the mean confidence.
+
+    ``bins``: {curve label: :func:`graphzoo.calibration.reliability` of it}; a marker's area grows
+    with the bin's image count; the diagonal is perfect calibration (below it: overconfident).
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    ax.plot([0, 1], [0, 1], color="0.5", ls=":", lw=1, label="perfect calibration")
+    for i, (label, r) in enumerate(bins.items()):
+        full = r["count"] > 0
+        size = 12 + 200 * r["count"][full] / max(r["count"].sum(), 1)
+        color = PALETTE[i % len(PALETTE)]
+        ax.plot(r["confidence"][full], r["accuracy"][full], color=color, lw=1.2,
+                label=f"{label} (ECE {r['ece']:.3f})")
+        ax.scatter(r["confidence"][full], r["accuracy"][full], s=size, color=color, alpha=0.7, lw=0)
+    lo = min([0.5] + [float(np.nanmin(r["confidence"])) for r in bins.values() if (r["count"] > 0).any()])
+    ax.set_xlim(max(0.0, lo - 0.05), 1.0)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("confidence (mean of the bin)")
+    ax.set_ylabel("accuracy (share correct in the bin)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")  # the empty corner: overconfident bins sit below the diagonal
+    ax.set_title(title, fontsize=9)
+    return png(fig)
+
+
+def coverage_accuracy_figure(referred: np.ndarray, accuracy: np.ndarray, title: str,
+                             conformal: tuple[float, float] | None = None) -> bytes:
+    """Accuracy on the kept images (y) against the share referred (x), least confident first.
+
+    ``conformal``: ``(refer rate, accuracy on the rest)`` of the conformal refer rule, drawn as a star.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    ax.plot(100 * np.asarray(referred), accuracy, color=PALETTE[0], lw=1.5, label="refer the least confident")
+    if conformal is not None and conformal[1] is not None:
+        ax.scatter([100 * conformal[0]], [conformal[1]], marker="*", s=160, color=PALETTE[1], zorder=3,
+                   edgecolor="black", lw=0.6, label="the run's refer rule (prediction set ≠ one class)")
+    ax.axhline(accuracy[0], color="0.5", ls=":", lw=1, label="no image referred")
+    ax.set_xlabel("test images referred to a person (%)")
+    ax.set_ylabel("accuracy on the images kept")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title, fontsize=9)
+    return png(fig)

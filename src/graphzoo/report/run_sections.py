@@ -40,7 +40,9 @@ class RunRecord:
     split : str (N,); labelled : bool (N,); names : class (or label) names; targets : int (N,) or
     0/1 (N, L); pred, pred_net, pred_graph : int (N,) class indices of the reported, the net's and
     the graph's prediction (single-label; None for multi-label); proba : float (N, c or L) of the
-    reported prediction; proba_graph : float (N, L), multi-label only.
+    reported prediction; proba_graph : float (N, L), multi-label only; confidence : float (N,), the
+    calibrated confidence of the reported prediction (None for multi-label runs and older runs);
+    evidence : per image, the row indices of its nearest labelled training images (None for older runs).
     """
 
     rd: RunDir
@@ -56,6 +58,8 @@ class RunRecord:
     pred_net: np.ndarray | None
     pred_graph: np.ndarray | None
     proba_graph: np.ndarray | None
+    confidence: np.ndarray | None = None
+    evidence: list | None = None
 
     @property
     def test(self) -> np.ndarray:
@@ -89,8 +93,20 @@ def read_run(run_dir: str | Path) -> RunRecord:
         proba = np.array([[float(r[f"prob_{n}"]) for n in names] for r in rows])
         pred, pred_net, pred_graph = (np.array([idx[r[c]] for r in rows]) for c in ("pred", "pred_net", "pred_graph"))
         proba_graph = None
+    confidence = np.array([float(r["confidence"]) for r in rows]) if "confidence" in cols else None
     return RunRecord(rd, metrics, load_config(rd.config), saved["split"], saved["labelled"], names, multilabel,
-                     targets, proba, pred, pred_net, pred_graph, proba_graph)
+                     targets, proba, pred, pred_net, pred_graph, proba_graph, confidence, _read_evidence(rows))
+
+
+def _read_evidence(rows: list[dict]) -> list | None:
+    """predictions.csv's ``evidence`` (file names, or row indices when the data has none) as row indices."""
+    if not rows or "evidence" not in rows[0]:
+        return None
+    by_name = {r["filename"]: int(r["index"]) for r in rows if r["filename"]}
+    try:
+        return [[by_name[e] if by_name else int(e) for e in r["evidence"].split("|") if e] for r in rows]
+    except (KeyError, ValueError):  # names not unique or edited: no evidence rather than the wrong images
+        return None
 
 
 def collapse_warnings(run: RunRecord) -> list[str]:
@@ -158,6 +174,48 @@ def _metrics_section(run: RunRecord, title: str) -> Section:
         cm = confusion_matrix(run.targets[test], run.pred[test], labels=np.arange(len(names)))
         s.figures.append(("confusion", F.confusion_figure(cm, names, "Test confusion matrix (rows: truth)"),
                           f"Confusion matrix of the test images, {which}."))
+    return s
+
+
+def _calibration_section(run: RunRecord, title: str) -> Section | None:
+    """How far the reported confidences can be trusted: reliability diagram and coverage–accuracy curve."""
+    from ..calibration import reliability, reliability_bins, selective_accuracy
+
+    c = run.metrics.get("calibration") or {}
+    t = c.get("test") or {}
+    if run.multilabel or run.confidence is None or not t:
+        return None
+    test = run.test
+    y, P = run.targets[test], run.proba[test]
+    raw = reliability(P, y)
+    conf, correct = run.confidence[test], run.pred[test] == y
+    after = reliability_bins(conf, correct)
+    s = Section(f"{title}: confidence, prediction sets and referral")
+    s.paragraphs.append(
+        f"Calibrated on the {c['n_calibration']} labelled validation images (their labels never enter the graph): "
+        f"temperature T = {c['temperature']:.3f} (T > 1 softens an overconfident model; the predicted classes and "
+        f"the metrics above do not change). Test split: expected calibration error {t['ece_before']:.3f} before, "
+        f"{t['ece_after']:.3f} after. Split-conformal prediction sets at coverage {c['coverage']:g}: the true class "
+        f"was in the set of {100 * t['coverage']:.1f} % of the test images, {t['mean_set_size']:.2f} classes per set "
+        f"on average. Images whose set is not exactly one class are referred to a person: "
+        f"{100 * t['refer_rate']:.1f} % of the test images, accuracy on the rest "
+        f"{_fmt(t['accuracy_not_referred'])} (all: {t['accuracy']:.3f}).")
+    for note in c.get("notes") or []:
+        s.warnings.append(f"calibration: {note}.")
+    s.figures.append(("reliability", F.reliability_figure({"before (as predicted)": raw, "after temperature": after},
+                                                         "Reliability of the reported prediction, test images"),
+                      "Reliability diagram of the test images: in each confidence bin, the share of images predicted "
+                      "correctly against their mean confidence, before and after temperature scaling (marker area: "
+                      "images in the bin). On the diagonal a confidence of 0.8 is right 80 % of the time; below it "
+                      "the model is overconfident."))
+    referred = np.linspace(0, 0.9, 91)
+    acc = selective_accuracy(conf, correct, referred)
+    s.figures.append(("coverage_accuracy",
+                      F.coverage_accuracy_figure(referred, acc, "Referring the least confident test images",
+                                                 (t["refer_rate"], t["accuracy_not_referred"])),
+                      "Accuracy on the test images kept when the least confident ones (by calibrated confidence) are "
+                      "referred to a person, against the share referred; the star is the run's own rule (refer when "
+                      f"the conformal set at coverage {c['coverage']:g} is not exactly one class)."))
     return s
 
 
@@ -268,6 +326,37 @@ def _examples_section(run: RunRecord, title: str, n_examples: int, seed: int, lo
     return s
 
 
+def _evidence_section(run: RunRecord, title: str, seed: int, log, n_shown: int = 4) -> Section | None:
+    """"Why this label": a few test images next to the labelled training images nearest to them in ψ."""
+    if run.multilabel or run.evidence is None or run.confidence is None:
+        return None
+    test = run.test
+    order = test[np.argsort(-run.confidence[test], kind="stable")]
+    half = n_shown // 2
+    chosen = [i for i in np.r_[order[:half], order[::-1][:n_shown - half]] if run.evidence[i]]  # sure, then unsure
+    if not chosen:
+        return None
+    k = max(len(run.evidence[i]) for i in chosen)
+    cells = [j for i in chosen for j in [i] + run.evidence[i]]
+    say(log, f"reading the {len(cells)} evidence images from {run.cfg.data}")
+    images = _images(run, np.array(cells)).numpy()
+    names, titles, pos = run.names, [], 0
+    grid = []
+    for i in chosen:
+        row = [images[pos]] + list(images[pos + 1 : pos + 1 + len(run.evidence[i])])
+        grid.append(row)
+        titles.append([f"P: {names[run.pred[i]]} ({run.confidence[i]:.2f})\nT: {names[run.targets[i]]}"]
+                      + [f"labelled: {names[run.targets[j]]}" for j in run.evidence[i]])
+        pos += len(row)
+    s = Section(f"{title}: why this label")
+    s.figures.append(("evidence", F.evidence_grid(grid, titles),
+                      f"Left: test images, the {half} the run was surest of, then the least sure; P: the reported "
+                      "prediction and its calibrated confidence, T: the truth. Right: the "
+                      f"{k} labelled training images nearest to each in ψ (predictions.csv's evidence column), "
+                      "the examples its label leans on."))
+    return s
+
+
 def _dynamic_section(run: RunRecord, title: str) -> Section | None:
     hist = _read_csv(run.rd.history) if run.rd.history.is_file() else []
     if not any(r.get("phase") == "dynamic" for r in hist):
@@ -285,8 +374,9 @@ def _dynamic_section(run: RunRecord, title: str) -> Section | None:
 
 def run_sections(run_dir: str | Path, title: str = "", max_points: int = 1500, n_examples: int = 16, seed: int = 0,
                  log=None) -> list[Section]:
-    """Sections describing one finished run: metrics (both predictions, collapse warnings), the ψ map
-    and kNN graph, example test images, and a Dynamic Pass's per-epoch curves.
+    """Sections describing one finished run: metrics (both predictions, collapse warnings), calibration
+    (reliability diagram, coverage–accuracy curve; single-label), the ψ map and kNN graph, example
+    test images, and a Dynamic Pass's per-epoch curves.
 
     ``max_points`` bounds the images in the maps (t-SNE's cost grows with it); ``log``: a text
     stream for progress lines (None: quiet).
@@ -294,7 +384,11 @@ def run_sections(run_dir: str | Path, title: str = "", max_points: int = 1500, n
     run = read_run(run_dir)
     title = title or f"Run {run.rd.name}"
     say(log, f"run {run.rd}: metrics")
-    out = [_metrics_section(run, title), _embedding_section(run, title, max_points, seed, log),
-           _examples_section(run, title, n_examples, seed, log)]
+    out = [_metrics_section(run, title)]
+    calib = _calibration_section(run, title)
+    out += ([calib] if calib else []) + [_embedding_section(run, title, max_points, seed, log),
+                                          _examples_section(run, title, n_examples, seed, log)]
+    why = _evidence_section(run, title, seed, log)
+    out += [why] if why else []
     dyn = _dynamic_section(run, title)
     return out + ([dyn] if dyn else [])

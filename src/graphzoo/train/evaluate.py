@@ -10,20 +10,50 @@ Two predictions are made for every image and both are reported:
 ``metrics.json``'s headline ``accuracy`` / ``balanced_accuracy`` / ``auc`` are those of the
 ``test_prediction`` kind (``"auto"``: graph for One Pass, whose prediction is the energy's; net
 for Dynamic Pass, as in LP-DeepSSL); ``reported_prediction`` says which in words.
+
+Honest confidences (single-label; :mod:`graphzoo.calibration`, block ``calibration`` of
+``metrics.json``): the calibration set is the labelled validation images, whose labels count in the
+budget but never enter the graph, so their predictions are held out like the test images'. On them
+
+* a temperature T is fitted to the reported prediction (Guo et al. 2017); predictions.csv's
+  ``confidence`` is the max of ``softmax(log p / T)``. T never changes the argmax, so the headline
+  metrics are those of the uncalibrated prediction, unchanged;
+* the split-conformal threshold q̂ at ``cfg.coverage`` (LAC, Sadinle et al. 2019) is computed on the
+  *uncalibrated* probabilities, so that the score function does not depend on the calibration
+  labels and the finite-sample guarantee is exact (for two classes the sets are the same either
+  way); ``prediction_set`` lists the classes with ``p_k ≥ 1 − q̂``;
+* ``refer`` = 1 when that set is not exactly one class: empty (no class is plausible enough) or two
+  or more (the model cannot tell them apart at that coverage). A person should look at the image.
+
+The same is fitted to the net's prediction (block ``calibration.inductive``) for ``graphzoo
+predict``, with q̂ for a ladder of coverages (:data:`COVERAGES`). ``evidence`` lists the
+:data:`N_EVIDENCE` labelled training images nearest in ψ (the graph's metric): the images the
+prediction leans on. Multi-label runs skip calibration (each label is its own two-class problem)
+and say so.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 
 import numpy as np
 
+from .. import calibration as cal
 from .. import progress
+from ..graph import knn_search
 from ..graph_step import graph_step
 
-__all__ = ["evaluate", "collapsed_classes", "write_history", "write_metrics"]
+__all__ = ["evaluate", "collapsed_classes", "write_history", "write_metrics", "COVERAGES", "N_EVIDENCE"]
+
+#: Coverages whose conformal threshold q̂ a run saves for ``graphzoo predict --coverage``.
+COVERAGES = (0.8, 0.85, 0.9, 0.95, 0.975, 0.99)
+#: Nearest labelled training images listed as evidence for each prediction.
+N_EVIDENCE = 3
+#: Shares of the least confident test images referred in ``calibration.test.selective_accuracy``.
+REFER_FRACTIONS = (0.05, 0.1, 0.2)
 
 _KIND_WORDS = {"transductive": "graph (transductive): the energy's prediction on the kNN graph of the final features",
                "inductive": "net (inductive): the trained network's own prediction"}
@@ -78,7 +108,8 @@ def evaluate(trainer) -> dict:
     if not d.multilabel:
         metrics["collapsed"] = _collapse_report(d, test, p_net, p_graph, trainer.cfg.progress)
     _add_label_accounting(trainer, metrics, Z)
-    _write_predictions(trainer, p_net, p_graph, p_main)
+    metrics["calibration"], per_image = calibrate(trainer, p_main, p_net, kind)
+    _write_predictions(trainer, p_net, p_graph, p_main, per_image, _evidence(trainer, Z))
     return metrics
 
 
@@ -102,6 +133,80 @@ def _add_label_accounting(trainer, metrics: dict, Z: np.ndarray) -> None:
                                    if "folds" in cv else f"none: {cv['note']}")
 
 
+def _fit(p_val: np.ndarray, y_val: np.ndarray, coverage: float) -> dict:
+    """Temperature and conformal thresholds fitted on the validation images' probabilities (n_val, c)."""
+    return {"temperature": cal.fit_temperature(p_val, y_val),
+            "conformal_threshold": cal.conformal_threshold(p_val, y_val, coverage),
+            "conformal_thresholds": {f"{c:g}": cal.conformal_threshold(p_val, y_val, c) for c in COVERAGES}}
+
+
+def calibrate(trainer, p_main: np.ndarray, p_net: np.ndarray, kind: str) -> tuple[dict, dict | None]:
+    """The ``calibration`` block of metrics.json and the per-image columns of predictions.csv.
+
+    p_main, p_net : (n, c) the reported and the net's probabilities of every image.
+    Returns ``(block, per_image)``; ``per_image`` holds ``confidence`` (n,), ``sets`` bool (n, c)
+    and ``refer`` bool (n,), or is None for a multi-label run (not calibrated; the block says so).
+    """
+    d, cfg = trainer.data, trainer.cfg
+    if d.multilabel:
+        return {"skipped": "multi-label task: each label is its own two-class problem, so one temperature and one "
+                           "prediction set per image do not apply; the probabilities are uncalibrated"}, None
+    val = trainer.idx_val
+    y_val = d.targets[val]
+    main, net = _fit(p_main[val], y_val, cfg.coverage), _fit(p_net[val], y_val, cfg.coverage)
+    calibrated = cal.apply_temperature(p_main, main["temperature"])
+    sets = cal.prediction_sets(p_main, main["conformal_threshold"])
+    refer = cal.refer(sets)
+    notes = []
+    if len(val) < cal.MIN_CALIBRATION:
+        notes.append(f"only {len(val)} labelled validation images (< {cal.MIN_CALIBRATION}): no temperature fitted "
+                     "(T = 1), the confidences are uncalibrated")
+    if math.ceil((len(val) + 1) * cfg.coverage - 1e-9) > len(val):  # conformal_threshold's rank beyond n
+        notes.append(f"{len(val)} labelled validation images are too few for coverage {cfg.coverage:g} "
+                     f"(it needs ceil((n+1)·{cfg.coverage:g}) <= n): every class is in every set, every image is "
+                     "referred; label more validation images or lower coverage")
+    for note in notes:
+        progress.say(f"warning: calibration: {note}", cfg.progress)
+    block = {"method": "temperature scaling (Guo et al. 2017) on the reported prediction; split-conformal LAC sets "
+                       "(Sadinle et al. 2019) on its uncalibrated probabilities; refer = set not exactly one class",
+             "calibration_set": "labelled validation images (their labels never enter the graph)",
+             "n_calibration": int(len(val)), "prediction": kind, "coverage": cfg.coverage, **main,
+             "test": _test_block(trainer, p_main, calibrated, sets, refer),
+             "inductive": {**net, "model": trainer.final_model()}, "notes": notes}
+    return block, {"confidence": calibrated.max(1), "sets": sets, "refer": refer}
+
+
+def _test_block(trainer, p_main, calibrated, sets, refer) -> dict:
+    """ECE before / after, conformal coverage and set size, referral and accuracy on the test images."""
+    d = trainer.data
+    t = trainer.idx_test[d.targets[trainer.idx_test] >= 0]
+    if len(t) == 0:
+        return {}
+    y = d.targets[t]
+    correct = p_main[t].argmax(1) == y
+    kept = ~refer[t]
+    conf = calibrated[t].max(1)
+    return {"n": int(len(t)), "ece_before": cal.expected_calibration_error(p_main[t], y),
+            "ece_after": cal.expected_calibration_error(calibrated[t], y),
+            "nll_before": cal.nll(p_main[t], y), "nll_after": cal.nll(calibrated[t], y),
+            "coverage": float(sets[t, y].mean()), "mean_set_size": float(sets[t].sum(1).mean()),
+            "refer_rate": float(refer[t].mean()), "accuracy": float(correct.mean()),
+            "accuracy_not_referred": float(correct[kept].mean()) if kept.any() else None,
+            "selective_accuracy": {f"{f:g}": float(a) for f, a in
+                                   zip(REFER_FRACTIONS, cal.selective_accuracy(conf, correct, REFER_FRACTIONS))}}
+
+
+def _evidence(trainer, Z: np.ndarray) -> list[str]:
+    """Per image: the ids (file names, else row indices) of the nearest labelled training images in ψ,
+    itself excluded, joined by "|"."""
+    d, lab = trainer.data, trainer.idx_lab
+    k = min(N_EVIDENCE + 1, len(lab))
+    _, nb = knn_search(Z[lab], k, queries=Z, metric=trainer.cfg.graph_metric)
+    ids = lab[nb]  # (n, k) image indices
+    name = (lambda i: str(i)) if d.filenames is None else (lambda i: str(d.filenames[i]))  # noqa: E731
+    return ["|".join(name(j) for j in row[row != i][:N_EVIDENCE]) for i, row in enumerate(ids)]
+
+
 def _collapse_report(d, test, p_net, p_graph, verbose: bool) -> dict:
     """``{"inductive": class name or None, "transductive": ...}``, said on stderr when a model collapsed."""
     out = {}
@@ -115,7 +220,8 @@ def _collapse_report(d, test, p_net, p_graph, verbose: bool) -> dict:
     return out
 
 
-def _write_predictions(trainer, p_net, p_graph, p_main) -> None:
+def _write_predictions(trainer, p_net, p_graph, p_main, per_image: dict | None, evidence: list[str]) -> None:
+    """predictions.csv; the calibration columns (and evidence) come last, after the probabilities."""
     d = trainer.data
     fname = (lambda i: "") if d.filenames is None else (lambda i: d.filenames[i])  # noqa: E731
     cols = [f"prob_{n}" for n in d.names]
@@ -123,17 +229,21 @@ def _write_predictions(trainer, p_net, p_graph, p_main) -> None:
         w = csv.writer(fh)
         if d.multilabel:
             w.writerow(["index", "filename", "split", "labelled"] + [f"true_{n}" for n in d.names] + cols
-                       + [f"graph_prob_{n}" for n in d.names])
+                       + [f"graph_prob_{n}" for n in d.names] + ["evidence"])
             for i in range(len(d.split)):
                 w.writerow([i, fname(i), d.split[i], int(d.labelled[i])] + d.targets[i].tolist()
-                           + [f"{v:.5f}" for v in p_main[i]] + [f"{v:.5f}" for v in p_graph[i]])
+                           + [f"{v:.5f}" for v in p_main[i]] + [f"{v:.5f}" for v in p_graph[i]] + [evidence[i]])
             return
-        w.writerow(["index", "filename", "split", "labelled", "true", "pred", "pred_net", "pred_graph"] + cols)
+        w.writerow(["index", "filename", "split", "labelled", "true", "pred", "pred_net", "pred_graph"] + cols
+                   + ["confidence", "prediction_set", "refer", "evidence"])
         pm, pn, pg = p_main.argmax(1), p_net.argmax(1), p_graph.argmax(1)
+        conf, sets, refer = per_image["confidence"], per_image["sets"], per_image["refer"]
+        names = np.asarray(d.names, dtype=object)
         for i in range(len(d.split)):
             true = d.names[d.targets[i]] if d.targets[i] >= 0 else ""  # no label in the source: empty
             w.writerow([i, fname(i), d.split[i], int(d.labelled[i]), true, d.names[pm[i]],
-                        d.names[pn[i]], d.names[pg[i]]] + [f"{v:.5f}" for v in p_main[i]])
+                        d.names[pn[i]], d.names[pg[i]]] + [f"{v:.5f}" for v in p_main[i]]
+                       + [f"{conf[i]:.5f}", "|".join(names[sets[i]]), int(refer[i]), evidence[i]])
 
 
 def write_history(trainer) -> None:
