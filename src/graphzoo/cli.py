@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("graphzoo.run", "train and evaluate the hybrid model (One Pass / Dynamic Pass); writes runs/<name>/"),
     "predict": ("graphzoo.predict", "classify new images with a trained run"),
     "suggest": ("graphzoo.suggest", "which unlabelled training images to label next (suggestions.csv + contact sheet)"),
+    "label": ("graphzoo.labelling", "a local web page to label the suggested images (writes labels.csv)"),
     "list": ("graphzoo.listing", "list the available backbones, energies and data formats"),
     "experiment": ("graphzoo.experiment_cli",
                    "run a grid of label fractions x seeds x methods + baselines on identical splits"),

@@ -11,6 +11,7 @@ A run of the hybrid model (``graphzoo run``, or one cell of an experiment grid) 
       predictions.csv    per-image predictions (net, graph and the reported one)
       features.npy       ψ(x) of every image, (n, d) float32, for baselines and the report
       suggestions.csv    images to label next (graphzoo suggest), with suggestions.png beside it
+      labels.csv         labels given on the labelling page (graphzoo label), one row per image
       checkpoints/last.pt   everything needed to resume (model, optimiser, loop state, RNG)
       checkpoints/best.pt   the best-by-validation weights and what is needed to rebuild the net
 
@@ -77,6 +78,11 @@ class RunDir:
     def suggestions(self) -> Path:
         """``suggestions.csv`` of ``graphzoo suggest`` (its contact sheet: the same name with ``.png``)."""
         return self.path / "suggestions.csv"
+
+    @property
+    def labels(self) -> Path:
+        """``labels.csv`` of ``graphzoo label`` (``path,label,index,labelled_at``; see graphzoo.labelling)."""
+        return self.path / "labels.csv"
 
     @property
     def checkpoints(self) -> Path:
