@@ -83,7 +83,8 @@ def test_diverse_fills_up_when_too_few_nodes_are_mutually_apart(two_clusters):
 
 
 def test_model_change_matches_a_dense_reference_and_its_batch_is_sequential(two_clusters):
-    """Pick 1 maximises u·‖Cv_k‖/(γ² + v_kᵀCv_k) computed densely; pick j+1 is pick 1 once picks 1..j are labelled."""
+    """Pick 1 maximises u·‖Cv_k‖/(γ² + v_kᵀCv_k) computed densely; pick j+1 is pick 1 once picks 1..j
+    are labelled."""
     X, y, W, labelled, proba = two_clusters
     m, g2 = 50, 0.5 ** 2
     d = np.asarray(W.sum(1)).ravel()

@@ -53,7 +53,8 @@ class Picks(NamedTuple):
 
 
 def margin_uncertainty(proba: np.ndarray) -> np.ndarray:
-    """Smallest-margin uncertainty ``u = 1 − (p₍₁₎ − p₍₂₎)`` of each row of ``proba`` (n, c) → (n,), in [0, 1].
+    """Smallest-margin uncertainty ``u = 1 − (p₍₁₎ − p₍₂₎)`` of each row of ``proba`` (n, c) → (n,),
+    in [0, 1].
 
     p₍₁₎ ≥ p₍₂₎ are the two largest class probabilities; u = 1 on the decision boundary, 0 where one
     class has all the mass. A one-class problem has no boundary: u = 0.

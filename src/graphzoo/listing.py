@@ -37,7 +37,8 @@ DESCRIPTIONS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", nargs="?", choices=["backbones", "energies", "formats", "strategies", "all"], default="all")
+    parser.add_argument("what", nargs="?", choices=["backbones", "energies", "formats", "strategies", "all"],
+                        default="all")
 
 
 def plain(text: str) -> str:

@@ -60,7 +60,8 @@ def build_report(path: str | Path, max_points: int = 1500, n_examples: int = 16,
         sections = run_sections(folder, max_points=max_points, n_examples=n_examples, log=log)
         title = f"GraphNet Zoo run: {folder.name}"
     else:
-        started = " (its run has not finished: continue it with graphzoo run --resume)" if RunDir(folder).started else ""
+        started = (" (its run has not finished: continue it with graphzoo run --resume)"
+                   if RunDir(folder).started else "")
         raise FileNotFoundError(f"{folder} holds neither results.jsonl (an experiment) nor "
                                 f"{RunDir(folder).metrics.name} (a finished run){started}")
     meta = f"written {time.strftime('%Y-%m-%d %H:%M')} from {folder.resolve()} in {time.perf_counter() - t0:.0f} s"
