@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PreparedData", "prepare_data", "read_source", "DATA_OPTIONS"]
+__all__ = ["PreparedData", "prepare_data", "read_source", "label_counts", "labels_line", "DATA_OPTIONS"]
 
 # The RunConfig keys prepare_data takes (they decide the images, the split and the labelled mask).
 DATA_OPTIONS = ("data", "data_format", "task", "split", "split_fractions", "label_fraction", "labels_per_class",
@@ -248,3 +248,28 @@ def prepare_data(
     filenames = None if ds.filenames is None else np.asarray(ds.filenames)
     return PreparedData(tensor, targets, part, labelled, names, multilabel, filenames, pids, how,
                         n_unlabelled_source=int(len(targets) - len(kn)))
+
+
+def label_counts(d) -> dict:
+    """Where the source's labels went: training graph, validation, test, hidden by the budget.
+
+    ``held_out_for_evaluation`` = validation + test labels, which never reach the graph.
+    """
+    truth = d.has_truth
+    train = d.split == "train"
+    n_val, n_test = int((d.labelled & (d.split == "val")).sum()), int((truth & (d.split == "test")).sum())
+    return {"n_labels_source": int(truth.sum()), "n_unlabelled_source": int(d.n_unlabelled_source),
+            "n_labels_training": int((d.labelled & train).sum()), "n_labels_val": n_val, "n_labels_test": n_test,
+            "held_out_for_evaluation": n_val + n_test,
+            "hidden_by_budget": int((truth & ~d.labelled & (d.split != "test")).sum())}
+
+
+def labels_line(d) -> str:
+    """The stderr line that says how many labels the run trains on and how many evaluation holds back."""
+    c = label_counts(d)
+    line = (f"labels: {c['n_labels_source']} in the source ({c['n_unlabelled_source']} images without one); "
+            f"{c['n_labels_training']} train the graph, evaluation holds back {c['held_out_for_evaluation']} "
+            f"({c['n_labels_val']} validation, {c['n_labels_test']} test)")
+    if c["hidden_by_budget"]:
+        line += f"; the label budget hides {c['hidden_by_budget']} (label_fraction / labels_per_class)"
+    return line

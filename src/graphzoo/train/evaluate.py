@@ -114,9 +114,9 @@ def evaluate(trainer) -> dict:
 
 
 def _add_label_accounting(trainer, metrics: dict, Z: np.ndarray) -> None:
-    """``labels`` (where the source's labels went, :func:`.trainer.label_counts`) and, without a
+    """``labels`` (where the source's labels went, :func:`graphzoo.data.prepare.label_counts`) and, without a
     test part (``holdout=False``), the cross-validation estimate that stands in for test metrics."""
-    from .trainer import label_counts
+    from ..data.prepare import label_counts
 
     d, cfg = trainer.data, trainer.cfg
     counts = label_counts(d)

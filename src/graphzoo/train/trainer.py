@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .. import progress
 from ..config import RunConfig, config_diff
-from ..data.prepare import prepare_data
+from ..data.prepare import labels_line, prepare_data
 from ..data.splits import fingerprint
 from ..data.torchdata import Augment, Normalizer, tta_views
 from ..rundir import RunDir
@@ -84,31 +84,6 @@ def data_fingerprint(data) -> str:
     if data.filenames is not None:
         h.update(fingerprint(data.filenames).encode())
     return h.hexdigest()
-
-
-def label_counts(d) -> dict:
-    """Where the source's labels went: training graph, validation, test, hidden by the budget.
-
-    ``held_out_for_evaluation`` = validation + test labels, which never reach the graph.
-    """
-    truth = d.has_truth
-    train = d.split == "train"
-    n_val, n_test = int((d.labelled & (d.split == "val")).sum()), int((truth & (d.split == "test")).sum())
-    return {"n_labels_source": int(truth.sum()), "n_unlabelled_source": int(d.n_unlabelled_source),
-            "n_labels_training": int((d.labelled & train).sum()), "n_labels_val": n_val, "n_labels_test": n_test,
-            "held_out_for_evaluation": n_val + n_test,
-            "hidden_by_budget": int((truth & ~d.labelled & (d.split != "test")).sum())}
-
-
-def labels_line(d) -> str:
-    """The stderr line that says how many labels the run trains on and how many evaluation holds back."""
-    c = label_counts(d)
-    line = (f"labels: {c['n_labels_source']} in the source ({c['n_unlabelled_source']} images without one); "
-            f"{c['n_labels_training']} train the graph, evaluation holds back {c['held_out_for_evaluation']} "
-            f"({c['n_labels_val']} validation, {c['n_labels_test']} test)")
-    if c["hidden_by_budget"]:
-        line += f"; the label budget hides {c['hidden_by_budget']} (label_fraction / labels_per_class)"
-    return line
 
 
 class Trainer:
