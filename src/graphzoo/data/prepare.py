@@ -207,6 +207,8 @@ def prepare_data(
     Images without a label in the source (multiclass target -1) are kept: they go to the training
     part, are never labelled and join the graph. The split and the budget are drawn over the
     labelled images only, so on a fully labelled set they are exactly those of earlier versions.
+
+    Long: the signature and this documentation take about half of it; the steps are each a helper.
     """
     from .torchdata import to_image_tensor
 
