@@ -324,10 +324,13 @@ def active_curves(panels: dict, metric_name: str = "test accuracy") -> bytes:
     plt = _plt()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False, sharey=True)
     for ax, (title, curves) in zip(axes[0], panels.items()):
+        span = max(float(np.ptp(c["n_labels"])) for c in curves.values()) or 1.0
         for i, (s, c) in enumerate(curves.items()):
             style = dict(color="0.35", ls=":") if s == "random" else dict(color=PALETTE[i % len(PALETTE)], ls="-")
-            ax.errorbar(c["n_labels"], c["mean"], yerr=c["std"], marker="o", ms=3.5, capsize=3,
+            dx = 0.012 * span * (i - (len(curves) - 1) / 2)  # side by side: the error bars do not hide each other
+            ax.errorbar(np.asarray(c["n_labels"]) + dx, c["mean"], yerr=c["std"], marker="o", ms=3.5, capsize=3,
                         label=f"{s} ({c['n']} seed{'s' if c['n'] != 1 else ''})", **style)
+        ax.set_xticks(next(iter(curves.values()))["n_labels"])  # one tick per round
         ax.set_xlabel("labels revealed (start + rounds)")
         ax.grid(alpha=0.3)
         ax.set_title(title, fontsize=9)
