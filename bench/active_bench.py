@@ -1,7 +1,9 @@
 """Simulated active labelling on fixed features: labels vs graph accuracy for each acquisition strategy.
 
 Graph only, no retraining (so it is cheap): the kNN graph is built once over the features, then
-for every strategy in ``graphzoo.acquisition.ACQUISITION`` and every seed:
+for every strategy in ``graphzoo.acquisition.ACQUISITION`` and every seed
+(``graphzoo.acquisition.simulate`` runs steps 2-3; the experiment grid's ``active:`` block runs
+the same simulation):
 
 1. start from ``--start`` random labels per class drawn from the training pool (the same start
    for every strategy of one seed);
@@ -35,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphzoo.acquisition import ACQUISITION, acquire
+from graphzoo.acquisition import ACQUISITION, simulate, start_labels
 from graphzoo.graph_step import build_graph, graph_step
 
 
@@ -68,31 +70,6 @@ def from_run(run: str, features: str | None):
     graph = dict(n_neighbors=cfg.n_neighbors, metric=cfg.graph_metric, energy=cfg.energy,
                  energy_params=cfg.energy_params)
     return Z, y, split, graph
-
-
-def start_labels(y, pool, per_class: int, rng) -> np.ndarray:
-    """(N,) bool: ``per_class`` random pool nodes of each class."""
-    lab = np.zeros(len(y), bool)
-    for k in np.unique(y[pool]):
-        lab[rng.choice(np.flatnonzero(pool & (y == k)), per_class, replace=False)] = True
-    return lab
-
-
-def simulate(strategy, Z, W, y, split, lab0, *, rounds, batch, graph, seed, cache) -> list[tuple[int, float]]:
-    """[(labels, test accuracy)] after 0..rounds rounds of ``batch`` picks revealed from ``y``."""
-    lab, pool, test = lab0.copy(), split == "train", split == "test"
-    c = int(y.max()) + 1
-    curve = []
-    for r in range(rounds + 1):
-        step = graph_step(None, np.where(lab, y, -1), energy=graph["energy"], energy_params=graph["energy_params"],
-                          W=W, n_classes=c)
-        curve.append((int(lab.sum()), float((step.predictions[test] == y[test]).mean())))
-        if r == rounds:
-            break
-        picks = acquire(strategy, step.proba, W=W, Z=Z, candidates=pool & ~lab, labelled=lab, n=batch,
-                        rng=np.random.default_rng([seed, r]), cache=cache)
-        lab[picks.index] = True  # the oracle: the hidden truth of the picked nodes is revealed
-    return curve
 
 
 def reference(W, y, split, lab0, n_labels, graph, seed) -> float:
@@ -141,8 +118,11 @@ def main(argv=None) -> None:
         lab0 = start_labels(y, split == "train", args.start, np.random.default_rng(seed))
         for s in strategies:
             t = time.perf_counter()
-            curves[s].append(simulate(s, Z, W, y, split, lab0, rounds=args.rounds, batch=args.batch, graph=graph,
-                                      seed=seed, cache=cache))
+            # an image without a truth (a partially labelled run) can be neither revealed nor scored
+            curve = simulate(s, y, lab0, (split == "train") & (y >= 0), (split == "test") & (y >= 0), W=W, Z=Z,
+                             rounds=args.rounds, batch=args.batch, energy=graph["energy"],
+                             energy_params=graph["energy_params"], seed=seed, cache=cache)
+            curves[s].append([(r.n_labels, r.accuracy) for r in curve])
             secs[s] += time.perf_counter() - t
         if args.reference_labels:
             ref.append(reference(W, y, split, lab0, args.reference_labels, graph, seed))

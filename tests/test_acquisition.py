@@ -144,3 +144,60 @@ def test_importing_does_not_import_torch(module):
     code = f"import sys, {module}; sys.exit(1 if 'torch' in sys.modules else 0)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, f"importing {module} imports torch{done.stderr[-500:]}"
+
+
+# ----------------------------------------------------------------------------------------------
+# simulate: labels revealed from the hidden truth round by round (graph only)
+# ----------------------------------------------------------------------------------------------
+def moons(seed: int, n: int = 600):
+    """Two noisy moons, a random 70/30 candidate/test split and 2 start labels per class."""
+    from sklearn.datasets import make_moons
+
+    from graphzoo.acquisition import start_labels
+
+    X, y = make_moons(n, noise=0.15, random_state=seed)
+    rng = np.random.default_rng(seed)
+    cand = rng.random(n) < 0.7
+    return X, y, cand, ~cand, start_labels(y, cand, 2, rng)
+
+
+def test_simulate_reveals_only_candidates_and_grows_by_batch():
+    from graphzoo.acquisition import simulate
+
+    X, y, cand, test, lab0 = moons(0, 300)
+    seen = []
+
+    def spy(proba, *, labelled, candidates, **kw):  # the strategy sees the mask of the labels revealed so far
+        seen.append((labelled.copy(), candidates.copy()))
+        return ACQUISITION.get("uncertainty")(proba, labelled=labelled, candidates=candidates, **kw)
+
+    curve = simulate(spy, y, lab0, cand, test, Z=X, rounds=3, batch=7, n_neighbors=8, metric="euclidean",
+                     energy_params={"alpha": 0.99})
+    assert [r.n_labels for r in curve] == [4, 11, 18, 25] and len(seen) == 3
+    for i, (lab, c) in enumerate(seen):
+        assert lab.sum() == 4 + 7 * i and not (lab & test).any() and (lab <= cand).all()
+        assert not (c & (test | lab)).any()  # neither a test image nor a labelled one can be picked
+    assert all(0 <= r.accuracy <= 1 and 0 <= r.auc <= 1 for r in curve)
+    with pytest.raises(ValueError, match="disjoint"):
+        simulate("random", y, lab0, cand | test, test, Z=X, rounds=1, batch=2, metric="euclidean")
+    with pytest.raises(ValueError, match="ask for fewer"):
+        simulate("random", y, lab0, cand, test, Z=X, rounds=10, batch=100, metric="euclidean")
+
+
+def test_uncertainty_beats_random_on_two_moons():
+    """Test accuracy after 6 rounds of 3 labels (20 in all), mean over 4 seeds. Measured when written:
+    uncertainty 0.98, random 0.94. (Averaged over the rounds, or with batches of 6, plain uncertainty
+    is behind random after its first round: a batch of the most uncertain nodes sits in one stretch of
+    the boundary; the last round is what the report's sentence compares too.)"""
+    from graphzoo.acquisition import simulate
+
+    last = {}
+    for s in ("random", "uncertainty"):
+        acc = []
+        for seed in range(4):
+            X, y, cand, test, lab0 = moons(seed)
+            curve = simulate(s, y, lab0, cand, test, Z=X, rounds=6, batch=3, n_neighbors=10, metric="euclidean",
+                             energy_params={"alpha": 0.99}, seed=seed)
+            acc.append(curve[-1].accuracy)
+        last[s] = np.mean(acc)
+    assert last["uncertainty"] > last["random"] + 0.02, last

@@ -145,3 +145,44 @@ def test_dynamic_warm_start_from_one_pass_run(tmp_path):
         load_grid(write_grid(tmp_path, data, methods=methods[1:]))
     with pytest.raises(ValueError, match="dynamic only"):
         load_grid(write_grid(tmp_path, data, methods=[{"mode": "one-pass", "warm_start": "one-pass"}]))
+
+
+ACTIVE = {"strategies": ["random", "uncertainty", "model_change"], "start_per_class": 2, "rounds": 2, "batch": 4}
+
+
+def test_active_block_adds_only_active_cells_and_configs_plan_as_before(tmp_path):
+    """An ``active:`` block adds one cell per strategy at each (fraction, seed) after that pair's baselines,
+    reading the One Pass run; every other cell (ids, order, sources) is exactly the plan without it, for
+    the shipped experiment files too (the block removed, or added where absent)."""
+    from pathlib import Path
+
+    data = write_npz(tmp_path / "tiny.npz", n=40)
+    plain = plan_cells(load_grid(write_grid(tmp_path, data)))
+    with_active = plan_cells(load_grid(write_grid(tmp_path, data, active=ACTIVE)))
+    act = [c for c in with_active if c.kind == "active"]
+    assert [c.id for c in with_active if c.kind != "active"] == [c.id for c in plain]
+    assert len(act) == 2 * 3 and {c.options["strategy"] for c in act} == set(ACTIVE["strategies"])
+    op = {c.seed: c.id for c in plain if c.id.startswith("op-small_cnn-label_spreading|")}
+    assert all(c.source == op[c.seed] and c.role == "active" for c in act)
+    # no One Pass method with the baseline backbone and no baseline: a source run is planned for them
+    only = plan_cells(load_grid(write_grid(tmp_path, data, methods=[], baselines=[], active=ACTIVE)))
+    assert [c.role for c in only] == ["source", "active", "active", "active"] * 2
+    for path in sorted(Path(__file__).parents[1].glob("configs/experiments/*.yaml")):
+        spec = load_grid(path)
+        cells = plan_cells(spec)
+        spec.active = None
+        without = plan_cells(spec)
+        assert [(c.id, c.source) for c in cells if c.kind != "active"] == [(c.id, c.source) for c in without], path
+        assert all(c.kind != "active" for c in without)
+
+
+def test_active_block_errors(tmp_path):
+    data = write_npz(tmp_path / "tiny.npz", n=40)
+    for bad, match in (({"strategies": ["uncertanity"]}, "Did you mean 'uncertainty'"),
+                       ({"rounds": 0}, r"active.rounds must be an integer ≥ 1"),
+                       ({"batch": 2.5}, "active.batch"), ({"step": 3}, r"unknown key\(s\) \['step'\] in active"),
+                       ([1, 2], "active must be a mapping")):
+        with pytest.raises(ValueError, match=match):
+            load_grid(write_grid(tmp_path, data, active=bad))
+    with pytest.raises(ValueError, match="single-label task"):
+        load_grid(write_grid(tmp_path, data, active=ACTIVE, set={"data": str(data), **TINY_RUN, "task": "multilabel"}))

@@ -242,3 +242,65 @@ def test_run_report_shows_reliability_and_coverage_accuracy(tmp_path):
     # a run without calibration (made before it) simply has no such section
     run.metrics.pop("calibration")
     assert _calibration_section(run, "r") is None
+
+
+def test_active_labelling_cells_write_curves_and_the_report_shows_them(tmp_path):
+    """A tiny grid with an ``active:`` block: one record per (seed, strategy) with its curve (labels grow by
+    ``batch``; graph only), kept out of the seed's tables, and the report's figure, table and sentence."""
+    from graphzoo.experiments import read_results
+    from graphzoo.experiments.active import active_curves
+
+    data = write_npz(tmp_path / "tiny.npz", n=100)
+    spec = {"name": "a", "out": str(tmp_path / "exp"), "set": {"data": str(data), **TINY_RUN},
+            "label_fractions": [0.2], "seeds": [0, 1], "methods": [{"mode": "one-pass"}], "baselines": [],
+            "active": {"strategies": ["random", "uncertainty"], "start_per_class": 2, "rounds": 3, "batch": 5},
+            "report": False}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    g = load_grid(path)
+    run_grid(g, log=io.StringIO())
+    records = read_results(g.folder)
+    active = [r for r in records if r["kind"] == "active"]
+    assert len(active) == 4 and {r["strategy"] for r in active} == {"random", "uncertainty"}
+    op = {r["seed"]: r for r in records if r["kind"] == "run"}
+    for r in active:
+        assert [p["n_labels"] for p in r["curve"]] == [4, 9, 14, 19] and r["graph_only"] is True
+        assert "not retrained" in r["note"] and r["run_dir"] == op[r["seed"]]["run_dir"]
+        assert r["label_hash"] == op[r["seed"]]["label_hash"]  # the same split and fraction as its source run
+        assert all(0 <= p["accuracy"] <= 1 for p in r["curve"]) and r["accuracy"] == r["curve"][-1]["accuracy"]
+    first = {(r["seed"], r["strategy"]): r["curve"][0]["accuracy"] for r in active}
+    assert first[(0, "random")] == first[(0, "uncertainty")]  # one start per seed, shared by the strategies
+    summary = (g.folder / "summary.md").read_text()
+    assert "Simulated active labelling" in summary and "Active labelling ·" not in summary.split("## Simulated")[0]
+
+    html = build_report(g.folder, max_points=60, n_examples=4, log=io.StringIO())[0].read_text()
+    assert "id='fig-active_curves'" in html and "ψ is not retrained" in html
+    curves = active_curves(records)[0.2]
+    u, r = curves["uncertainty"], curves["random"]
+    if u["mean"][-1] > r["mean"][-1]:
+        assert f"uncertainty reaches the best test accuracy after the last round, {u['mean'][-1]:.3f} ± " in html
+    else:
+        assert f"no acquisition strategy beats random labelling after the last round: random reaches " \
+               f"{r['mean'][-1]:.3f} ± {r['std'][-1]:.3f} with 19 labels" in html
+    assert "<th>labels</th><th>random</th><th>uncertainty</th>" in html
+    assert "Active labelling ·" not in html.split("Simulated active labelling")[0]  # not a row of the seed's tables
+
+
+def test_active_sentence_counts_random_labels_to_match():
+    from graphzoo.experiments.active import active_sentence, random_labels_to_reach
+
+    n = np.array([10, 20, 30])
+    curves = {"random": {"n_labels": n, "mean": np.array([0.6, 0.7, 0.8]), "std": np.zeros(3), "n": 3},
+              "uncertainty": {"n_labels": n, "mean": np.array([0.6, 0.75, 0.76]), "std": np.full(3, 0.01), "n": 3}}
+    assert random_labels_to_reach(0.76, n, curves["random"]["mean"]) == pytest.approx(26.0)
+    assert random_labels_to_reach(0.9, n, curves["random"]["mean"]) is None
+    text = active_sentence(0.05, curves)
+    assert "no acquisition strategy beats random labelling after the last round: random reaches 0.800" in text
+    curves["uncertainty"]["mean"] = np.array([0.6, 0.8, 0.8])  # a tie is no win
+    assert "no acquisition strategy beats random" in active_sentence(0.05, curves)
+    curves["uncertainty"]["mean"] = np.array([0.6, 0.8, 0.85])
+    text = active_sentence(0.05, curves)
+    assert "uncertainty reaches the best test accuracy after the last round, 0.850 ± 0.010 with 30 labels" in text
+    assert "would need more than 30" in text
+    curves["random"]["mean"] = np.array([0.6, 0.9, 0.84])  # first crossing of 0.85: 10 + 10 * 0.25 / 0.3
+    assert "about 18 random labels reach 0.850" in active_sentence(0.05, curves)

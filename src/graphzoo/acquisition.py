@@ -20,6 +20,11 @@ The picks come in rank order (rank 1 first) with a score where larger means "lab
 sooner". :func:`acquire` is the front door: it checks the arguments and the strategy's answer
 (n distinct candidates), so a strategy registered by a user cannot pick a test or labelled image.
 
+:func:`simulate` measures a strategy on a fully labelled set: labels are revealed from the hidden
+truth round by round and the graph step's test accuracy is recorded after each round (graph
+only: the features stay fixed, no network is retrained). ``bench/active_bench.py`` and the
+experiment grid's ``active:`` cells (:mod:`graphzoo.experiments.active`) both run it.
+
 ============================ =============================================================
 ``random``                   uniform among the candidates (the baseline every strategy must beat)
 ``uncertainty``              smallest margin p₍₁₎ − p₍₂₎ (Settles 2012)
@@ -39,7 +44,7 @@ from scipy.sparse.linalg import eigsh
 
 from .registry import Registry
 
-__all__ = ["ACQUISITION", "Picks", "acquire", "margin_uncertainty"]
+__all__ = ["ACQUISITION", "Picks", "Round", "acquire", "margin_uncertainty", "simulate", "start_labels"]
 
 #: name -> strategy function (see the module docstring for the signature).
 ACQUISITION: Registry = Registry("acquisition strategy")
@@ -248,3 +253,102 @@ def acquire(strategy, proba, *, W, candidates, n: int, labelled=None, Z=None, se
         raise RuntimeError(f"acquisition strategy {strategy!r} returned {len(index)} picks, not {n} distinct "
                            "candidates: a bug in the strategy")
     return Picks(index, np.asarray(picks.score, np.float64))
+
+
+class Round(NamedTuple):
+    """One point of a simulated labelling curve: labels used, and the graph step's test accuracy and
+    ROC-AUC (binary: of class 1; more classes: macro one-vs-rest; None when the test images hold one
+    class)."""
+
+    n_labels: int
+    accuracy: float
+    auc: float | None
+
+
+def start_labels(y: np.ndarray, pool: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    """(N,) bool: ``per_class`` random nodes of ``pool`` (N,) bool in each class of ``y[pool]``.
+
+    Raises ValueError naming the class when the pool holds fewer than ``per_class`` of it.
+    """
+    y, pool = np.asarray(y), np.asarray(pool, bool)
+    lab = np.zeros(len(y), bool)
+    for k in np.unique(y[pool & (y >= 0)]):
+        members = np.flatnonzero(pool & (y == k))
+        if len(members) < per_class:
+            raise ValueError(f"class {int(k)} has {len(members)} candidate images, fewer than the {per_class} "
+                             "start labels per class asked; lower start_per_class")
+        lab[rng.choice(members, per_class, replace=False)] = True
+    return lab
+
+
+def _test_auc(y: np.ndarray, proba: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    present = np.unique(y)
+    if len(present) < 2:
+        return None
+    if proba.shape[1] == 2:
+        return float(roc_auc_score(y, proba[:, 1]))
+    if len(present) < proba.shape[1]:  # a class absent from the test images: AUC over the present ones
+        P = proba[:, present] / np.maximum(proba[:, present].sum(1, keepdims=True), 1e-300)
+        return float(roc_auc_score(np.searchsorted(present, y), P, multi_class="ovr", average="macro"))
+    return float(roc_auc_score(y, proba, multi_class="ovr", average="macro"))
+
+
+def simulate(strategy, y_true, labelled0, candidates, test, *, W=None, Z=None, rounds: int, batch: int,
+             energy="label_spreading", energy_params: dict | None = None, n_neighbors: int = 10,
+             metric: str = "cosine", seed: int = 0, cache: dict | None = None) -> list[Round]:
+    """Simulated active labelling on fixed features: reveal ``batch`` labels a round, score the graph step.
+
+    Round r = 0..rounds: run the graph step (``energy``) on the labels revealed so far and score
+    its prediction of the ``test`` nodes against ``y_true``; then (r < rounds) let ``strategy``
+    pick ``batch`` nodes among ``candidates`` not yet labelled and reveal their truth. Only the
+    graph step is re-run: ψ (``Z`` or ``W``) is never retrained, so the curve measures the
+    acquisition strategy on a fixed graph, not a full active-learning loop.
+
+    Parameters
+    ----------
+    strategy : a name in :data:`ACQUISITION` or a callable (see the module docstring).
+    y_true : (N,) int, the hidden truth (≥ 0 on the candidates and the test nodes; -1 elsewhere allowed).
+    labelled0 : (N,) bool, the start labels (a subset of ``candidates``, every class present).
+    candidates : (N,) bool, nodes whose label may be revealed; never overlaps ``test``.
+    test : (N,) bool, nodes scored; never labelled, never a candidate.
+    W : (N, N) sparse kNN graph, or None to build it from ``Z`` (N, d) with ``n_neighbors``, ``metric``.
+    rounds, batch : number of rounds (≥ 0) and labels revealed per round (≥ 1).
+    seed : round r's picks use ``np.random.default_rng([seed, r])``.
+    cache : per-graph cache of the strategies (see :func:`acquire`); share it across calls on one W.
+
+    Returns
+    -------
+    list of :class:`Round`, ``rounds + 1`` entries; ``n_labels`` grows by ``batch`` each round.
+    """
+    from .graph_step import build_graph, graph_step
+
+    y = np.asarray(y_true)
+    lab = np.asarray(labelled0, bool).copy()
+    cand, test = np.asarray(candidates, bool), np.asarray(test, bool)
+    if not (y.shape == lab.shape == cand.shape == test.shape) or y.ndim != 1:
+        raise ValueError(f"y_true, labelled0, candidates and test must be 1-D of one length; got shapes "
+                         f"{y.shape}, {lab.shape}, {cand.shape}, {test.shape}")
+    if (cand & test).any() or (lab & ~cand).any():
+        raise ValueError("test nodes may not be candidates, and the start labels must be candidates: "
+                         "pass disjoint masks")
+    if (y[cand | test] < 0).any():
+        raise ValueError("every candidate and test node needs a hidden truth (y_true ≥ 0) to simulate labelling")
+    if rounds < 0 or batch < 1 or lab.sum() + rounds * batch > cand.sum():
+        raise ValueError(f"{rounds} rounds of {batch} labels from {int(lab.sum())} start labels need "
+                         f"{int(lab.sum()) + rounds * batch} candidates, {int(cand.sum())} given; ask for fewer")
+    if W is None:
+        W = build_graph(Z, n_neighbors, metric)
+    c = int(y.max()) + 1
+    curve: list[Round] = []
+    for r in range(rounds + 1):
+        step = graph_step(None, np.where(lab, y, -1), energy=energy, energy_params=energy_params, W=W, n_classes=c)
+        pred = step.predictions[test]
+        curve.append(Round(int(lab.sum()), float((pred == y[test]).mean()), _test_auc(y[test], step.proba[test])))
+        if r == rounds:
+            break
+        picks = acquire(strategy, step.proba, W=W, Z=Z, candidates=cand & ~lab, labelled=lab, n=batch,
+                        rng=np.random.default_rng([seed, r]), cache=cache)
+        lab[picks.index] = True  # the oracle: the hidden truth of the picked nodes is revealed
+    return curve

@@ -9,7 +9,9 @@ is a key of :data:`CELL_KINDS` (the methods' cells) or the name of a baseline of
 * ``energy``: another energy minimised on a One Pass run's features ψ(x) and kNN graph, exactly as
   that run's evaluation does (:func:`graphzoo.graph_step.graph_step`);
 * a baseline name: the baseline's ``predict`` (scored on the test images) or ``read`` on the
-  source run's features, graph and folder.
+  source run's features, graph and folder;
+* ``active``: a simulated active-labelling curve on the source run's features and graph
+  (registered by :mod:`graphzoo.experiments.active`).
 
 :class:`CellRunner` runs cells one after the other, keeping the prepared data, the features and
 the graph of the latest source run in memory (one (fraction, seed) at a time: images can be large).
@@ -56,6 +58,7 @@ class Cell:
     energy_params: dict = field(default_factory=dict)
     backbone: str = ""
     mode: str = ""
+    options: dict = field(default_factory=dict)  # settings of a cell without a run config (an active cell's)
 
 
 def cfg_fingerprint(cfg: RunConfig) -> dict:
@@ -97,6 +100,13 @@ class CellRunner:
         self.data_cache: dict[str, object] = {}  # run cell id -> PreparedData
         self.feat_cache: dict[str, np.ndarray] = {}
         self.graph_cache: dict[str, object] = {}  # run cell id -> kNN graph of its features
+        self.acq_cache: dict[str, dict] = {}  # run cell id -> the acquisition strategies' cache of its graph
+
+    def acquisition_cache(self, cid: str) -> dict:
+        """The strategies' per-graph cache (model_change's spectrum) for run cell ``cid``'s graph."""
+        if cid not in self.acq_cache:
+            self.acq_cache = {cid: {}}  # one graph at a time, as the graph cache
+        return self.acq_cache[cid]
 
     def rundir(self, cell: Cell) -> RunDir:
         return RunDir(Path(cell.cfg.out) / cell.cfg.name)
@@ -116,7 +126,7 @@ class CellRunner:
         """ψ(x) of every image of run cell ``cid`` (its ``features.npy``)."""
         if cid not in self.feat_cache:
             self.feat_cache = {cid: run_features(self.rundir(self.cells[cid]), self.data(cid).images)}
-            self.graph_cache = {}
+            self.graph_cache, self.acq_cache = {}, {}
         return self.feat_cache[cid]
 
     def graph(self, cid: str):
@@ -136,7 +146,7 @@ class CellRunner:
         rec["multilabel"] = bool(data.multilabel)
         rec["names"] = list(data.names)
         rec["n_test"] = int((data.split == "test").sum())
-        rec["n_labelled_train"] = int(data.graph_labels.sum())
+        rec.setdefault("n_labelled_train", int(data.graph_labels.sum()))  # an active cell says its own
         return rec
 
 

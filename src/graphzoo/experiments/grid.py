@@ -17,6 +17,7 @@ An experiment is a YAML file (``configs/experiments/*.yaml``)::
     baseline_backbone: small_cnn     # whose One Pass features / graph the baselines use
     gcn: {hidden: 64, epochs: 200}   # a baseline's options, under its name
     sklearn_label_spreading: {alpha: 0.2}
+    active: {strategies: [random, uncertainty, model_change], start_per_class: 5, rounds: 4, batch: 20}
     dynamic_last: false              # true: every seed's One Pass cells and baselines first
     report: true
 
@@ -45,6 +46,9 @@ Cells and what they cost
   prediction, or its features and kNN graph); one is run for them (role "source") when no method
   has that backbone. A baseline with a run of its own (``fully_supervised``: every training label,
   column "100 %") runs once per seed.
+* With an ``active:`` block, one cell per acquisition strategy at each (fraction, seed) reads that
+  same One Pass run and records a simulated labels-vs-accuracy curve, graph only (ψ not
+  retrained): :mod:`graphzoo.experiments.active`. A file without the block plans no such cell.
 
 Each finished cell is appended to ``<exp>/results.jsonl`` at once; a rerun skips the cells found
 there (and refuses a cell whose config changed since), and resumes a run killed mid-training.
@@ -64,6 +68,7 @@ import yaml
 from ..config import RunConfig, apply_overrides, config_diff, load_config, load_yaml
 from ..registry import did_you_mean
 from ..rundir import RunDir
+from .active import ActiveSpec, active_cells, active_table, parse_active
 from .aggregate import markdown_table, results_table
 from .baselines import BASELINES, default_baselines
 from .cells import FREE_KEYS, Cell, CellRunner, cfg_fingerprint
@@ -76,7 +81,7 @@ SPLIT_KEYS = ("data", "data_format", "task", "split", "split_fractions", "label_
               "val_labels", "seed")
 MODE_LABELS = {"one-pass": "One Pass", "dynamic": "Dynamic Pass"}
 _GRID_KEYS = {"name", "out", "base", "set", "label_fractions", "seeds", "methods", "baselines", "baseline_backbone",
-              "report", "dynamic_last"}
+              "report", "dynamic_last", "active"}
 _METHOD_KEYS = {"mode", "backbones", "backbone", "energies", "energy", "energy_params", "set", "name", "warm_start"}
 
 
@@ -111,6 +116,7 @@ class GridSpec:
     report: bool = True
     source: str = ""
     dynamic_last: bool = False
+    active: ActiveSpec | None = None  # the simulated active-labelling cells (graphzoo.experiments.active)
 
     @property
     def results_path(self) -> Path:
@@ -162,7 +168,11 @@ def load_grid(path: str | Path, overrides: dict | None = None, out: str | None =
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
     options = {b: BASELINES.get(b).check_options(spec[b] or {}, str(path)) for b in BASELINES if b in spec}
-    if not methods and not baselines:
+    active = parse_active(str(path), spec.get("active"))
+    if active is not None and base.task == "multilabel":
+        raise ValueError(f"{path}: the active: block needs a single-label task (the strategies rank class "
+                         "margins); remove it for a multi-label grid")
+    if not methods and not baselines and active is None:
         raise ValueError(f"{path}: no methods and no baselines: nothing to run")
     op = [m for m in methods if m.mode == "one-pass"]
     bb = spec.get("baseline_backbone") or (op[0].backbone if op else base.backbone)
@@ -172,7 +182,7 @@ def load_grid(path: str | Path, overrides: dict | None = None, out: str | None =
         for m in methods:
             _method_cfg(base, m, f, 0, folder).validate()
     return GridSpec(name, folder, base, fractions, seeds, methods, baselines, bb, options,
-                    bool(spec.get("report", True)), str(path), bool(spec.get("dynamic_last", False)))
+                    bool(spec.get("report", True)), str(path), bool(spec.get("dynamic_last", False)), active)
 
 
 def _parse_methods(path: Path, entries: list, base: RunConfig) -> list[MethodSpec]:
@@ -246,7 +256,7 @@ def plan_cells(spec: GridSpec) -> list[Cell]:
     for seed in spec.seeds:
         for f in spec.label_fractions:
             op_run = _plan_methods(spec, f, seed, cells)
-            if reading:
+            if reading or spec.active:
                 src = op_run.get(bb)
                 if src is None:  # no One Pass method with that backbone: run one for the baselines
                     m = MethodSpec(f"source-{bb}", "One Pass (baseline features)", "one-pass", bb, spec.base.energy,
@@ -257,6 +267,8 @@ def plan_cells(spec: GridSpec) -> list[Cell]:
                     key = f"{b}-{bb}"
                     cells.append(Cell(f"{key}|lf={_fs(f)}|seed={seed}", key, f"{BASELINES.get(b).label} · {bb}",
                                       b, "baseline", f, seed, source=src.id, backbone=bb))
+                if spec.active:
+                    cells += active_cells(spec.active, f, seed, src, bb)
         for b in spec.baselines:
             own = BASELINES.get(b).own_run
             if own is not None:
@@ -324,6 +336,9 @@ def stale_cells(cells: list[Cell], done: dict[str, dict]) -> dict[str, list[str]
             diff = config_diff(r["config"], cfg_fingerprint(c.cfg), ignore=FREE_KEYS)
             if diff:
                 out[c.id] = diff
+        if c.options and r.get("options") is not None and r["options"] != c.options:  # an active cell's settings
+            out[c.id] = [f"{k}: {r['options'].get(k)!r} -> {v!r}" for k, v in c.options.items()
+                         if r["options"].get(k) != v]
         if c.id not in out and c.source in out:  # computed from (or warm-started by) a run that changed
             out[c.id] = [f"its source run {c.source} changed"]
     return out
@@ -339,7 +354,9 @@ def run_grid(spec: GridSpec, log=sys.stderr) -> list[dict]:
     (spec.folder / "experiment.yaml").write_text(yaml.safe_dump({
         "source": spec.source, "label_fractions": spec.label_fractions, "seeds": spec.seeds,
         "methods": [dataclasses.asdict(m) for m in spec.methods], "baselines": spec.baselines,
-        "baseline_backbone": spec.baseline_backbone, **options, "base": spec.base.to_dict()}, sort_keys=False))
+        "baseline_backbone": spec.baseline_backbone, **options,
+        **({"active": dataclasses.asdict(spec.active)} if spec.active else {}), "base": spec.base.to_dict()},
+        sort_keys=False))
     cells = plan_cells(spec)
     done = {r["cell"]: r for r in read_results(spec.results_path)}
     stale = stale_cells(cells, done)  # a cell whose config changed since it ran is not silently reused
@@ -390,12 +407,17 @@ def write_summary(folder: Path, records: list[dict]) -> Path:
     """``summary.md`` and ``results.csv`` in the experiment folder (rewritten from all records)."""
     import csv
 
-    shown = [r for r in records if r.get("role") != "source"]
+    shown = [r for r in records if r.get("role") not in ("source", "active")]
     lines = [f"# Experiment {folder.name}", ""]
     metrics = ["auc"] if shown and shown[0].get("multilabel") else ["accuracy", "balanced_accuracy", "auc"]
     for metric in metrics:
         header, rows, _ = results_table(shown, metric)
         lines += [f"## Test {metric.replace('_', ' ')} (mean ± std over seeds)", "", markdown_table(header, rows), ""]
+    if any(r.get("kind") == "active" for r in records):
+        header, rows = active_table(records)
+        lines += ["## Simulated active labelling: test accuracy vs labels (mean ± std over seeds)", "",
+                  "Graph only: the labels are revealed from the hidden truth round by round and the graph step is "
+                  "re-run on the One Pass run's ψ, which is not retrained.", "", markdown_table(header, rows), ""]
     (folder / "summary.md").write_text("\n".join(lines))
     cols = ["cell", "method", "label", "role", "label_fraction", "seed", "accuracy", "balanced_accuracy", "auc",
             "n_labelled_train", "n_test", "wall_s"]

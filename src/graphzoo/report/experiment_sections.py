@@ -4,7 +4,8 @@ The results: what they mean in a few generated sentences, the seed's tables (row
 baselines, each with the prediction it reports: the graph's (transductive) or the net's
 (inductive); columns label fractions; cells mean ± std over seeds) and metric-vs-fraction curves;
 per-class (per-label) metrics and the pooled confusion matrix at the largest label fraction; then
-the run sections of one featured run: the best method's, or the one the caller names.
+the run sections of one featured run: the best method's, or the one the caller names. A grid with
+an ``active:`` block gets a section of its simulated active-labelling curves (graph only).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..experiments.active import GRAPH_ONLY, active_curves, active_sentence, active_table
 from ..experiments.aggregate import collapsed_class, format_mean_std, fraction_label, results_table, summarise
 from ..experiments.grid import read_results
 from . import figures as F
@@ -201,6 +203,33 @@ def _per_class_section(shown: list[dict], fr: float, ml: bool, names: list) -> S
     return s
 
 
+def _active_section(records: list[dict]) -> Section | None:
+    """Simulated active labelling: the labels-vs-accuracy figure, its table and one sentence per fraction."""
+    active = [r for r in records if r.get("kind") == "active" and r.get("curve")]
+    if not active:
+        return None
+    curves = active_curves(active)
+    o = active[0].get("options") or {}
+    s = Section("Simulated active labelling (graph only, ψ not retrained)")
+    s.paragraphs += [active_sentence(fr, c) for fr, c in curves.items()]
+    s.paragraphs.append(
+        f"Each curve starts from {o.get('start_per_class', '?')} random training labels per class (the same for "
+        f"every strategy of a seed), then {o.get('rounds', '?')} rounds in which the strategy picks "
+        f"{o.get('batch', '?')} training images whose labels are revealed from the hidden truth; after each round "
+        f"the graph step is re-run and scored on the test images, which are never picked. {GRAPH_ONLY[0].upper()}"
+        f"{GRAPH_ONLY[1:]} (the One Pass run's network was trained once on that fraction's labelled images), so "
+        "the curves compare the acquisition strategies on a fixed graph, not a full active-learning loop.")
+    panels = {f"ψ of the {fraction_label(fr)} One Pass runs": c for fr, c in curves.items()}
+    seeds = sorted({r["seed"] for r in active})
+    s.figures.append(("active_curves", F.active_curves(panels),
+                      f"Test accuracy of the graph step against the number of labels revealed, per acquisition "
+                      f"strategy (mean ± std over {_count(len(seeds), 'seed')}; random dotted). Labels are revealed "
+                      "from the hidden truth round by round; ψ is not retrained, only the graph step is re-run."))
+    header, rows = active_table(active)
+    s.tables.append(("Test accuracy vs labels revealed (mean ± std over seeds)", header, rows))
+    return s
+
+
 def experiment_sections(folder: Path, featured: str | None = None, log=None, **kw) -> list[Section]:
     """Sections of an experiment folder (see the module docstring); ``kw`` go to :func:`run_sections`."""
     folder = Path(folder)
@@ -208,9 +237,12 @@ def experiment_sections(folder: Path, featured: str | None = None, log=None, **k
     if not records:
         raise ValueError(f"{folder}/results.jsonl holds no finished cell; run graphzoo experiment first")
     say(log, f"experiment {folder}: {len(records)} cells")
-    shown = [r for r in records if r.get("role") != "source"]
+    shown = [r for r in records if r.get("role") not in ("source", "active")]  # the seed's tables' rows
     ml = bool(records[0].get("multilabel"))
     out = [_results_section(folder, records, shown)]
+    active = _active_section(records)
+    if active is not None:
+        out.append(active)
     below = [r["label_fraction"] for r in shown if r["label_fraction"] < 1.0]
     fr = max(below) if below else 1.0
     out.append(_per_class_section(shown, fr, ml, records[0].get("names") or []))

@@ -10,6 +10,7 @@
 * :func:`reliability_figure`: accuracy against confidence per bin, before and after temperature scaling.
 * :func:`coverage_accuracy_figure`: accuracy on the kept images as the least confident are referred.
 * :func:`evidence_grid`: test images beside the labelled images nearest to them ("why this label").
+* :func:`active_curves`: simulated active labelling, test accuracy against the labels used, per strategy.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 __all__ = ["png", "fraction_curves", "embed_2d", "embedding_map", "graph_map", "example_grid", "confusion_figure",
            "per_label_auc_figure", "dynamic_curves", "dynamic_figure", "reliability_figure",
-           "coverage_accuracy_figure", "evidence_grid"]
+           "coverage_accuracy_figure", "evidence_grid", "active_curves"]
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -313,4 +314,27 @@ def coverage_accuracy_figure(referred: np.ndarray, accuracy: np.ndarray, title: 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title, fontsize=9)
+    return png(fig)
+
+
+def active_curves(panels: dict, metric_name: str = "test accuracy") -> bytes:
+    """One panel per entry of ``panels`` {title: {strategy: {"n_labels", "mean", "std", "n"}}} (as
+    :func:`graphzoo.experiments.active.active_curves` gives per fraction): mean ± std over seeds against
+    the number of labels; ``random`` drawn dotted grey, the passive baseline the others are measured against."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False, sharey=True)
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        span = max(float(np.ptp(c["n_labels"])) for c in curves.values()) or 1.0
+        for i, (s, c) in enumerate(curves.items()):
+            style = dict(color="0.35", ls=":") if s == "random" else dict(color=PALETTE[i % len(PALETTE)], ls="-")
+            dx = 0.012 * span * (i - (len(curves) - 1) / 2)  # side by side: the error bars do not hide each other
+            ax.errorbar(np.asarray(c["n_labels"]) + dx, c["mean"], yerr=c["std"], marker="o", ms=3.5, capsize=3,
+                        label=f"{s} ({c['n']} seed{'s' if c['n'] != 1 else ''})", **style)
+        ax.set_xticks(next(iter(curves.values()))["n_labels"])  # one tick per round
+        ax.set_xlabel("labels revealed (start + rounds)")
+        ax.grid(alpha=0.3)
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel(metric_name)
+    fig.tight_layout()
     return png(fig)
