@@ -31,8 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Flags whose dest is a RunConfig key override it (everything else through --set key=value).
     parser.add_argument("--config", help="YAML config (see configs/); flags and --set override it")
     parser.add_argument("--data", help="dataset path (any format the readers detect)")
-    parser.add_argument("--labels", help="path,label CSV for the images of the --data folder (paths relative to it; "
-                        "an empty label or no row: unlabelled)")
+    parser.add_argument("--labels", help="path,label CSV: the labels of a --data folder of plain images (paths "
+                        "relative to it; an empty label or no row: unlabelled), or labels added to a source that has "
+                        "its own (npz with -1, class folders; rows by file name or #index); with --init-from: the "
+                        "new labels")
     parser.add_argument("--init-from", metavar="RUN",
                         help="continue the finished run RUN: its settings, split and final weights, plus the new "
                         "labels of --labels or RUN/labels.csv; writes a new folder (RUN's name + -r2, -r3, ...)")

@@ -19,6 +19,18 @@ layout, class folders are *not* used as labels) and takes the labels from the CS
   in it, or a class without any labelled row, is an error).
 
 Every problem names the CSV's line numbers (the header is line 1) and nothing is written.
+
+Labels added to a source with labels of its own
+-----------------------------------------------
+The same CSV (and ``graphzoo label``'s ``RUN/labels.csv``: ``path,label,index,labelled_at``) can *add* labels
+to any other source: an npz with ``-1``, class folders with an ``unlabelled/`` folder, ChestX-ray14, ...
+(:func:`overlay_labels`). The rule for ``--labels`` (:func:`csv_is_label_source`): the CSV is the label source
+only for a folder of images whose sub-folders are not classes (no sub-folder for every class the CSV names:
+``slide3/``, ``2024-05/``); for class folders holding every class it names, and for every other format, it
+adds labels. A row then names an image by its file name (as in predictions.csv, relative to the data; or a
+base name only one image has) or by ``#<index>`` (its row of predictions.csv). Extra columns are ignored, an
+empty label adds nothing, and a row giving an image a label other than the one it has is refused: labels are
+added, never changed.
 """
 
 from __future__ import annotations
