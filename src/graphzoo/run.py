@@ -119,6 +119,8 @@ def continue_config(args: argparse.Namespace, overrides: dict) -> RunConfig:
         raise FileNotFoundError(f"--init-from {rd}: {weights} is missing; the run's final weights are needed")
     base = load_config(rd.config)
     new = {k: v for k, v in overrides.items() if k != "labels"}
+    if new.get("data") and Path(new["data"]).exists():  # the same data given by another path is the same data
+        new["data"] = str(Path(new["data"]).resolve())
     changed = [k for k in KEPT_ON_INIT if k in new and getattr(apply_overrides(base, {k: new[k]}), k) != getattr(
         base, k)]
     if changed:
