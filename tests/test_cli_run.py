@@ -91,3 +91,89 @@ def test_list_describes_a_user_plugin_in_plain_words():
         """My energy: :math:`H = L^{-1} Y` on ``W`` (see the module docstring)."""
 
     assert describe("energies", "mine", my_energy) == "My energy: H = L^{-1} Y on W."
+
+
+# ------------------------------------------------------------------ run -> suggest -> label -> run --init-from
+
+
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def gaps_run(tmp_path_factory):
+    """A finished tiny run on 160 synthetic images, half of them without a label (-1 in the npz), 6 suggestions."""
+    import numpy as np
+
+    from conftest import TINY_RUN, write_npz
+    from graphzoo.config import RunConfig, apply_overrides
+    from graphzoo.train import run_training
+
+    tmp = tmp_path_factory.mktemp("loop")
+    path = write_npz(tmp / "gaps.npz", n=160)
+    z = dict(np.load(path))
+    truth = z["labels"].copy()
+    z["labels"] = np.where(np.random.default_rng(0).random(160) < 0.5, -1, truth)
+    np.savez(path, **z)
+    cfg = apply_overrides(RunConfig(), {"data": str(path), **TINY_RUN, "split": "random", "out": str(tmp / "runs"),
+                                        "name": "ward", "progress": False})
+    rd = run_training(cfg).rundir
+    assert main(["suggest", "--run", str(rd), "-n", "6", "--no-sheet"]) == 0
+    return rd, truth
+
+
+def test_init_from_continues_a_run_with_its_new_labels_weights_and_split(gaps_run, monkeypatch, capsys):
+    import numpy as np
+    import torch
+
+    import graphzoo.models as models
+    from graphzoo.data import load_split
+    from graphzoo.labelling import LabelFile
+
+    rd, truth = gaps_run
+    names = ["left", "right"]
+    with open(rd.suggestions, newline="") as fh:
+        suggested = list(csv.DictReader(fh))
+    labels = LabelFile(rd.labels, names)  # as the labelling page writes them
+    for row in suggested:
+        labels.answer(row["filename"], int(row["index"]), names[truth[int(row["index"])]])
+    before = _files(rd.path)
+    loaded = {}
+
+    def spy(*args, **kwargs):
+        net = create(*args, **kwargs)
+        loaded.update({k: v.clone() for k, v in net.state_dict().items()})
+        return net
+
+    create = models.create_backbone
+    monkeypatch.setattr(models, "create_backbone", spy)
+    capsys.readouterr()
+    assert main(["run", "--init-from", str(rd), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "the classifier head starts afresh" in err and str(rd.labels) in err
+    new = rd.path.parent / "ward-r2"
+    assert (new / "metrics.json").is_file() and _files(rd.path) == before  # the run continued is untouched
+    best = torch.load(rd.checkpoint("best"), weights_only=True)["model"]  # One Pass evaluates its best model
+    own = {k[len("backbone."):]: v for k, v in best.items() if k.startswith("backbone.")}
+    assert loaded.keys() == own.keys() and all(torch.equal(loaded[k], own[k]) for k in own)
+    old, cont = load_split(rd.split), load_split(new / "split.json")
+    np.testing.assert_array_equal(cont["split"], old["split"])  # same split: no test image of ward trains ward-r2
+    idx = [int(r["index"]) for r in suggested]
+    assert cont["labelled"].sum() == old["labelled"].sum() + 6 and cont["labelled"][idx].all()
+    metrics = json.loads((new / "metrics.json").read_text())
+    assert metrics["n_unlabelled_source"] == json.loads(rd.metrics.read_text())["n_unlabelled_source"] - 6
+
+
+def test_init_from_refuses_a_changed_split_and_names_the_next_round(gaps_run, tmp_path, capsys):
+    from graphzoo.run import next_round_name
+
+    rd, _ = gaps_run
+    assert main(["run", "--init-from", str(rd), "--seed", "5", "--no-progress"]) == 2
+    assert "--init-from keeps ward's seed" in capsys.readouterr().err
+    (tmp_path / "ward-r2").mkdir()
+    assert next_round_name(tmp_path / "ward", tmp_path) == "ward-r3"
+    assert next_round_name(tmp_path / "ward-r3", tmp_path) == "ward-r4"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,label\nc0.png,up\n")
+    assert main(["run", "--init-from", str(rd), "--labels", str(bad), "--name", "x", "--no-progress"]) == 2
+    assert "line 2: 'up'" in capsys.readouterr().err and not (rd.path.parent / "x" / "metrics.json").exists()

@@ -145,3 +145,96 @@ def test_labels_csv_bad_input(flat, tmp_path, text, options, match):
     with pytest.raises(ValueError, match=match):
         load_with_labels(flat, csv, **options)
     assert {p: p.read_bytes() for p in [csv, *flat.rglob("*")] if p.is_file()} == before  # nothing overwritten
+
+
+# ------------------------------------------------------------------ labels added to a source with its own
+
+
+def npz_with_gaps(tmp_path, n=300):
+    """cells() saved as our npz with 60 % of the labels -1 (file names img<i>.png, 30 patients)."""
+    ds = cells(n=n, unlabelled=0.6)
+    path = tmp_path / "gaps.npz"
+    np.savez(path, images=ds.images, labels=ds.labels, class_names=np.array(ds.class_names),
+             patient_ids=ds.patient_ids, filenames=ds.filenames)
+    return path, ds
+
+
+def test_a_labels_csv_adds_labels_to_an_npz_with_gaps_by_file_name_and_index(tmp_path):
+    path, ds = npz_with_gaps(tmp_path)
+    unl = np.flatnonzero(ds.labels < 0)
+    a, b, c = unl[:3]
+    labelled_one = int(np.flatnonzero(ds.labels >= 0)[0])
+    own = ds.class_names[ds.labels[labelled_one]]
+    csv = write_csv(tmp_path / "labels.csv", "path,label,index,labelled_at\n"
+                    f"img{a}.png,a,{a},2026-11-29T22:51:03Z\n#{b},b,{b},2026-11-29T22:51:05Z\n"
+                    f"img{c}.png,,{c},\nimg{labelled_one}.png,{own},,\n")
+    base = prepare_data(str(path), seed=1)
+    d = prepare_data(str(path), seed=1, labels=str(csv))  # a fresh run: the split is drawn over the new labels too
+    assert (d.targets[a], d.targets[b], d.targets[c]) == (0, 1, -1) and d.n_unlabelled_source == len(unl) - 2
+    assert d.labelled[[a, b]].sum() == (d.split[[a, b]] != "test").sum()
+    assert base.n_unlabelled_source == len(unl)
+    # add_labels (a continued run): the split of the run before is kept, the two images train with their labels
+    cont = prepare_data(str(path), seed=1, add_labels=[str(csv)])
+    np.testing.assert_array_equal(cont.split, base.split)
+    assert (cont.labelled & ~base.labelled).sum() == 2 and cont.labelled[[a, b]].all()
+    assert (cont.split[[a, b]] == "train").all() and cont.graph_labels.sum() == base.graph_labels.sum() + 2
+
+
+def test_labels_added_to_a_fully_labelled_set_join_its_budget_outside_the_test_part(tmp_path):
+    ds = cells(n=200)
+    base = prepare_data(imageset=ds, seed=0, label_fraction=0.1)
+    hidden = np.flatnonzero(~base.labelled & (base.split == "train"))[:5]
+    test = np.flatnonzero(base.split == "test")[:2]
+    rows = "".join(f"img{i}.png,{ds.class_names[ds.labels[i]]}\n" for i in [*hidden, *test])
+    d = prepare_data(imageset=ds, seed=0, label_fraction=0.1, add_labels=[str(write_csv(tmp_path / "l.csv",
+                                                                                       "path,label\n" + rows))])
+    np.testing.assert_array_equal(d.split, base.split)
+    assert d.labelled[hidden].all() and not d.labelled[test].any()  # a test image never trains
+    assert d.labelled.sum() == base.labelled.sum() + 5
+
+
+@pytest.mark.parametrize("rows,match", [
+    ("img{u}.png,a\nimg{u}.png,b\n", r"images given two different labels \(lines 2 and 3: img\d+.png is 'a' and 'b'"),
+    ("img{u}.png,zebra\n", r"class names that are not among \['a', 'b'\] \(line 2: 'zebra'\)"),
+    ("img{u}.png,a\nnope.png,a\n#100000,b\n",
+     r"rows naming no image \(line 3: nope.png names no image of the data; line 4: #100000 is not an image index"),
+    ("#{k},{other}\n", r"re-labels of images that already have another label \(line 2: #\d+ is '[ab]' in the data, "
+                       r"the row says '[ab]'\)"),
+    ("img{u}.png\n", r"header must name the columns path,label"),
+])
+def test_bad_added_labels_are_refused_naming_the_lines(tmp_path, rows, match):
+    path, ds = npz_with_gaps(tmp_path)
+    u, k = int(np.flatnonzero(ds.labels < 0)[0]), int(np.flatnonzero(ds.labels >= 0)[0])
+    other = ds.class_names[1 - ds.labels[k]]
+    header = "path\n" if "header" in match else "path,label\n"
+    csv = write_csv(tmp_path / "bad.csv", header + rows.format(u=u, k=k, other=other))
+    with pytest.raises(ValueError, match=match):
+        prepare_data(str(path), add_labels=[str(csv)])
+
+
+def test_a_second_labels_file_may_not_relabel_what_the_first_labelled(tmp_path):
+    path, ds = npz_with_gaps(tmp_path)
+    u = int(np.flatnonzero(ds.labels < 0)[0])
+    one = write_csv(tmp_path / "one.csv", f"path,label\nimg{u}.png,a\n")
+    two = write_csv(tmp_path / "two.csv", f"path,label,index\n#{u},b,{u}\n")
+    with pytest.raises(ValueError, match=rf"two.csv: .*line 2: #{u} is 'a' in .*one.csv line 2, the row says 'b'"):
+        prepare_data(str(path), add_labels=[str(one), str(two)])
+
+
+def test_labels_on_class_folders_add_to_them_and_on_other_folders_are_the_labels(tmp_path):
+    from graphzoo.data.labels_csv import csv_is_label_source
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "cls"
+    for i in range(12):
+        write_png(root / ("dog", "cat", "unlabelled")[i % 3] / f"c{i}.png", rng.integers(0, 256, (8, 8), np.uint8))
+    csv = write_csv(tmp_path / "l.csv", "path,label\nunlabelled/c2.png,cat\nc5.png,dog\nc0.png,dog\n")
+    assert not csv_is_label_source(root, csv)
+    d = prepare_data(str(root), labels=str(csv), label_fraction=1.0, split="random", split_fractions=[0.5, 0.5, 0])
+    by_name = dict(zip(d.filenames.tolist(), d.targets.tolist()))
+    assert by_name["unlabelled/c2.png"] == d.names.index("cat") and by_name["unlabelled/c5.png"] == d.names.index("dog")
+    assert d.n_unlabelled_source == 2  # c8, c11 are left; the class folders keep their labels
+    conflict = write_csv(tmp_path / "c.csv", "path,label\ndog/c0.png,cat\n")
+    with pytest.raises(ValueError, match=r"line 2: dog/c0.png is 'dog' in the data, the row says 'cat'"):
+        prepare_data(str(root), labels=str(conflict))
+    assert csv_is_label_source(root, write_csv(tmp_path / "o.csv", "path,label\ndog/c0.png,left\n"))

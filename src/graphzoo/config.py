@@ -55,6 +55,12 @@ class RunConfig:
     labels : a ``path,label`` CSV labelling some images of the folder ``data`` (paths relative to
         that folder; rows with an empty label and images without a row are unlabelled);
         :mod:`graphzoo.data.labels_csv`.
+        On a source with labels of its own (an npz with -1, class folders holding every class the CSV names, ...)
+        the CSV *adds* labels instead (:func:`graphzoo.data.labels_csv.csv_is_label_source`).
+    add_labels : labels CSVs applied after the split (set by ``graphzoo run --init-from``, one per round): the
+        images they label train where they are, so the split of the run continued stays the same.
+    init_from : the run this one continues (``graphzoo run --init-from RUN``), for the record; ``pretrained``
+        then holds RUN's final checkpoint.
     class_names : the classes in order (labels CSV and class folders); empty: as found.
     unlabelled_dirs : folder names the folder reader reads as images of no class (label -1).
     holdout : True: test (and validation) parts are cut from the labelled images to measure the
@@ -129,6 +135,8 @@ class RunConfig:
     class_names: list = field(default_factory=list)
     unlabelled_dirs: list = field(default_factory=lambda: ["unlabelled"])
     holdout: bool = True
+    add_labels: list = field(default_factory=list)
+    init_from: str = ""
     # model / training
     mode: str = "one-pass"
     backbone: str = "small_cnn"
@@ -252,6 +260,9 @@ class RunConfig:
                              f"got {fr}")
         if self.labels and not Path(self.labels).is_file():
             raise ValueError(f"labels={self.labels!r}: no such file; give the path,label CSV (--labels FILE)")
+        lost = [f for f in self.add_labels if not isinstance(f, str) or not Path(f).is_file()]
+        if lost:
+            raise ValueError(f"add_labels: no such file {lost[0]!r}; give the labels CSVs to add (path,label)")
         if self.image_size and self.image_size < 16:
             raise ValueError(f"image_size must be 0 (keep) or >= 16, got {self.image_size}")
         # Last, as they run the energy on a toy graph and build the backbone on the meta device.
@@ -412,6 +423,8 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             value = getattr(cfg, key)
             if value and not Path(value).is_absolute() and not value.startswith("$"):
                 cfg = dataclasses.replace(cfg, **{key: str((path.parent / value).resolve())})
+        cfg = dataclasses.replace(cfg, add_labels=[str((path.parent / f).resolve()) if isinstance(f, str) and not
+                                                   Path(f).is_absolute() else f for f in cfg.add_labels])
     if overrides:
         cfg = apply_overrides(cfg, overrides)
     return cfg

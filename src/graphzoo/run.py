@@ -6,6 +6,7 @@ graphzoo run --config configs/malaria.yaml --set mode=dynamic label_fraction=0.0
 graphzoo run --data ../shared/data/malaria/malaria_50_gray.npz --label-fraction 0.05 --epochs 20
 graphzoo run --data FOLDER --labels labels.csv --label-fraction 1   # a partially labelled folder
 graphzoo run --data FOLDER --labels labels.csv --label-fraction 1 --no-holdout   # production: every label trains
+graphzoo run --init-from runs/x                         # continue runs/x with its labels.csv -> runs/x-r2
 graphzoo run --config configs/demo.yaml --resume        # continue a killed run
 graphzoo run --config configs/demo.yaml --overwrite     # start the run in that folder again
 """
@@ -16,6 +17,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -29,8 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Flags whose dest is a RunConfig key override it (everything else through --set key=value).
     parser.add_argument("--config", help="YAML config (see configs/); flags and --set override it")
     parser.add_argument("--data", help="dataset path (any format the readers detect)")
-    parser.add_argument("--labels", help="path,label CSV for the images of the --data folder (paths relative to it; "
-                        "an empty label or no row: unlabelled)")
+    parser.add_argument("--labels", help="path,label CSV: the labels of a --data folder of plain images (paths "
+                        "relative to it; an empty label or no row: unlabelled), or labels added to a source that has "
+                        "its own (npz with -1, class folders; rows by file name or #index); with --init-from: the "
+                        "new labels")
+    parser.add_argument("--init-from", metavar="RUN",
+                        help="continue the finished run RUN: its settings, split and final weights, plus the new "
+                        "labels of --labels or RUN/labels.csv; writes a new folder (RUN's name + -r2, -r3, ...)")
     parser.add_argument("--no-holdout", dest="holdout", action="store_false", default=None,
                         help="production: no test split, every label trains; quality estimated by 5-fold "
                         "cross-validation of the graph step on the labels")
@@ -57,17 +64,80 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
-    """The validated config: ``--config`` file, then ``--set``, then the flags named after config keys."""
+    """The validated config: ``--config`` file, then ``--set``, then the flags named after config keys
+    (with ``--init-from``: :func:`continue_config`)."""
     overrides = parse_set(args.set)
     overrides.update({k: v for k, v in vars(args).items() if k in _CONFIG_KEYS and v is not None})
     if args.no_progress:
         overrides["progress"] = False
+    if getattr(args, "init_from", None):
+        return continue_config(args, overrides)
     cfg = load_config(args.config, overrides)
     for key in ("data", "labels"):
         value = getattr(cfg, key)
         if value and Path(value).exists():
             # the resolved config records where the data was, independent of the cwd
             cfg = dataclasses.replace(cfg, **{key: str(Path(value).resolve())})
+    return cfg.validate()
+
+
+# What a continued run must share with the run it continues: the images, the split and the label budget (so
+# that no test image of the first run trains the second), and the network the weights are for.
+KEPT_ON_INIT = ("data", "data_format", "task", "split", "split_fractions", "label_fraction", "labels_per_class",
+                "val_labels", "seed", "labels", "class_names", "unlabelled_dirs", "holdout", "add_labels",
+                "backbone", "backbone_kwargs", "in_chans")
+
+
+def next_round_name(run: Path, out: Path) -> str:
+    """``NAME-r2``, ``-r3``, ...: the first free folder in ``out`` (a ``-rK`` ending of ``run``'s name counts)."""
+    base = re.sub(r"-r[0-9]+$", "", run.name)
+    k = 2
+    while (out / f"{base}-r{k}").exists() or f"{base}-r{k}" == run.name:
+        k += 1
+    return f"{base}-r{k}"
+
+
+def continue_config(args: argparse.Namespace, overrides: dict) -> RunConfig:
+    """The config of ``graphzoo run --init-from RUN``: RUN's config.yaml, then the command line's settings.
+
+    The new run starts ψ from RUN's final weights (``pretrained=RUN/checkpoints/<final_model>.pt``; the head is
+    new), keeps RUN's split (:data:`KEPT_ON_INIT` may not change; added labels do not redraw it,
+    :func:`graphzoo.data.prepare_data`'s ``add_labels``) and adds the labels of ``--labels`` or, without it,
+    ``RUN/labels.csv`` (``graphzoo label``'s file). Its folder is new: never RUN's.
+    """
+    from .config import apply_overrides
+
+    rd = RunDir(args.init_from)
+    if not rd.config.is_file():
+        raise FileNotFoundError(f"--init-from {rd}: not a graphzoo run folder (no config.yaml); give a run folder")
+    if args.config or args.resume:
+        raise ValueError("--init-from takes its settings from the run it continues: drop --config / --resume "
+                         "(a killed continued run resumes with graphzoo run --config RUN-r2/config.yaml --resume)")
+    which = rd.read_metrics().get("final_model", "best")  # refuses an unfinished run, saying how to finish it
+    weights = rd.checkpoint("last" if which == "last" else "best")
+    if not weights.is_file():
+        raise FileNotFoundError(f"--init-from {rd}: {weights} is missing; the run's final weights are needed")
+    base = load_config(rd.config)
+    new = {k: v for k, v in overrides.items() if k != "labels"}
+    if new.get("data") and Path(new["data"]).exists():  # the same data given by another path is the same data
+        new["data"] = str(Path(new["data"]).resolve())
+    changed = [k for k in KEPT_ON_INIT if k in new and getattr(apply_overrides(base, {k: new[k]}), k) != getattr(
+        base, k)]
+    if changed:
+        raise ValueError(f"--init-from keeps {rd.name}'s {', '.join(changed)} (its split and network); drop "
+                         "those settings, or start a new run without --init-from")
+    labels = overrides.get("labels") or (str(rd.labels) if rd.labels.is_file() else "")
+    if labels and not Path(labels).is_file():
+        raise FileNotFoundError(f"--labels {labels}: no such file; give the labels CSV to add")
+    out = Path(new.get("out") or rd.path.parent)
+    name = new.get("name") or next_round_name(rd.path, out)
+    if (out / name).resolve() == rd.path.resolve():
+        raise ValueError(f"--init-from never writes into the run it continues ({rd}); choose another --name")
+    args.new_labels = str(Path(labels).resolve()) if labels else ""  # for the start line
+    added = list(base.add_labels) + ([args.new_labels] if labels else [])
+    cfg = apply_overrides(base, {**new, "out": str(out), "name": name, "pretrained": str(weights.resolve()),
+                                 "init_from": str(rd.path.resolve()), "add_labels": list(dict.fromkeys(added))},
+                          source="--init-from")
     return cfg.validate()
 
 
@@ -115,6 +185,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"--overwrite: removed the {state} run in {rundir} ({len(removed)} files)", file=sys.stderr)
     print(f"run {rundir.name}: mode={cfg.mode} backbone={cfg.backbone} energy={cfg.energy} -> {rundir}",
           file=sys.stderr)
+    if cfg.init_from:
+        added = getattr(args, "new_labels", "") or "none (no --labels, and no labels.csv in the run)"
+        print(f"--init-from {cfg.init_from}: same split and settings; backbone weights from {cfg.pretrained} "
+              f"(the classifier head starts afresh); labels added: {added}", file=sys.stderr)
     try:
         metrics = run_training(cfg, resume=args.resume).metrics
     except FloatingPointError as exc:

@@ -19,6 +19,18 @@ layout, class folders are *not* used as labels) and takes the labels from the CS
   in it, or a class without any labelled row, is an error).
 
 Every problem names the CSV's line numbers (the header is line 1) and nothing is written.
+
+Labels added to a source with labels of its own
+-----------------------------------------------
+The same CSV (and ``graphzoo label``'s ``RUN/labels.csv``: ``path,label,index,labelled_at``) can *add* labels
+to any other source: an npz with ``-1``, class folders with an ``unlabelled/`` folder, ChestX-ray14, ...
+(:func:`overlay_labels`). The rule for ``--labels`` (:func:`csv_is_label_source`): the CSV is the label source
+only for a folder of images whose sub-folders are not classes (no sub-folder for every class the CSV names:
+``slide3/``, ``2024-05/``); for class folders holding every class it names, and for every other format, it
+adds labels. A row then names an image by its file name (as in predictions.csv, relative to the data; or a
+base name only one image has) or by ``#<index>`` (its row of predictions.csv). Extra columns are ignored, an
+empty label adds nothing, and a row giving an image a label other than the one it has is refused: labels are
+added, never changed.
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ from ._images import IMAGE_SUFFIXES, decode_many, finish_images
 from .readers import _decode_opts
 from .types import ImageSet
 
-__all__ = ["read_labels_csv", "load_with_labels"]
+__all__ = ["read_labels_csv", "load_with_labels", "overlay_labels", "csv_is_label_source", "class_folders"]
 
 
 def _shown(items: list, k: int = 5) -> str:
@@ -165,3 +177,157 @@ def load_with_labels(
     rel = np.array([str(f.relative_to(root.resolve())) for f in files])
     return ImageSet(images=finish_images(images, stack=stack, where=str(root), names=rel, notes=notes), labels=y,
                     class_names=names, filenames=rel, source=f"folder+labels:{root} {labels_csv}", notes=notes)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Labels added to a source that has labels of its own (an npz with -1, class folders with unlabelled/, ...)
+# ---------------------------------------------------------------------------------------------------------------
+def _read_rows(csv_path: str | os.PathLike) -> list[tuple[int, str, str]]:
+    """``(line, path, label)`` of every non-blank row of a labels CSV (header ``path,label``, any other columns)."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"labels file {csv_path} does not exist. Fix: check --labels / add_labels.")
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        cols = [c.strip().lower() for c in reader.fieldnames or []]
+        if "path" not in cols or "label" not in cols:
+            raise ValueError(f"{csv_path}: the header must name the columns path,label (found {cols or 'nothing'}). "
+                             "Fix: make line 1 'path,label' (other columns, e.g. index,labelled_at, may follow).")
+        key = {c.strip().lower(): c for c in reader.fieldnames}
+        rows = []
+        for r in reader:
+            path, label = (r[key["path"]] or "").strip(), (r[key["label"]] or "").strip()
+            if path or label:
+                rows.append((reader.line_num, path, label))
+    return rows
+
+
+def _norm(name: str) -> str:
+    name = str(name).replace("\\", "/")
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+class _Finder:
+    """Which image a CSV ``path`` names: ``#<index>`` (a row of predictions.csv), the exact relative file name,
+    or a base name that only one image has. ``find(path) -> (index, None)`` or ``(None, why not)``."""
+
+    def __init__(self, filenames, n: int, root=None) -> None:
+        self.n, self.root = n, None if root is None else Path(root).resolve()
+        self.exact: dict[str, int] = {}
+        self.base: dict[str, list[int]] = {}
+        for i, f in enumerate([] if filenames is None else filenames):
+            self.exact.setdefault(_norm(f), i)
+            self.base.setdefault(_norm(f).rsplit("/", 1)[-1], []).append(i)
+        self.has_names = filenames is not None
+
+    def find(self, path: str) -> tuple[int | None, str | None]:
+        if path.startswith("#"):
+            if path[1:].isdigit() and int(path[1:]) < self.n:
+                return int(path[1:]), None
+            return None, f"{path} is not an image index (the data has images #0 to #{self.n - 1})"
+        if not self.has_names:
+            return None, f"{path}: the data has no file names; name its images #<index> (the row of predictions.csv)"
+        p = _norm(path)
+        if Path(path).is_absolute() and self.root is not None:
+            try:
+                p = _norm(Path(path).resolve().relative_to(self.root).as_posix())
+            except ValueError:
+                return None, f"{path} is outside the data folder {self.root}"
+        if p in self.exact:
+            return self.exact[p], None
+        same = self.base.get(p.rsplit("/", 1)[-1], [])
+        if len(same) == 1:
+            return same[0], None
+        if same:
+            return None, f"{path} matches {len(same)} images by name; give its path relative to the data"
+        return None, f"{path} names no image of the data"
+
+
+def overlay_labels(labels: np.ndarray, filenames, class_names: Sequence[str], csv_path, *, root=None,
+                   origin: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Add the labels of ``csv_path`` to ``labels`` (int64 (N,), -1 = none).
+
+    A row names an image by ``#<index>`` (its row in predictions.csv, the order :func:`prepare_data` keeps), by its
+    ``filenames`` entry (exact, relative to the data) or by a base name only one image has. An empty label adds
+    nothing; extra columns (``index``, ``labelled_at`` of ``graphzoo label``) are ignored.
+
+    Returns ``(labels, named, origin)``: the new labels (N,), ``named`` bool (N,) the images a row gives a label,
+    and ``origin`` {index: "FILE line L"} (the given ``origin`` extended; it names earlier files in messages).
+
+    Raises ``ValueError``, naming the lines, nothing changed, for: class names not in ``class_names``, rows naming
+    no image (or several), two rows giving one image different labels, and a row giving an image a label other
+    than the one it has (from the source, or an earlier labels file in ``origin``): a re-label is refused.
+    """
+    rows = _read_rows(csv_path)
+    labels = np.array(labels, dtype=np.int64, copy=True)
+    finder, index = _Finder(filenames, len(labels), root), {c: i for i, c in enumerate(class_names)}
+    origin = dict(origin or {})
+    named = np.zeros(len(labels), bool)
+    unknown, nowhere, twice, clash = [], [], [], []
+    first: dict[int, tuple[int, str]] = {}
+    for line, path, label in rows:
+        i, why = finder.find(path) if path else (None, "no path")
+        if i is None:
+            nowhere.append(f"line {line}: {why}")
+            continue
+        if not label:
+            continue
+        if label not in index:
+            unknown.append(f"line {line}: {label!r}")
+            continue
+        if i in first:
+            if first[i][1] != label:
+                twice.append(f"lines {first[i][0]} and {line}: {path} is {first[i][1]!r} and {label!r}")
+            continue
+        first[i] = (line, label)
+        if labels[i] >= 0 and labels[i] != index[label]:
+            was = origin.get(i, "the data")
+            clash.append(f"line {line}: {path} is {class_names[labels[i]]!r} in {was}, the row says {label!r}")
+    problems = [(unknown, f"class names that are not among {list(class_names)}", "correct them"),
+                (nowhere, "rows naming no image", "correct the paths (or #<index>) or delete the rows"),
+                (twice, "images given two different labels", "keep one row per image"),
+                (clash, "re-labels of images that already have another label", "delete the rows, or correct the "
+                 "label at its source")]
+    said = [f"{what} ({_shown(items)}); fix: {fix}" for items, what, fix in problems if items]
+    if said:
+        raise ValueError(f"{csv_path}: " + "; ".join(said) + ". Nothing was written.")
+    for i, (line, label) in first.items():
+        if labels[i] < 0:
+            origin[i] = f"{csv_path} line {line}"
+        labels[i] = index[label]
+        named[i] = True
+    return labels, named, origin
+
+
+def class_folders(root: str | os.PathLike, unlabelled_dirs=("unlabelled",)) -> set[str]:
+    """Names of the folders below ``root`` that directly hold images, except ``unlabelled_dirs`` (the classes the
+    ``folder`` reader would read); the top folder itself is not one."""
+    root, free = Path(root), {str(u).lower() for u in unlabelled_dirs}
+    found = set()
+    for dirpath, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        d = Path(dirpath)
+        if d != root and d.name.lower() not in free and any(
+                Path(f).suffix.lower() in IMAGE_SUFFIXES for f in names if not f.startswith(".")):
+            found.add(d.name)
+    return found
+
+
+def csv_is_label_source(data, labels_csv, *, data_format: str = "", unlabelled_dirs=("unlabelled",)) -> bool:
+    """The rule for ``--labels``: is the CSV the *only* source of labels (True), or does it add to the data's own
+    labels (False)?
+
+    True for a folder read as plain images whose sub-folders are not its classes: the folder has no sub-folder
+    named after a class of the CSV for *every* class the CSV names (``slide3/``, ``2024-05/`` are not classes).
+    False for any other source (an npz, ChestX-ray14, CBIS-DDSM, mini-MIAS) and for class folders that hold every
+    class the CSV names (``Parasitized/``, ``Uninfected/``, ``unlabelled/``): the CSV then adds labels.
+    """
+    from .readers import detect_format
+
+    path = Path(data)
+    if not path.is_dir() or (data_format or detect_format(path)) != "folder":
+        return False
+    named = {label for _, _, label in _read_rows(labels_csv) if label}
+    return not (named and named <= class_folders(path, unlabelled_dirs))

@@ -7,6 +7,7 @@ labelled mask a run drew from the same options and seed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,10 @@ __all__ = ["PreparedData", "prepare_data", "read_source", "label_counts", "label
 # The RunConfig keys prepare_data takes (they decide the images, the split and the labelled mask).
 DATA_OPTIONS = ("data", "data_format", "task", "split", "split_fractions", "label_fraction", "labels_per_class",
                 "val_labels", "seed", "image_size", "in_chans", "skip_corrupt", "labels", "class_names",
-                "unlabelled_dirs", "holdout")
+                "unlabelled_dirs", "holdout", "add_labels")
+
+# ImageSet.meta key: the images a labels CSV added to a source with labels of its own named (bool (N,)).
+NAMED_BY_CSV = "named_by_labels_csv"
 
 
 @dataclass
@@ -124,24 +128,45 @@ def _draw_budget(targets, split, pids, *, label_fraction, labels_per_class, val_
 
 def read_source(data, imageset=None, *, data_format="", skip_corrupt=False, labels="", class_names=(),
                 unlabelled_dirs=("unlabelled",)):
-    """The ImageSet of a run: given, read from ``data`` with a labels CSV, or by :func:`load`.
+    """The ImageSet of a run: given, or read from ``data`` by :func:`load`, with the labels of ``labels``.
 
-    Every image, labelled or not, in the order :func:`prepare_data` keeps them (the rows of a
-    run's predictions.csv)."""
+    ``labels`` (a ``path,label`` CSV) is, by :func:`~graphzoo.data.labels_csv.csv_is_label_source`, either the
+    label source of a folder of plain images (:func:`~graphzoo.data.labels_csv.load_with_labels`) or labels
+    *added* to a source that has its own (:func:`~graphzoo.data.labels_csv.overlay_labels`; the images it names
+    are then marked in ``meta[NAMED_BY_CSV]``). Every image, labelled or not, in the order
+    :func:`prepare_data` keeps them (the rows of a run's predictions.csv)."""
+    from .labels_csv import csv_is_label_source, load_with_labels, overlay_labels
     from .readers import detect_format, load
 
-    if imageset is not None:
-        return imageset
-    if labels:
-        from .labels_csv import load_with_labels
-
+    if imageset is None and labels and csv_is_label_source(data, labels, data_format=data_format,
+                                                           unlabelled_dirs=unlabelled_dirs):
         return load_with_labels(data, labels, class_names=class_names or None, skip_corrupt=skip_corrupt)
-    fmt = data_format or (detect_format(data) if Path(data).exists() else "")
-    # Only the folder reader knows these options; other readers refuse unknown ones.
-    extra = {"unlabelled_dirs": tuple(unlabelled_dirs)} if fmt == "folder" else {}
-    if class_names and fmt == "folder":
-        extra["class_names"] = list(class_names)
-    return load(data, format=data_format or None, skip_corrupt=skip_corrupt, **extra)
+    ds = imageset
+    if ds is None:
+        fmt = data_format or (detect_format(data) if Path(data).exists() else "")
+        # Only the folder reader knows these options; other readers refuse unknown ones.
+        extra = {"unlabelled_dirs": tuple(unlabelled_dirs)} if fmt == "folder" else {}
+        if class_names and fmt == "folder":
+            extra["class_names"] = list(class_names)
+        ds = load(data, format=data_format or None, skip_corrupt=skip_corrupt, **extra)
+    if labels:
+        root = data if data and Path(data).is_dir() else None
+        new, named, _ = overlay_labels(ds.labels, ds.filenames, ds.class_names, labels, root=root)
+        ds = dataclasses.replace(ds, labels=new, meta={**ds.meta, NAMED_BY_CSV: named})
+    return ds
+
+
+def _add_labels(ds, targets, files, data) -> tuple[np.ndarray, np.ndarray]:
+    """``(targets, named)`` after the labels CSVs ``files`` (in order; a later file may not re-label what an
+    earlier one, or the source, labelled): :func:`~graphzoo.data.labels_csv.overlay_labels` on ``targets``."""
+    from .labels_csv import overlay_labels
+
+    named, origin = np.zeros(len(targets), bool), {}
+    root = data if data and Path(data).is_dir() else None
+    for f in files:
+        targets, more, origin = overlay_labels(targets, ds.filenames, ds.class_names, f, root=root, origin=origin)
+        named |= more
+    return targets, named
 
 
 def _class_targets(ds, where: str) -> tuple[np.ndarray, list]:
@@ -181,6 +206,7 @@ def prepare_data(
     class_names=(),
     unlabelled_dirs=("unlabelled",),
     holdout: bool = True,
+    add_labels=(),
 ) -> PreparedData:
     """Load ``data`` (or use ``imageset``), split it and draw the label budget.
 
@@ -198,7 +224,12 @@ def prepare_data(
     seed : the split's and the budget's seed.
     image_size, in_chans : resize to a square side / convert to 1 or 3 channels (0: keep).
     skip_corrupt : leave out unreadable images (each named in a warning) instead of stopping.
-    labels : a ``path,label`` CSV for the folder ``data`` (:mod:`graphzoo.data.labels_csv`).
+    labels : a ``path,label`` CSV: the labels of a folder of plain images, or labels added to a source that has
+        its own (the rule: :func:`~graphzoo.data.labels_csv.csv_is_label_source`); drawn into the split like the
+        source's own labels.
+    add_labels : labels CSVs applied *after* the split (``graphzoo run --init-from``): an image they label stays
+        in the part it was in, so a continued run keeps its previous run's split and test images. Rows name
+        images by file name or ``#<index>``; a re-label is refused (:func:`~graphzoo.data.labels_csv.overlay_labels`).
     class_names : the classes, in order (labels CSV and class folders); empty: as found.
     unlabelled_dirs : folder names the folder reader reads as unlabelled (label -1).
     holdout : False (production): no test part, every label outside validation trains; the test
@@ -208,6 +239,11 @@ def prepare_data(
     part, are never labelled and join the graph. The split and the budget are drawn over the
     labelled images only, so on a fully labelled set they are exactly those of earlier versions.
 
+    An image a labels CSV names (``labels`` on a source with labels of its own, or ``add_labels``) is labelled
+    wherever it is not a test image: on a fully labelled research set it joins the label budget. A row naming a
+    test image can only repeat that image's label (it stays a test image and never trains): a new label there is
+    impossible, as every image without a label is in the training part, and a different one is refused.
+
     Long: the signature and this documentation take about half of it; the steps are each a helper.
     """
     from .torchdata import to_image_tensor
@@ -216,6 +252,9 @@ def prepare_data(
                class_names=class_names, unlabelled_dirs=unlabelled_dirs)
     where = data or "the image set"
     multilabel = task == "multilabel"
+    if multilabel and (labels or add_labels):
+        raise ValueError("a labels CSV gives class labels, and task=multilabel uses the multi-hot labels: "
+                         "use task=multiclass with --labels / add_labels")
     if multilabel:
         if ds.multilabels is None:
             raise ValueError(f"task=multilabel but {where} has no multi-hot labels; use task=multiclass")
@@ -246,10 +285,17 @@ def prepare_data(
     labelled[kn] = _draw_budget(targets[kn], part_known, on_known(pids), label_fraction=label_fraction,
                                 labels_per_class=labels_per_class, val_labels=val_labels, seed=seed,
                                 n_classes=None if multilabel else len(names))
+    named = np.array(ds.meta.get(NAMED_BY_CSV, np.zeros(len(targets), bool)), dtype=bool)
+    if add_labels:
+        targets, more = _add_labels(ds, targets, list(add_labels), data)
+        named |= more
+    # The split is not redrawn for added labels: an image a CSV labels trains (or validates) where it is.
+    labelled |= named & (part != "test")
     tensor = to_image_tensor(ds.images, size=image_size or None, in_chans=in_chans or None)
     filenames = None if ds.filenames is None else np.asarray(ds.filenames)
+    n_unlabelled = 0 if multilabel else int((targets < 0).sum())
     return PreparedData(tensor, targets, part, labelled, names, multilabel, filenames, pids, how,
-                        n_unlabelled_source=int(len(targets) - len(kn)))
+                        n_unlabelled_source=n_unlabelled)
 
 
 def label_counts(d) -> dict:
