@@ -49,7 +49,8 @@ def test_images_without_a_label_join_training_and_never_the_budget():
     unl = ds.labels < 0
     d = prepare_data(imageset=ds, seed=1, label_fraction=0.5)
     assert len(d.targets) == len(ds) and d.n_unlabelled_source == unl.sum()
-    assert (d.split[unl] == "train").all() and not d.labelled[unl].any() and (d.targets[unl] == -1).all()
+    # in training, or "excluded" with their validation / test patient: never in those parts themselves
+    assert set(d.split[unl]) <= {"train", "excluded"} and not d.labelled[unl].any() and (d.targets[unl] == -1).all()
     assert not d.has_truth[unl].any() and not d.graph_labels[unl].any()
     # The split is drawn over the labelled images alone: the same as on the set without them. A real
     # partially labelled source uses every label (label_fraction=0.5 is not drawn on it).
@@ -70,7 +71,7 @@ def test_npz_with_minus_one(tmp_path):
     assert d.n_unlabelled_source == (ds.labels < 0).sum() > 0
     known = ds.labels >= 0
     assert d.labelled[known & (d.split != "test")].all() and not d.labelled[~known].any()
-    assert set(d.split[~known]) == {"train"}
+    assert set(d.split[~known]) <= {"train", "excluded"}
 
 
 def test_a_class_without_any_label_is_refused():
@@ -161,14 +162,15 @@ def npz_with_gaps(tmp_path, n=300):
 
 def test_a_labels_csv_adds_labels_to_an_npz_with_gaps_by_file_name_and_index(tmp_path):
     path, ds = npz_with_gaps(tmp_path)
-    unl = np.flatnonzero(ds.labels < 0)
+    base = prepare_data(str(path), seed=1)
+    unl = np.flatnonzero((ds.labels < 0) & (base.split == "train"))  # not of a held-out patient ("excluded")
     a, b, c = unl[:3]
+    unl = np.flatnonzero(ds.labels < 0)
     labelled_one = int(np.flatnonzero(ds.labels >= 0)[0])
     own = ds.class_names[ds.labels[labelled_one]]
     csv = write_csv(tmp_path / "labels.csv", "path,label,index,labelled_at\n"
                     f"img{a}.png,a,{a},2026-11-29T22:51:03Z\n#{b},b,{b},2026-11-29T22:51:05Z\n"
                     f"img{c}.png,,{c},\nimg{labelled_one}.png,{own},,\n")
-    base = prepare_data(str(path), seed=1)
     d = prepare_data(str(path), seed=1, labels=str(csv))  # a fresh run: the split is drawn over the new labels too
     assert (d.targets[a], d.targets[b], d.targets[c]) == (0, 1, -1) and d.n_unlabelled_source == len(unl) - 2
     assert d.labelled[[a, b]].sum() == (d.split[[a, b]] != "test").sum()
@@ -238,3 +240,18 @@ def test_labels_on_class_folders_add_to_them_and_on_other_folders_are_the_labels
     with pytest.raises(ValueError, match=r"line 2: dog/c0.png is 'dog' in the data, the row says 'cat'"):
         prepare_data(str(root), labels=str(conflict))
     assert csv_is_label_source(root, write_csv(tmp_path / "o.csv", "path,label\ndog/c0.png,left\n"))
+
+
+def test_unlabelled_images_of_held_out_patients_never_train():
+    """A patient's images never straddle parts: an image without a label of a validation or test patient
+    is 'excluded' (predicted, never trained on, suggested or scored), not a training image."""
+    ds = cells(unlabelled=0.5)
+    d = prepare_data(imageset=ds, seed=0, split="patient")
+    unl = ds.labels < 0
+    held = set(d.patient_ids[(d.split == "val") | (d.split == "test")])
+    for pid, part, u in zip(d.patient_ids, d.split, unl):
+        if u:
+            assert part == ("excluded" if pid in held else "train")
+    assert (d.split == "excluded").any() and not d.labelled[d.split == "excluded"].any()
+    train_pids = set(d.patient_ids[d.split == "train"])
+    assert not train_pids & held

@@ -374,7 +374,7 @@ def test_partially_labelled_dynamic_pass_predicts_every_image(tmp_path, monkeypa
     rows = read_csv(run / "predictions.csv")
     assert len(rows) == len(ds) and all(r["pred"] in ("left", "right") for r in rows)
     assert [r["true"] == "" for r in rows] == unl.tolist()
-    assert all(r["split"] == "train" and r["labelled"] == "0" for r, u in zip(rows, unl) if u)
+    assert all(r["split"] in ("train", "excluded") and r["labelled"] == "0" for r, u in zip(rows, unl) if u)
     # the diagnostics are over images with a truth: the few labelled-but-hidden ones (budget 1: none)
     assert metrics["unlabelled_train_transductive"] == {}
     history = read_csv(run / "history.csv")

@@ -16,6 +16,9 @@ import numpy as np
 __all__ = ["PreparedData", "prepare_data", "read_source", "label_counts", "labels_line", "DATA_OPTIONS"]
 
 # The RunConfig keys prepare_data takes (they decide the images, the split and the labelled mask).
+#: The part of an image without a label whose patient is in the validation or test part.
+EXCLUDED = "excluded"
+
 DATA_OPTIONS = ("data", "data_format", "task", "split", "split_fractions", "label_fraction", "labels_per_class",
                 "val_labels", "seed", "image_size", "in_chans", "skip_corrupt", "labels", "class_names",
                 "unlabelled_dirs", "holdout", "add_labels")
@@ -29,7 +32,8 @@ class PreparedData:
     """Everything a run needs about its images, held in memory.
 
     images : uint8 tensor (N, C, H, W); targets : int (N,) or 0/1 (N, L); split : str (N,) of
-    "train" / "val" / "test"; labelled : bool (N,) (the label budget, in train and val);
+    "train" / "val" / "test" (and "excluded": an image without a label of a validation or test patient,
+    predicted but never trained on, suggested or scored); labelled : bool (N,) (the label budget, in train and val);
     names : class or label names; multilabel : bool; filenames, patient_ids : str (N,) or None;
     split_source : how the split was made ("patient", "source" or "random").
     n_unlabelled_source : images the source gives no label (target -1; always in "train", never
@@ -275,8 +279,14 @@ def prepare_data(
     part_known = _draw_split(how, targets[kn], on_known(pids), on_known(source), fractions, seed, where)
     if not holdout:
         part_known = np.where(part_known == "test", "train", part_known)
-    part = np.full(len(targets), "train", dtype=np.result_type(part_known.dtype, np.dtype("<U5")))
+    part = np.full(len(targets), "train", dtype=np.result_type(part_known.dtype, np.dtype("<U8")))
     part[kn] = part_known
+    if how == "patient" and len(kn) < len(targets):
+        # A patient's images never straddle parts: an image without a label of a validation or test
+        # patient is predicted, but never trained on, suggested for labelling or scored.
+        held = np.unique(pids[kn][part_known != "train"])
+        unl = np.flatnonzero(~known)
+        part[unl[np.isin(pids[unl], held)]] = EXCLUDED
     if len(kn) < len(targets):
         # A real partially labelled collection: every label it has trains (or validates / tests) the
         # model; the simulated budget (label_fraction, labels_per_class) is for fully labelled sets.
@@ -290,7 +300,8 @@ def prepare_data(
         targets, more = _add_labels(ds, targets, list(add_labels), data)
         named |= more
     # The split is not redrawn for added labels: an image a CSV labels trains (or validates) where it is.
-    labelled |= named & (part != "test")
+    # One of a validation / test patient ("excluded") stays unused: it must not train (its patient is held out).
+    labelled |= named & np.isin(part, ("train", "val"))
     tensor = to_image_tensor(ds.images, size=image_size or None, in_chans=in_chans or None)
     filenames = None if ds.filenames is None else np.asarray(ds.filenames)
     n_unlabelled = 0 if multilabel else int((targets < 0).sum())
