@@ -177,3 +177,34 @@ def test_init_from_refuses_a_changed_split_and_names_the_next_round(gaps_run, tm
     bad.write_text("path,label\nc0.png,up\n")
     assert main(["run", "--init-from", str(rd), "--labels", str(bad), "--name", "x", "--no-progress"]) == 2
     assert "line 2: 'up'" in capsys.readouterr().err and not (rd.path.parent / "x" / "metrics.json").exists()
+
+
+def test_init_from_refuses_a_label_source_that_changed_the_split(tmp_path, capsys):
+    """A folder whose labels all come from a CSV: appending rows to that CSV and continuing would redraw the
+    split (test images of the first run could train the second): refused, naming the way out."""
+    import numpy as np
+    from PIL import Image
+
+    from conftest import TINY_RUN
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rows = []
+    for i in range(80):
+        x = rng.normal(40, 12, (16, 16))
+        x[3:-3, 1:7] += 150 if i % 2 == 0 else 0
+        x[3:-3, 9:15] += 150 if i % 2 else 0
+        Image.fromarray(np.clip(x, 0, 255).astype(np.uint8)).save(folder / f"c{i}.png")
+        rows.append(f"c{i}.png,{'ab'[i % 2] if i < 40 else ''}")
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\n" + "\n".join(rows) + "\n")
+    opts = [f"{k}={v}" for k, v in {**TINY_RUN, "split": "random", "n_neighbors": 5}.items() if k != "backbone_kwargs"]
+    base = ["run", "--data", str(folder), "--labels", str(csv), "--out", str(tmp_path / "runs"), "--no-progress",
+            "--set", *opts, "backbone_kwargs={width: 4}"]
+    assert main([*base, "--name", "ward"]) == 0
+    csv.write_text("path,label\n" + "\n".join(f"c{i}.png,{'ab'[i % 2] if i < 60 else ''}" for i in range(80)) + "\n")
+    capsys.readouterr()
+    code = main(["run", "--init-from", str(tmp_path / "runs" / "ward"), "--labels", str(csv), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "the split differs from that run's" in err and "separate CSV" in err

@@ -471,3 +471,22 @@ def test_too_few_validation_labels_leave_the_temperature_at_one_and_say_so(tmp_p
     if c["n_calibration"] < 9:  # ceil((n + 1) · 0.9) > n: no set smaller than every class carries the guarantee
         assert any("too few for coverage 0.9" in n for n in c["notes"]) and c["test"]["refer_rate"] == 1.0
     assert metrics["accuracy"] == metrics["test_transductive"]["accuracy"]
+
+
+def test_a_kill_between_early_stop_and_phase_end_resumes_exactly(tmp_path, monkeypatch):
+    """Early stopping saves last.pt, then finishes the phase (best weights, a second save): a kill in
+    between must not make the resumed run train on."""
+    data = blobs(n=120, seed=2)
+    full, _ = run_experiment(cfg_for(tmp_path / "full", epochs=8, patience=1, lr_patience=0), imageset=data)
+    assert full["stop_reasons"]["supervised"].startswith("early_stopping")
+    cfg = cfg_for(tmp_path / "killed", epochs=8, patience=1, lr_patience=0)
+
+    def killed(self, name, reason):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "_finish_phase", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_training(cfg, imageset=data)
+    resumed = run_training(cfg, resume=True, imageset=data).metrics
+    assert strip_times(resumed) == strip_times(full)

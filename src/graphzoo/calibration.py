@@ -17,7 +17,9 @@ images (in a run: the labelled validation images, whose labels never enter the g
   Bates, "A Gentle Introduction to Conformal Prediction", 2021): with the scores ``s_i = 1 − p_i[y_i]``
   of n held-out images and α = 1 − coverage, ``q̂`` is the ⌈(n+1)(1−α)⌉-th smallest score, and the
   set of an image is ``{k : p_k ≥ 1 − q̂}``. When the held-out and the new images are exchangeable,
-  ``P(y ∈ set) ≥ 1 − α`` (and ≤ 1 − α + 1/(n+1) without ties): a guarantee, not a score. With
+  ``P(y ∈ set) ≥ 1 − α`` (and ≤ 1 − α + 1/(n+1) without ties): a guarantee, not a score. (A run
+  calibrates on its validation images, which also chose its checkpoint: there the guarantee is
+  approximate, see :mod:`graphzoo.train.evaluate`.) With
   ⌈(n+1)(1−α)⌉ > n (too few held-out images for that coverage) q̂ = 1: every class is in the set.
 * **Refer to a human** (:func:`refer`): when the set is not exactly one class. An empty set (no
   class is plausible enough) or a set of two or more (the model cannot tell them apart at the

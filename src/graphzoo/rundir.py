@@ -108,4 +108,8 @@ class RunDir:
         if not self.finished:
             raise FileNotFoundError(f"{self.metrics} does not exist: {self.path} is not a finished graphzoo run "
                                     f"(rerun it, or continue it with graphzoo run --resume)")
-        return json.loads(self.metrics.read_text())
+        try:
+            return json.loads(self.metrics.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{self.metrics} is damaged ({exc.msg}, line {exc.lineno}); rerun the run "
+                             "with --overwrite") from None

@@ -20,8 +20,10 @@ budget but never enter the graph, so their predictions are held out like the tes
   metrics are those of the uncalibrated prediction, unchanged;
 * the split-conformal threshold q̂ at ``cfg.coverage`` (LAC, Sadinle et al. 2019) is computed on the
   *uncalibrated* probabilities, so that the score function does not depend on the calibration
-  labels and the finite-sample guarantee is exact (for two classes the sets are the same either
-  way); ``prediction_set`` lists the classes with ``p_k ≥ 1 − q̂``;
+  labels (for two classes the sets are the same either way). The guarantee is approximate here:
+  the same validation images also chose the checkpoint and the stopping epoch, so the net's scores
+  on them are a little optimistic and test coverage can fall slightly short of ``coverage``;
+  ``prediction_set`` lists the classes with ``p_k ≥ 1 − q̂``;
 * ``refer`` = 1 when that set is not exactly one class: empty (no class is plausible enough) or two
   or more (the model cannot tell them apart at that coverage). A person should look at the image.
 
@@ -122,7 +124,11 @@ def _add_label_accounting(trainer, metrics: dict, Z: np.ndarray) -> None:
     counts = label_counts(d)
     metrics["labels"] = counts
     metrics["n_unlabelled_source"] = counts["n_unlabelled_source"]
-    if cfg.holdout or d.multilabel:
+    if cfg.holdout:
+        return
+    if d.multilabel:
+        metrics["quality_estimate"] = ("none: no test part (holdout=False) and no cross-validation for "
+                                       "multi-label runs")
         return
     from .crossval import graph_step_cv
 
@@ -261,5 +267,15 @@ def write_history(trainer) -> None:
 
 
 def write_metrics(trainer, metrics: dict) -> None:
-    """metrics.json, written last: its presence marks a finished run."""
-    trainer.rundir.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
+    """metrics.json, written last and atomically (temp file, then rename): its presence marks a finished run,
+    so a kill or a full disk must never leave a truncated one."""
+    import os
+
+    path = trainer.rundir.metrics
+    tmp = path.with_suffix(".json.tmp")
+    try:
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

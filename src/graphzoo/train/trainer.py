@@ -186,6 +186,8 @@ class Trainer:
             self._check_same_data()
             self._load_last()
         else:
+            if self.cfg.init_from:
+                self._check_same_split_as(RunDir(self.cfg.init_from))
             self.cfg.dump(self.rundir.config)
             self._write_split()
         self.elapsed_before = self.state.get("elapsed_s", 0.0)
@@ -238,6 +240,21 @@ class Trainer:
         if changed:
             raise ValueError(f"--resume refused: the data changed since {self.rundir} started ({', '.join(changed)}); "
                              "restore the original data, or start again with --overwrite")
+
+    def _check_same_split_as(self, previous: RunDir) -> None:
+        """``--init-from``: the continued run must keep the split of the run it continues, or that run's
+        test images (whose labels it started from weights trained next to) could train this one."""
+        from ..data import load_split
+
+        saved = load_split(previous.split, filenames=self.data.filenames)  # refuses other images or names
+        moved = int((saved["split"] != self.data.split).sum())
+        if moved:
+            test_now_train = int(((saved["split"] == "test") & (self.data.split != "test")).sum())
+            raise ValueError(
+                f"--init-from {previous}: the split differs from that run's for {moved} images ({test_now_train} of "
+                "its test images would train or validate here), because its label source changed; keep that "
+                "run's --labels file as it was and put new labels in a separate CSV (graphzoo label writes "
+                f"{previous.path / 'labels.csv'}), or start a new run without --init-from")
 
     # ------------------------------------------------------------------ batches and inference
     def batch(self, idx: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -331,8 +348,8 @@ class Trainer:
     @torch.no_grad()
     def recalibrate_batchnorm(self, batch_size: int = 256) -> None:
         """Recompute every BatchNorm layer's running mean / variance over ``cfg.precise_bn`` training
-        images (a fixed subset, un-augmented, labels unused): their exact average under the current
-        weights instead of a lagging exponential average. Only eval-mode outputs change; training
+        images (a fixed subset, un-augmented, labels unused): the average of per-batch statistics under
+        the current weights (exact in one batch) instead of a lagging exponential average. Only eval-mode outputs change; training
         uses batch statistics either way."""
         n = self.cfg.precise_bn
         bns = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -374,6 +391,10 @@ class Trainer:
             return
         if st["phase"] != name:
             st.update(phase=name, phase_epoch=0, bad=0)
+        elif early_stopping and st["bad"] >= self.cfg.patience:
+            # A kill between the early stop's checkpoint and the end of the phase: finish it, as the
+            # uninterrupted run did, rather than train on.
+            return self._finish_phase(name, self._early_stop_reason())
         while st["phase_epoch"] < max_epochs:
             if self.stop_after_epochs is not None and self.epochs_this_session >= self.stop_after_epochs:
                 raise TrainingInterrupted(st["epoch"])
@@ -419,8 +440,11 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] *= cfg.lr_decay
         if st["bad"] >= cfg.patience:
-            return f"early_stopping (no {cfg.monitor} improvement in {cfg.patience} epochs)"
+            return self._early_stop_reason()
         return None
+
+    def _early_stop_reason(self) -> str:
+        return f"early_stopping (no {self.cfg.monitor} improvement in {self.cfg.patience} epochs)"
 
     def _finish_phase(self, name: str, reason: str) -> None:
         st = self.state
