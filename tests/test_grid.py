@@ -186,3 +186,51 @@ def test_active_block_errors(tmp_path):
             load_grid(write_grid(tmp_path, data, active=bad))
     with pytest.raises(ValueError, match="single-label task"):
         load_grid(write_grid(tmp_path, data, active=ACTIVE, set={"data": str(data), **TINY_RUN, "task": "multilabel"}))
+
+
+def test_changed_energy_params_baseline_options_and_moved_folder_are_seen(tmp_path):
+    """stale_cells sees a second energy's new parameters and a baseline's new options (their cells have no
+    run config of their own), and not a warm start whose experiment folder was reached by another path."""
+    import dataclasses
+
+    from graphzoo.experiments.cells import cfg_fingerprint
+
+    data = write_npz(tmp_path / "tiny.npz")
+    methods = [{"mode": "one-pass", "energies": ["label_spreading", "poisson"]},
+               {"mode": "dynamic", "energies": ["label_spreading"], "warm_start": "one-pass"}]
+    old = plan_cells(load_grid(write_grid(tmp_path, data, methods=methods, seeds=[0])))
+    by_id = {c.id: c for c in old}
+
+    def record(c):
+        if c.cfg is not None:
+            return {"config": cfg_fingerprint(c.cfg)}
+        if c.kind == "energy":
+            src = by_id[c.source].cfg
+            return {"config": cfg_fingerprint(dataclasses.replace(src, energy=c.energy,
+                                                                  energy_params=dict(c.energy_params)))}
+        return {"options": dict(c.options)} if c.options else {}
+
+    done = {c.id: record(c) for c in old}
+    assert stale_cells(old, done) == {}
+    moved = plan_cells(load_grid(write_grid(tmp_path, data, methods=methods, seeds=[0]), out=str(tmp_path / "x")))
+    assert stale_cells(moved, done) == {}  # the warm start's best.pt path moved with the folder: not a change
+    methods[0]["energy_params"] = {"poisson": {"class_priors": "labelled"}}
+    changed = plan_cells(load_grid(write_grid(tmp_path, data, methods=methods, seeds=[0], gcn={"epochs": 5})))
+    stale = stale_cells(changed, done)
+    assert any(k.startswith("op-") and "poisson" in k for k in stale), stale
+    assert any(k.startswith("gcn-") for k in stale), stale
+
+
+def test_a_half_written_line_does_not_swallow_the_next_record(tmp_path):
+    from graphzoo.experiments.grid import _append_record
+
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"cell": "a"}\n{"cell": "b", "acc')  # killed mid-line
+    _append_record(path, {"cell": "c"})
+    assert [r["cell"] for r in read_results(path)] == ["a", "c"]
+
+
+def test_experiment_set_refuses_the_grid_keys(tmp_path):
+    data = write_npz(tmp_path / "tiny.npz")
+    with pytest.raises(ValueError, match="label fractions and seeds from"):
+        load_grid(write_grid(tmp_path, data), overrides={"seed": "7"})

@@ -304,3 +304,21 @@ def test_active_sentence_counts_random_labels_to_match():
     assert "would need more than 30" in text
     curves["random"]["mean"] = np.array([0.6, 0.9, 0.84])  # first crossing of 0.85: 10 + 10 * 0.25 / 0.3
     assert "about 18 random labels reach 0.850" in active_sentence(0.05, curves)
+
+
+def test_report_of_a_run_without_a_test_part(tmp_path):
+    """holdout=False (production): no test images; the report shows the cross-validation estimate instead
+    of failing on empty test metrics."""
+    from conftest import TINY_RUN, write_npz
+
+    from graphzoo.config import RunConfig
+    from graphzoo.report import build_report
+    from graphzoo.train import run_training
+
+    path = write_npz(tmp_path / "cells.npz", n=120)
+    cfg = RunConfig(data=str(path), out=str(tmp_path), name="prod", progress=False, holdout=False,
+                    label_fraction=1.0, **{**TINY_RUN, "n_neighbors": 5, "val_labels": "budget"})
+    run = run_training(cfg).rundir
+    html, _ = build_report(run.path, max_points=100)
+    text = html.read_text()
+    assert "no test part" in text and "cross-validation" in text

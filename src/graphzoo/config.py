@@ -66,9 +66,10 @@ class RunConfig:
     holdout : True: test (and validation) parts are cut from the labelled images to measure the
         run. False (production, ``--no-holdout``): no test part, every label outside validation
         trains; quality is then estimated by cross-validation of the graph step on the labels.
-    Images without a label in the source (-1) always join the training part and the graph, never
-    the evaluation; the split and the label budget are drawn over the labelled images only (use
-    ``label_fraction=1`` to train on every label of a partially labelled set).
+    Images without a label in the source (-1) join the graph and are predicted, never scored: in the
+    training part, or "excluded" with a validation or test patient. The split is drawn over the
+    labelled images only, and on such a partially labelled source the label budget is not applied:
+    every label is used (the run says so).
 
     Model and training
     ------------------

@@ -352,7 +352,8 @@ class _Handler(BaseHTTPRequestHandler):
         # JSON only: a form on another web site cannot send it without a CORS preflight, which we never allow.
         if self.headers.get_content_type() != "application/json":
             return self._json(415, {"error": "send the label as application/json"})
-        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.headers.get("Content-Length") or "0"
+        length = int(raw) if raw.isdigit() else -1  # a malformed length is refused like an oversized one
         if not 0 < length <= _MAX_BODY:
             return self._json(413, {"error": f"a label is 1 to {_MAX_BODY} bytes of JSON"})
         try:

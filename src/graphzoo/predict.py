@@ -11,9 +11,9 @@ Single-label runs: ``confidence`` is the probability after the run's temperature
 ``prediction_set`` the classes of the split-conformal set at the run's coverage (or
 ``--coverage``), both fitted on the run's labelled validation images and read from
 ``metrics.json`` (block ``calibration.inductive``; :mod:`graphzoo.calibration`). ``refer`` = 1 when
-the set is not exactly one class: a person should look. The coverage guarantee holds, approximately (the
-validation images also chose the checkpoint), for images drawn like the run's validation images; for inputs warned about below (unlike the training data) it
-does not. The run saves the threshold for the
+the set is not exactly one class: a person should look. The coverage guarantee holds, approximately
+(the validation images also chose the checkpoint), for images drawn like the run's validation images;
+for inputs warned about below (unlike the training data) it does not. The run saves the threshold for the
 coverages in :data:`graphzoo.train.evaluate.COVERAGES` (not the scores), so ``--coverage`` takes one of
 those. Without calibration (multi-label runs, runs made before it, another checkpoint than the
 one calibrated) ``confidence`` is the uncalibrated probability and the set and refer are empty.

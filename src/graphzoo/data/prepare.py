@@ -95,6 +95,11 @@ def _draw_split(how: str, targets, pids, source, fractions, seed: int, where: st
         if source is None:
             raise ValueError(f"split=source but {where} has no split of its own; use split=patient or random")
         split = np.array([{"valid": "val", "validation": "val"}.get(s, s) for s in source])
+        outside = np.flatnonzero(~np.isin(split, ("train", "val", "test")))
+        if len(outside):
+            raise ValueError(f"split=source: {len(outside)} labelled images belong to no part of {where}'s own split "
+                             f"(e.g. part {split[outside[0]]!r}); move them into train / valid / test, or use "
+                             "split=patient or random")
         missing = {"train", "test"} - set(split)
         if missing:
             raise ValueError(f"split=source: the source split has no {sorted(missing)} part; "
@@ -331,4 +336,6 @@ def labels_line(d) -> str:
             f"({c['n_labels_val']} validation, {c['n_labels_test']} test)")
     if c["hidden_by_budget"]:
         line += f"; the label budget hides {c['hidden_by_budget']} (label_fraction / labels_per_class)"
+    elif c["n_unlabelled_source"]:
+        line += "; a partially labelled source: every label is used (the label budget is not applied)"
     return line

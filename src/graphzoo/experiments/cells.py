@@ -201,6 +201,8 @@ def _baseline_cell(runner: CellRunner, cell: Cell) -> tuple[dict, object]:
                             load_graph=lambda: runner.graph(src.id), n_neighbors=src.cfg.n_neighbors,
                             graph_metric=src.cfg.graph_metric, run=run)
     rec = {"run_dir": runner.relative(run)}
+    if cell.options:
+        rec["options"] = dict(cell.options)  # so that a changed option block is seen as a change (stale_cells)
     if baseline.predict is not None:
         rec.update(_test_scores(data, baseline.predict(inputs, **runner.baseline_options.get(cell.kind, {}))))
     else:

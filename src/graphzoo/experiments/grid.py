@@ -152,6 +152,10 @@ def load_grid(path: str | Path, overrides: dict | None = None, out: str | None =
         inline["data"] = str((path.parent / inline["data"]).resolve())  # relative to the experiment file
     base = apply_overrides(base, inline, source=f"{path}: set")
     if overrides:
+        fixed = sorted({"label_fraction", "labels_per_class", "seed"} & set(overrides))
+        if fixed:
+            raise ValueError(f"--set {', '.join(fixed)}: an experiment takes its label fractions and seeds from "
+                             f"{path} (label_fractions:, seeds:); edit the file instead")
         base = apply_overrides(base, overrides)
     base = dataclasses.replace(base, progress=False)  # one line per cell, not bars (experiment --progress: bars)
     fractions = [float(f) for f in _as_list(spec.get("label_fractions", [base.label_fraction]))]
@@ -266,7 +270,8 @@ def plan_cells(spec: GridSpec) -> list[Cell]:
                 for b in reading:
                     key = f"{b}-{bb}"
                     cells.append(Cell(f"{key}|lf={_fs(f)}|seed={seed}", key, f"{BASELINES.get(b).label} · {bb}",
-                                      b, "baseline", f, seed, source=src.id, backbone=bb))
+                                      b, "baseline", f, seed, source=src.id, backbone=bb,
+                                      options=dict(spec.baseline_options.get(b, {}))))
                 if spec.active:
                     cells += active_cells(spec.active, f, seed, src, bb)
         for b in spec.baselines:
@@ -323,6 +328,18 @@ def read_results(path: str | Path) -> list[dict]:
     return out
 
 
+def _append_record(path: Path, rec: dict) -> None:
+    """Append one record as it finishes (a kill loses one cell at most). A line a kill left half-written is
+    closed first, so that it does not swallow this record (read_results skips the broken line)."""
+    with open(path, "a+b") as fh:
+        fh.seek(0, 2)
+        if fh.tell():
+            fh.seek(-1, 2)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+        fh.write((json.dumps(rec) + "\n").encode())
+
+
 def stale_cells(cells: list[Cell], done: dict[str, dict]) -> dict[str, list[str]]:
     """Finished cells (records in ``done`` by cell id) whose run config differs from the planned
     one, or that were computed from such a run: cell id -> the differences, worded as
@@ -333,9 +350,14 @@ def stale_cells(cells: list[Cell], done: dict[str, dict]) -> dict[str, list[str]
         if r is None:
             continue
         if c.cfg is not None and r.get("config") is not None:
-            diff = config_diff(r["config"], cfg_fingerprint(c.cfg), ignore=FREE_KEYS)
+            # A warm start's pretrained path follows the experiment folder (moved, or reached by another
+            # path); the link to its source cell below is what matters.
+            ignore = FREE_KEYS + (("pretrained",) if c.source is not None else ())
+            diff = config_diff(r["config"], cfg_fingerprint(c.cfg), ignore=ignore)
             if diff:
                 out[c.id] = diff
+        if c.kind == "energy" and (r.get("config") or {}).get("energy_params", c.energy_params) != c.energy_params:
+            out[c.id] = [f"energy_params: {r['config'].get('energy_params')!r} -> {c.energy_params!r}"]
         if c.options and r.get("options") is not None and r["options"] != c.options:  # an active cell's settings
             out[c.id] = [f"{k}: {r['options'].get(k)!r} -> {v!r}" for k, v in c.options.items()
                          if r["options"].get(k) != v]
@@ -378,8 +400,7 @@ def run_grid(spec: GridSpec, log=sys.stderr) -> list[dict]:
                "label_fraction": c.label_fraction, "seed": c.seed, **runner.run_cell(c),
                "wall_s": round(time.perf_counter() - t0, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         _check_split(rec, done)
-        with open(spec.results_path, "a") as fh:  # appended as it finishes: a kill loses one cell at most
-            fh.write(json.dumps(rec) + "\n")
+        _append_record(spec.results_path, rec)
         done[c.id] = rec
         auc = f" auc {rec['auc']:.3f}" if rec.get("auc") is not None else ""
         acc = f"accuracy {rec['accuracy']:.3f}" if rec.get("accuracy") is not None else "accuracy -"

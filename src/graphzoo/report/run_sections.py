@@ -372,6 +372,19 @@ def _dynamic_section(run: RunRecord, title: str) -> Section | None:
     return s
 
 
+def _no_test_section(run: RunRecord, title: str) -> Section:
+    """A run without a test part: its quality estimate (cross-validation of the graph step on the labels)."""
+    s = Section(f"{title}: no test part")
+    cv = run.metrics.get("cross_validation") or {}
+    text = (f"This run has no test part (holdout=False: every label outside validation trained it). Quality "
+            f"estimate: {run.metrics.get('quality_estimate', 'none')}")
+    if cv.get("accuracy") is not None:
+        text += (f": accuracy {cv['accuracy']:.3f} over {cv.get('n', '?')} labels — optimistic, as the network "
+                 "was trained with every fold's labels")
+    s.paragraphs.append(text + ".")
+    return s
+
+
 def run_sections(run_dir: str | Path, title: str = "", max_points: int = 1500, n_examples: int = 16, seed: int = 0,
                  log=None) -> list[Section]:
     """Sections describing one finished run: metrics (both predictions, collapse warnings), calibration
@@ -384,6 +397,10 @@ def run_sections(run_dir: str | Path, title: str = "", max_points: int = 1500, n
     run = read_run(run_dir)
     title = title or f"Run {run.rd.name}"
     say(log, f"run {run.rd}: metrics")
+    if len(run.test) == 0:  # holdout=False (production): no test images to score, say what stands in for them
+        dyn = _dynamic_section(run, title)
+        return [_no_test_section(run, title), _embedding_section(run, title, max_points, seed, log)] + (
+            [dyn] if dyn else [])
     out = [_metrics_section(run, title)]
     calib = _calibration_section(run, title)
     out += ([calib] if calib else []) + [_embedding_section(run, title, max_points, seed, log),

@@ -349,8 +349,8 @@ class Trainer:
     def recalibrate_batchnorm(self, batch_size: int = 256) -> None:
         """Recompute every BatchNorm layer's running mean / variance over ``cfg.precise_bn`` training
         images (a fixed subset, un-augmented, labels unused): the average of per-batch statistics under
-        the current weights (exact in one batch) instead of a lagging exponential average. Only eval-mode outputs change; training
-        uses batch statistics either way."""
+        the current weights (exact in one batch) instead of a lagging exponential average. Only eval-mode
+        outputs change; training uses batch statistics either way."""
         n = self.cfg.precise_bn
         bns = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         if not n or not bns:
