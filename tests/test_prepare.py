@@ -255,3 +255,23 @@ def test_unlabelled_images_of_held_out_patients_never_train():
     assert (d.split == "excluded").any() and not d.labelled[d.split == "excluded"].any()
     train_pids = set(d.patient_ids[d.split == "train"])
     assert not train_pids & held
+
+
+def test_csv_path_matching_is_strict_where_it_could_guess_wrong(tmp_path):
+    """A path with folders matches exactly (slide9/x.png is not unlabelled/x.png); a file name two images
+    share names neither; a misspelt class beside class folders is an overlay (so it is refused), not a
+    label source that would drop the folders' labels."""
+    from graphzoo.data.labels_csv import _Finder, csv_is_label_source
+
+    f = _Finder(["unlabelled/x1.png", "A/y.png", "scan.png", "scan.png"], 4)
+    assert f.find("x1.png") == (0, None)
+    assert f.find("slide9/x1.png")[0] is None
+    assert f.find("scan.png")[0] is None and "several images" in f.find("scan.png")[1]
+    from PIL import Image
+
+    for d in ("A", "B", "unlabelled"):
+        (tmp_path / "imgs" / d).mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "imgs" / d / "y.png")
+    csv = tmp_path / "l.csv"
+    csv.write_text("path,label\nA/y.png,A\nB/z.png,b\n")
+    assert not csv_is_label_source(tmp_path / "imgs", csv, data_format="folder")

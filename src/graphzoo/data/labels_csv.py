@@ -217,7 +217,10 @@ class _Finder:
         self.n, self.root = n, None if root is None else Path(root).resolve()
         self.exact: dict[str, int] = {}
         self.base: dict[str, list[int]] = {}
+        self.twice: set[str] = set()
         for i, f in enumerate([] if filenames is None else filenames):
+            if _norm(f) in self.exact:
+                self.twice.add(_norm(f))  # two images share this name: it cannot name either
             self.exact.setdefault(_norm(f), i)
             self.base.setdefault(_norm(f).rsplit("/", 1)[-1], []).append(i)
         self.has_names = filenames is not None
@@ -235,9 +238,13 @@ class _Finder:
                 p = _norm(Path(path).resolve().relative_to(self.root).as_posix())
             except ValueError:
                 return None, f"{path} is outside the data folder {self.root}"
+        if p in self.twice:
+            return None, f"{path} names several images of the data (the same file name twice); use #<index>"
         if p in self.exact:
             return self.exact[p], None
-        same = self.base.get(p.rsplit("/", 1)[-1], [])
+        if "/" in p:  # a path with folders must match exactly: slide9/x.png is not unlabelled/x.png
+            return None, f"{path} names no image of the data"
+        same = self.base.get(p, [])
         if len(same) == 1:
             return same[0], None
         if same:
@@ -319,10 +326,11 @@ def csv_is_label_source(data, labels_csv, *, data_format: str = "", unlabelled_d
     """The rule for ``--labels``: is the CSV the *only* source of labels (True), or does it add to the data's own
     labels (False)?
 
-    True for a folder read as plain images whose sub-folders are not its classes: the folder has no sub-folder
-    named after a class of the CSV for *every* class the CSV names (``slide3/``, ``2024-05/`` are not classes).
-    False for any other source (an npz, ChestX-ray14, CBIS-DDSM, mini-MIAS) and for class folders that hold every
-    class the CSV names (``Parasitized/``, ``Uninfected/``, ``unlabelled/``): the CSV then adds labels.
+    True for a folder read as plain images whose sub-folders are not its classes: no sub-folder is named after
+    a class the CSV names (``slide3/``, ``2024-05/`` are not classes). False for any other source (an npz,
+    ChestX-ray14, CBIS-DDSM, mini-MIAS) and for class folders of which the CSV names at least one
+    (``Parasitized/``, ``Uninfected/``, ``unlabelled/``): the CSV then adds labels, and a class name it
+    misspells is refused rather than silently turning the folders' own labels off.
     """
     from .readers import detect_format
 
@@ -330,4 +338,4 @@ def csv_is_label_source(data, labels_csv, *, data_format: str = "", unlabelled_d
     if not path.is_dir() or (data_format or detect_format(path)) != "folder":
         return False
     named = {label for _, _, label in _read_rows(labels_csv) if label}
-    return not (named and named <= class_folders(path, unlabelled_dirs))
+    return not (named and named & class_folders(path, unlabelled_dirs))
