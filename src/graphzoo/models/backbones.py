@@ -187,7 +187,14 @@ def _read_state_dict(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights file {str(path)!r} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    import pickle
+
+    try:  # weights_only: PyTorch's restricted unpickler, so that a weights file can never run code
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        what = next((ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln), "objects other than tensors")
+        raise ValueError(f"refused to load pretrained weights {path}: it holds {what}, and loading those can run "
+                         "code; use a checkpoint written by graphzoo or a plain state dict") from None
     for key in ("state_dict", "model", "backbone"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
