@@ -51,7 +51,7 @@ def blobs(n=240, size=20, seed=0, multilabel=False) -> ImageSet:
 def cfg_for(tmp_path, **kw) -> RunConfig:
     base = dict(data="synthetic", out=str(tmp_path), name="run", threads=1, progress=False, epochs=2, warmup_epochs=2,
                 min_epoch_steps=4, batch_size=32, labelled_per_batch=8, n_neighbors=10, label_fraction=0.2,
-                val_labels="all")
+                val_labels="all", hflip=False)  # blobs' class is the bright side: a left-right flip swaps it
     base.update(kw)
     return RunConfig(**base)
 
@@ -106,7 +106,7 @@ def test_dynamic_pass_history_and_determinism(tmp_path):
     assert 0 < float(dyn[0]["alpha"]) < float(dyn[1]["alpha"]) == 1.0  # ramp-up
     assert float(dyn[-1]["pseudo_accuracy"]) > 0.7
     assert dyn[-1]["stop_reason"] == "max_epochs"
-    assert m1["test_prediction"] == "inductive"
+    assert m1["test_prediction"] == "inductive" and m1["accuracy"] > 0.8  # the net itself learns the task
     # same seed and config -> identical numbers
     m2, run2 = run_experiment(cfg_for(tmp_path / "again", mode="dynamic", epochs=2, rampup_epochs=2), imageset=blobs())
     assert strip_times(m1) == strip_times(m2)
@@ -477,9 +477,11 @@ def test_a_kill_between_early_stop_and_phase_end_resumes_exactly(tmp_path, monke
     """Early stopping saves last.pt, then finishes the phase (best weights, a second save): a kill in
     between must not make the resumed run train on."""
     data = blobs(n=120, seed=2)
-    full, _ = run_experiment(cfg_for(tmp_path / "full", epochs=8, patience=1, lr_patience=0), imageset=data)
+    # hflip makes blobs' class (the bright side) unlearnable: validation stalls and early stopping fires
+    opts = dict(epochs=8, patience=1, lr_patience=0, hflip=True)
+    full, _ = run_experiment(cfg_for(tmp_path / "full", **opts), imageset=data)
     assert full["stop_reasons"]["supervised"].startswith("early_stopping")
-    cfg = cfg_for(tmp_path / "killed", epochs=8, patience=1, lr_patience=0)
+    cfg = cfg_for(tmp_path / "killed", **opts)
 
     def killed(self, name, reason):
         raise KeyboardInterrupt
