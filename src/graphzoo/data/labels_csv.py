@@ -53,6 +53,22 @@ def _shown(items: list, k: int = 5) -> str:
     return "; ".join(map(str, items[:k])) + (f"; ... ({len(items)} in all)" if len(items) > k else "")
 
 
+def _read_rows(csv_path: str | os.PathLike) -> list[tuple[int, str, str]]:
+    """``(line, path, label)`` of every row of a labels CSV (header ``path,label``, any other columns; a BOM
+    from Excel is not part of a column name)."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"labels file {csv_path} does not exist. Fix: check --labels / add_labels.")
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        cols = [c.strip().lower() for c in reader.fieldnames or []]
+        if "path" not in cols or "label" not in cols:
+            raise ValueError(f"{csv_path}: the header must name the columns path,label (found {cols or 'nothing'}). "
+                             "Fix: make line 1 'path,label' (other columns, e.g. index,labelled_at, may follow).")
+        key = {c.strip().lower(): c for c in reader.fieldnames}
+        return [(reader.line_num, (r[key["path"]] or "").strip(), (r[key["label"]] or "").strip()) for r in reader]
+
+
 def read_labels_csv(csv_path: str | os.PathLike, root: str | os.PathLike) -> dict[Path, tuple[str, int]]:
     """Read ``path,label`` rows: resolved image path -> (label or "" for unlabelled, CSV line).
 
@@ -60,17 +76,7 @@ def read_labels_csv(csv_path: str | os.PathLike, root: str | os.PathLike) -> dic
     image given two different labels (repeating the same label is accepted).
     """
     csv_path, root = Path(csv_path), Path(root).resolve()
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"labels file {csv_path} does not exist. Fix: check --labels.")
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM from Excel is not a column name
-        reader = csv.DictReader(fh)
-        cols = [c.strip().lower() for c in reader.fieldnames or []]
-        if "path" not in cols or "label" not in cols:
-            raise ValueError(f"{csv_path}: the header must name the columns path,label (found {cols or 'nothing'}). "
-                             "Fix: make line 1 'path,label'.")
-        key = {c.strip().lower(): c for c in reader.fieldnames}
-        rows = [(line, (r[key["path"]] or "").strip(), (r[key["label"]] or "").strip())
-                for line, r in enumerate(reader, start=2)]
+    rows = _read_rows(csv_path)
     out: dict[Path, tuple[str, int]] = {}
     outside, conflicts, blank = [], [], []
     for line, path, label in rows:
@@ -182,26 +188,6 @@ def load_with_labels(
 # ---------------------------------------------------------------------------------------------------------------
 # Labels added to a source that has labels of its own (an npz with -1, class folders with unlabelled/, ...)
 # ---------------------------------------------------------------------------------------------------------------
-def _read_rows(csv_path: str | os.PathLike) -> list[tuple[int, str, str]]:
-    """``(line, path, label)`` of every non-blank row of a labels CSV (header ``path,label``, any other columns)."""
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"labels file {csv_path} does not exist. Fix: check --labels / add_labels.")
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        cols = [c.strip().lower() for c in reader.fieldnames or []]
-        if "path" not in cols or "label" not in cols:
-            raise ValueError(f"{csv_path}: the header must name the columns path,label (found {cols or 'nothing'}). "
-                             "Fix: make line 1 'path,label' (other columns, e.g. index,labelled_at, may follow).")
-        key = {c.strip().lower(): c for c in reader.fieldnames}
-        rows = []
-        for r in reader:
-            path, label = (r[key["path"]] or "").strip(), (r[key["label"]] or "").strip()
-            if path or label:
-                rows.append((reader.line_num, path, label))
-    return rows
-
-
 def _norm(name: str) -> str:
     name = str(name).replace("\\", "/")
     while name.startswith("./"):
@@ -267,7 +253,7 @@ def overlay_labels(labels: np.ndarray, filenames, class_names: Sequence[str], cs
     no image (or several), two rows giving one image different labels, and a row giving an image a label other
     than the one it has (from the source, or an earlier labels file in ``origin``): a re-label is refused.
     """
-    rows = _read_rows(csv_path)
+    rows = [(line, path, label) for line, path, label in _read_rows(csv_path) if path or label]
     labels = np.array(labels, dtype=np.int64, copy=True)
     finder, index = _Finder(filenames, len(labels), root), {c: i for i, c in enumerate(class_names)}
     origin = dict(origin or {})
