@@ -80,8 +80,8 @@ def test_more_than_the_candidates_is_refused_and_nothing_is_overwritten(run, cap
 
 @pytest.mark.parametrize("argv, message", [
     (["--strategy", "uncertainty_divers"], "Did you mean 'uncertainty_diverse'?"),
-    (["-n", "0"], "must be at least 1"),
-    (["-n", "-4"], "must be at least 1"),
+    (["-n", "0"], "must be >= 1, got 0"),
+    (["-n", "-4"], "must be >= 1, got -4"),
 ])
 def test_bad_arguments_are_refused(argv, message, run, capsys):
     try:

@@ -43,7 +43,8 @@ from .data import IMAGE_SUFFIXES
 INTENSITY_K = 2.0
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type of a count such as ``--batch-size`` or ``suggest -n``: a whole number >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -61,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: the model the run evaluated (metrics.json's final_model)")
     parser.add_argument("--coverage", type=float,
                         help="coverage of the prediction sets (default: the run's; one of the levels it saved)")
-    parser.add_argument("--batch-size", type=_positive_int, default=256, help="images per forward pass (>= 1)")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass (>= 1)")
     parser.add_argument("--allow-unfinished", action="store_true",
                         help="use a run that has not written metrics.json (crashed or still running)")
     parser.add_argument("--skip-corrupt", action="store_true",

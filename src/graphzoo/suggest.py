@@ -34,24 +34,15 @@ from pathlib import Path
 import numpy as np
 
 from .acquisition import ACQUISITION, acquire
+from .predict import positive_int
 from .rundir import RunDir
 
 __all__ = ["add_arguments", "main", "suggest", "contact_sheet", "read_predictions", "write_csv"]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="a finished run folder (with features.npy)")
-    parser.add_argument("-n", type=_positive_int, default=50, help="number of images to suggest (default 50)")
+    parser.add_argument("-n", type=positive_int, default=50, help="number of images to suggest (default 50)")
     parser.add_argument("--strategy", default="uncertainty_diverse",
                         help=f"acquisition strategy: {', '.join(ACQUISITION.names())} (default uncertainty_diverse)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the strategy's randomness (ties, random)")
