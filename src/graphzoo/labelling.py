@@ -211,26 +211,13 @@ def read_suggestions(rd: RunDir) -> list[dict]:
 
 def _load_images(rd: RunDir, items: list[dict]) -> tuple[list[str], dict[int, np.ndarray]]:
     """(class names, {index: uint8 (C, H, W)}) of the suggested images, from the run's own prepared data."""
-    from .config import load_config
-    from .data import prepare_data
+    from .suggest import images_named
 
-    if not rd.config.is_file():
-        raise FileNotFoundError(f"{rd.config} is missing: {rd} is not a graphzoo run folder")
-    cfg = load_config(rd.config)
-    try:
-        data = prepare_data(**cfg.data_options())
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"the run's images are no longer where {rd.config} says ({exc}); "
-                                "move them back, or fix the data path in that file") from None
+    data, images = images_named(rd, items, moved="move them back, or fix the data path in that file",
+                                changed=f"rerun graphzoo suggest --run {rd}")
     if data.multilabel:
         raise ValueError(f"{rd} is a multi-label run: graphzoo label labels images of multiclass runs only")
-    idx = np.array([it["index"] for it in items])
-    names = None if data.filenames is None else [str(data.filenames[i]) for i in idx if i < len(data.split)]
-    if idx.max() >= len(data.split) or (names is not None and names != [it["filename"] for it in items]):
-        raise ValueError(f"the dataset {cfg.data} no longer matches {rd.suggestions} (other images or another "
-                         f"order); rerun graphzoo suggest --run {rd}")
-    images = np.asarray(data.images[idx])
-    return list(data.names), {int(i): img for i, img in zip(idx, images)}
+    return list(data.names), {int(it["index"]): img for it, img in zip(items, images)}
 
 
 def png_bytes(image: np.ndarray) -> bytes:

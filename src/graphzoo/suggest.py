@@ -37,7 +37,7 @@ from .acquisition import ACQUISITION, acquire
 from .predict import positive_int
 from .rundir import RunDir
 
-__all__ = ["add_arguments", "main", "suggest", "contact_sheet", "read_predictions", "write_csv"]
+__all__ = ["add_arguments", "main", "suggest", "contact_sheet", "read_predictions", "write_csv", "images_named"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,24 +158,31 @@ def contact_sheet(images: np.ndarray, captions: list[str], path: Path, *, thumb:
     os.replace(tmp, path)
 
 
-def _sheet_images(rd: RunDir, rows: list[dict]) -> np.ndarray:
-    """The suggested images, uint8 (k, C, H, W), read with the run's own data options."""
+def images_named(rd: RunDir, rows: list[dict], *, moved: str, changed: str):
+    """``(prepared data, uint8 (k, C, H, W))``: the run's images that ``rows`` name (their ``index`` and
+    ``filename``, as in suggestions.csv), read with the run's own data options.
+
+    Refuses a dataset that is no longer where the run's config says (``moved``: the fix to suggest) or that
+    no longer matches the run (other images or another order; ``changed``: the fix).
+    """
     from .config import load_config
     from .data import prepare_data
 
+    if not rd.config.is_file():
+        raise FileNotFoundError(f"{rd.config} is missing: {rd} is not a graphzoo run folder")
     cfg = load_config(rd.config)
     try:
         data = prepare_data(**cfg.data_options())
     except FileNotFoundError as exc:
-        raise FileNotFoundError(f"the run's images are no longer where {rd.config} says ({exc}); "
-                                "use --no-sheet (suggestions.csv needs only the run folder)") from None
-    idx = np.array([r["index"] for r in rows])
-    names = None if data.filenames is None else [str(data.filenames[i]) for i in idx]
-    if len(data.split) != len(np.load(rd.features, mmap_mode="r")) or (
-            names is not None and names != [r["filename"] for r in rows]):
-        raise ValueError(f"the dataset {cfg.data} no longer matches {rd} (other images or another order); "
-                         "use --no-sheet, or rerun the run")
-    return np.asarray(data.images[idx])
+        raise FileNotFoundError(f"the run's images are no longer where {rd.config} says ({exc}); {moved}") from None
+    idx = np.array([r["index"] for r in rows], dtype=np.int64)
+    n = len(data.split)
+    same = n == len(np.load(rd.features, mmap_mode="r")) and (len(idx) == 0 or idx.max() < n)
+    if same and data.filenames is not None:
+        same = [str(data.filenames[i]) for i in idx] == [r["filename"] for r in rows]
+    if not same:
+        raise ValueError(f"the dataset {cfg.data} no longer matches {rd} (other images or another order); {changed}")
+    return data, np.asarray(data.images[idx])
 
 
 def main(args: argparse.Namespace) -> int:
@@ -183,7 +190,9 @@ def main(args: argparse.Namespace) -> int:
     rows = suggest(rd, n=args.n, strategy=args.strategy, seed=args.seed)
     sheet = rd.suggestions.with_suffix(".png")  # suggestions.png beside the CSV
     # The images are read before anything is written, so that a dataset that moved leaves no half result.
-    images = None if args.no_sheet else _sheet_images(rd, rows)
+    images = None if args.no_sheet else images_named(
+        rd, rows, moved="use --no-sheet (suggestions.csv needs only the run folder)",
+        changed="use --no-sheet, or rerun the run")[1]
     if images is None and sheet.exists():
         sheet.unlink()  # a sheet of an earlier call would contradict the new CSV
     write_csv(rows, rd.suggestions)
