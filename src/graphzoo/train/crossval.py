@@ -45,7 +45,7 @@ def _folds(y: np.ndarray, groups: np.ndarray | None, k: int, seed: int) -> tuple
 
 
 def graph_step_cv(Z: np.ndarray, data, *, energy, energy_params, n_neighbors: int, metric: str, seed: int,
-                  k: int = 5) -> dict:
+                  k: int = 5, W=None) -> dict:
     """K-fold cross-validation of the graph step on the labels of ``data`` (a PreparedData).
 
     Parameters
@@ -53,6 +53,8 @@ def graph_step_cv(Z: np.ndarray, data, *, energy, energy_params, n_neighbors: in
     Z : (N, d) final features of every image (the graph is built once over all of them).
     data : PreparedData; its labelled images (training and validation) are the ones scored.
     k : folds, lowered to the smallest class's label count (at least 2 needed).
+    W : the kNN graph already built over ``Z`` with ``n_neighbors`` and ``metric`` (the run's evaluation has
+        it; the search dominates the cost), or None to build it here.
 
     Returns
     -------
@@ -68,7 +70,8 @@ def graph_step_cv(Z: np.ndarray, data, *, energy, energy_params, n_neighbors: in
         return {"n": int(len(idx)), "note": "too few labels for cross-validation (a class has fewer than 2)"}
     groups = None if data.patient_ids is None else np.asarray(data.patient_ids)[idx]
     fold, how = _folds(y, groups, k, seed)
-    W = build_graph(Z, n_neighbors=n_neighbors, metric=metric)
+    if W is None:
+        W = build_graph(Z, n_neighbors=n_neighbors, metric=metric)
     proba = np.zeros((len(idx), data.n_outputs))
     fold_acc = []
     for f in range(k):

@@ -109,13 +109,13 @@ def evaluate(trainer) -> dict:
     }
     if not d.multilabel:
         metrics["collapsed"] = _collapse_report(d, test, p_net, p_graph, trainer.cfg.progress)
-    _add_label_accounting(trainer, metrics, Z)
+    _add_label_accounting(trainer, metrics, Z, step.W)
     metrics["calibration"], per_image = calibrate(trainer, p_main, p_net, kind)
     _write_predictions(trainer, p_net, p_graph, p_main, per_image, _evidence(trainer, Z))
     return metrics
 
 
-def _add_label_accounting(trainer, metrics: dict, Z: np.ndarray) -> None:
+def _add_label_accounting(trainer, metrics: dict, Z: np.ndarray, W) -> None:
     """``labels`` (where the source's labels went, :func:`graphzoo.data.prepare.label_counts`) and, without a
     test part (``holdout=False``), the cross-validation estimate that stands in for test metrics."""
     from ..data.prepare import label_counts
@@ -133,7 +133,7 @@ def _add_label_accounting(trainer, metrics: dict, Z: np.ndarray) -> None:
     from .crossval import graph_step_cv
 
     cv = graph_step_cv(Z, d, energy=cfg.energy, energy_params=cfg.energy_params, n_neighbors=cfg.n_neighbors,
-                       metric=cfg.graph_metric, seed=cfg.seed)
+                       metric=cfg.graph_metric, seed=cfg.seed, W=W)  # the evaluation's graph, not a second search
     metrics["cross_validation"] = cv
     metrics["quality_estimate"] = (f"{cv['folds']}-fold cross-validation of the graph step on the labels"
                                    if "folds" in cv else f"none: {cv['note']}")
