@@ -39,7 +39,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
 __all__ = ["fit_temperature", "apply_temperature", "expected_calibration_error", "reliability", "reliability_bins",
-           "nll", "conformal_threshold", "prediction_sets", "refer", "selective_accuracy", "MIN_CALIBRATION"]
+           "nll", "conformal_rank", "conformal_threshold", "prediction_sets", "refer", "selective_accuracy", "MIN_CALIBRATION"]
 
 #: Below this many held-out labels the temperature is not fitted (T = 1): one scalar fitted on a
 #: handful of images would follow their noise.
@@ -151,6 +151,12 @@ def expected_calibration_error(proba, y, n_bins: int = 15) -> float:
     return reliability(proba, y, n_bins)["ece"]
 
 
+def conformal_rank(n: int, coverage: float) -> int:
+    """⌈(n+1)·coverage⌉: which smallest calibration score is q̂ (the finite-sample correction). Above n,
+    ``n`` held-out images are too few for that coverage."""
+    return math.ceil((n + 1) * coverage - 1e-9)  # 1e-9 absorbs float noise in (n+1)·coverage
+
+
 def conformal_threshold(proba_cal, y_cal, coverage: float = 0.9) -> float:
     """q̂ of split-conformal LAC sets: the ⌈(n+1)·coverage⌉-th smallest score ``1 − p_i[y_i]``.
 
@@ -162,7 +168,7 @@ def conformal_threshold(proba_cal, y_cal, coverage: float = 0.9) -> float:
         raise ValueError(f"coverage must lie in (0, 1), got {coverage}")
     P, y = _check(proba_cal, y_cal, "proba_cal")
     n = len(y)
-    rank = math.ceil((n + 1) * coverage - 1e-9)  # the finite-sample correction; 1e-9 absorbs float noise
+    rank = conformal_rank(n, coverage)
     if rank > n:
         return 1.0
     scores = np.sort(1.0 - P[np.arange(n), y])

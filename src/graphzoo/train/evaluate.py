@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import time
 
 import numpy as np
@@ -167,7 +166,7 @@ def calibrate(trainer, p_main: np.ndarray, p_net: np.ndarray, kind: str) -> tupl
     if len(val) < cal.MIN_CALIBRATION:
         notes.append(f"only {len(val)} labelled validation images (< {cal.MIN_CALIBRATION}): no temperature fitted "
                      "(T = 1), the confidences are uncalibrated")
-    if math.ceil((len(val) + 1) * cfg.coverage - 1e-9) > len(val):  # conformal_threshold's rank beyond n
+    if cal.conformal_rank(len(val), cfg.coverage) > len(val):
         notes.append(f"{len(val)} labelled validation images are too few for coverage {cfg.coverage:g} "
                      f"(it needs ceil((n+1)·{cfg.coverage:g}) <= n): every class is in every set, every image is "
                      "referred; label more validation images or lower coverage")
