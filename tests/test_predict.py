@@ -90,7 +90,7 @@ def test_predict_gives_calibrated_confidence_prediction_sets_and_referral(demo_r
     out = tmp_path / "p.csv"
     assert main(["predict", "--run", str(demo_run), str(images), "-o", str(out)]) == 0
     header = capsys.readouterr().out.splitlines()[0]
-    assert header == "file\tprediction\tprobability\tconfidence\tprediction_set\trefer"
+    assert header == "file\tprediction\tprobability\tconfidence\tprediction_set\trefer\tevidence"
     rows = list(csv.DictReader(out.open()))
     c = json.loads((demo_run / "metrics.json").read_text())["calibration"]["inductive"]
     names = [k[len("prob_"):] for k in rows[0] if k.startswith("prob_")]
@@ -110,3 +110,27 @@ def test_predict_gives_calibrated_confidence_prediction_sets_and_referral(demo_r
     # the demo is a Dynamic Pass, calibrated on its last model: the best checkpoint gets no calibration, said so
     assert main(["predict", "--run", str(demo_run), str(images), "--checkpoint", "best"]) == 0
     assert "calibrated its last model" in capsys.readouterr().err
+
+
+def test_predict_names_the_nearest_labelled_training_images_as_evidence(demo_run, tmp_path, capsys):
+    """A labelled training image of the run, predicted again, finds itself first: ψ of predict equals the run's
+    saved features, and the evidence lists labelled training images only."""
+    import csv
+
+    rows = list(csv.DictReader((demo_run / "predictions.csv").open()))
+    labelled = {r["filename"] for r in rows if r["split"] == "train" and r["labelled"] == "1"}
+    root = data_path("malaria", "raw_sample", "cell_images")
+    chosen = sorted(labelled)[:3]  # paths relative to the run's data folder
+    assert chosen, "the demo run should label some of the sample's cells"
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--run", str(demo_run), *[str(root / c) for c in chosen], "-o", str(out)]) == 0
+    got = list(csv.DictReader(out.open()))
+    assert len(got) == len(chosen)
+    for r, name in zip(got, chosen):
+        ids = r["evidence"].split("|")
+        assert ids[0] == name
+        assert len(ids) == 3 and set(ids) <= labelled
+    # the best checkpoint is not the model whose features the run saved: no evidence, said so
+    assert main(["predict", "--run", str(demo_run), str(root / chosen[0]), "--checkpoint", "best", "-o", str(out)]) == 0
+    assert "no evidence" in capsys.readouterr().err
+    assert all(r["evidence"] == "" for r in csv.DictReader(out.open()))

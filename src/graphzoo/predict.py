@@ -4,8 +4,11 @@ Uses the network the run evaluated (``final_model`` in its metrics.json: best-by
 One Pass, the last for Dynamic Pass; ``--checkpoint`` picks one), an inductive prediction as for
 the test split; the images are read, converted to the run's channels and size and normalised with
 the training statistics stored in the checkpoint. Prints a header line and one
-``file<TAB>prediction<TAB>probability<TAB>confidence<TAB>prediction_set<TAB>refer`` line per image
-and, with ``--output``, writes a CSV with the same columns followed by ``prob_<class>``.
+``file<TAB>prediction<TAB>probability<TAB>confidence<TAB>prediction_set<TAB>refer<TAB>evidence`` line
+per image and, with ``--output``, writes a CSV with the same columns, ``prob_<class>`` before ``evidence``.
+``evidence`` names the run's labelled training images nearest to the image in ψ ("why this label", as in
+the run's ``predictions.csv``); it is given when the scored checkpoint is the model whose features the run
+saved (:func:`evidence`).
 
 Single-label runs: ``confidence`` is the probability after the run's temperature, and
 ``prediction_set`` the classes of the split-conformal set at the run's coverage (or
@@ -151,6 +154,7 @@ class Scored:
     files : the decoded files, in the order of ``proba``'s rows.
     skipped : ``(file, reason)`` for each file that could not be decoded.
     notes : counts of inputs unlike the training data: ``size``, ``colour``, ``intensity``.
+    features : ndarray (len(files), out_dim), ψ of the decoded files (the features the graph of the run uses).
     """
 
     proba: np.ndarray
@@ -158,6 +162,7 @@ class Scored:
     files: list
     skipped: list
     notes: dict
+    features: np.ndarray | None = None
 
 
 def predict_files(run_dir, files, which: str = "best", batch_size: int = 256):
@@ -187,13 +192,44 @@ def score_files(run_dir, files, which: str = "best", batch_size: int = 256) -> S
         return Scored(np.zeros((0, meta["n_outputs"])), meta, kept, skipped, notes)
     x = to_image_tensor(arrays, size=size, in_chans=meta["in_chans"])
     notes["intensity"] = int(unlike_training(x, norm).sum())
-    out = []
+    out, feats = [], []
     with torch.no_grad():
         for b in x.split(batch_size):
-            logits, _ = model.infer(norm(b), meta["tta_views"])  # the run's test-time averaging
+            logits, z = model.infer(norm(b), meta["tta_views"])  # the run's test-time averaging
             logits = logits.double()
             out.append(torch.sigmoid(logits) if meta["multilabel"] else torch.softmax(logits, 1))
-    return Scored(torch.cat(out).numpy(), meta, kept, skipped, notes)
+            feats.append(z.float())
+    return Scored(torch.cat(out).numpy(), meta, kept, skipped, notes, torch.cat(feats).numpy())
+
+
+def evidence(run, features: np.ndarray, which: str, metrics: dict) -> tuple[list[str] | None, str]:
+    """Per scored image, the ids of the run's nearest labelled training images in ψ, joined by "|"
+    (as ``predictions.csv``'s ``evidence`` column), or ``(None, why not)``.
+
+    run : :class:`graphzoo.rundir.RunDir`; features : (m, out_dim) ψ of the new images, from checkpoint
+    ``which``. The labelled images' ψ is the run's ``features.npy``, computed by the model the run
+    evaluated (``final_model``): a new image is only comparable with them when ``which`` is that model.
+    The metric is the run's graph metric, so the evidence is what the graph would connect the image to.
+    """
+    from .config import load_config
+    from .graph import knn_search
+    from .train.evaluate import N_EVIDENCE
+
+    if metrics.get("final_model") != which:
+        return None, (f"the run's saved features come from its {metrics.get('final_model') or 'final'} model, "
+                      f"not the {which} one")
+    if not (run.features.is_file() and run.predictions.is_file()):
+        return None, f"{run} has no features.npy / predictions.csv"
+    with open(run.predictions, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    lab = [i for i, r in enumerate(rows) if r["split"] == "train" and r["labelled"] == "1"]
+    if not lab or not len(features):
+        return None, "the run has no labelled training images"
+    Z = np.load(run.features, mmap_mode="r")
+    _, nb = knn_search(np.asarray(Z[lab]), min(N_EVIDENCE, len(lab)), queries=features,
+                       metric=load_config(run.config).graph_metric)
+    ids = [rows[i]["filename"] or rows[i]["index"] for i in lab]
+    return ["|".join(ids[j] for j in row) for row in nb], ""
 
 
 def _warn_unlike(notes: dict, n: int, meta: dict) -> None:
@@ -277,16 +313,20 @@ def main(args: argparse.Namespace) -> int:
         print(f"graphzoo predict: skipped {f}: {reason}", file=sys.stderr)
     _warn_unlike(scored.notes, len(scored.files), meta)
     rows = _rows(scored, calib)
-    print("file\tprediction\tprobability\tconfidence\tprediction_set\trefer")
-    for f, label, prob, conf, pset, ref, _ in rows:
-        print(f"{f}\t{label}\t{prob:.4f}\t{conf:.4f}\t{pset}\t{ref}")
+    near, why = evidence(run, scored.features, which, metrics) if rows else ([], "")
+    if near is None:
+        print(f"graphzoo predict: note: no evidence (nearest labelled images) is given: {why}", file=sys.stderr)
+        near = [""] * len(rows)
+    print("file\tprediction\tprobability\tconfidence\tprediction_set\trefer\tevidence")
+    for (f, label, prob, conf, pset, ref, _), ev in zip(rows, near):
+        print(f"{f}\t{label}\t{prob:.4f}\t{conf:.4f}\t{pset}\t{ref}\t{ev}")
     if args.output:
         with open(args.output, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["file", "prediction", "probability", "confidence", "prediction_set", "refer"]
-                       + [f"prob_{n}" for n in meta["names"]])
-            for f, label, prob, conf, pset, ref, p in rows:
-                w.writerow([f, label, f"{prob:.5f}", f"{conf:.5f}", pset, ref] + [f"{v:.5f}" for v in p])
+                       + [f"prob_{n}" for n in meta["names"]] + ["evidence"])
+            for (f, label, prob, conf, pset, ref, p), ev in zip(rows, near):
+                w.writerow([f, label, f"{prob:.5f}", f"{conf:.5f}", pset, ref] + [f"{v:.5f}" for v in p] + [ev])
         print(f"wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
     if skipped and not args.skip_corrupt:
         print(f"graphzoo predict: error: {len(skipped)} of {len(files)} images could not be decoded (named above); "
