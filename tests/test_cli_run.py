@@ -162,6 +162,12 @@ def test_init_from_continues_a_run_with_its_new_labels_weights_and_split(gaps_ru
     assert cont["labelled"].sum() == old["labelled"].sum() + 6 and cont["labelled"][idx].all()
     metrics = json.loads((new / "metrics.json").read_text())
     assert metrics["n_unlabelled_source"] == json.loads(rd.metrics.read_text())["n_unlabelled_source"] - 6
+    # the labels it added are kept in its own folder: labelling on in ward/labels.csv does not change ward-r2
+    from graphzoo.config import load_config
+
+    added = load_config(new / "config.yaml").add_labels
+    assert added == [str((new / "labels_added.csv").resolve())]
+    assert (new / "labels_added.csv").read_bytes() == rd.labels.read_bytes()
 
 
 def test_init_from_refuses_a_changed_split_and_names_the_next_round(gaps_run, tmp_path, capsys):

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -141,6 +142,22 @@ def continue_config(args: argparse.Namespace, overrides: dict) -> RunConfig:
     return cfg.validate()
 
 
+def keep_added_labels(cfg: RunConfig, rundir: RunDir, labels: str) -> RunConfig:
+    """Copy the labels file a ``--init-from`` run adds into its folder (:attr:`RunDir.added_labels`) and name the
+    copy in its config instead of ``labels``: the original (often the previous run's labels.csv, which
+    ``graphzoo label`` keeps writing) may change after the run starts, and a resumed or repeated run must read the
+    labels this one trained on. Returns the config with the copy in ``add_labels``."""
+    from .config import apply_overrides
+
+    rundir.path.mkdir(parents=True, exist_ok=True)
+    tmp = rundir.added_labels.with_name(rundir.added_labels.name + ".tmp")
+    shutil.copyfile(labels, tmp)
+    os.replace(tmp, rundir.added_labels)  # atomic: a kill leaves the old copy or the new one, never half of one
+    copy = str(rundir.added_labels.resolve())
+    added = [copy if a == labels else a for a in cfg.add_labels]
+    return apply_overrides(cfg, {"add_labels": added}, source="--init-from")
+
+
 def check_destination(path: Path) -> None:
     """Refuse a run folder that cannot be created: a file on the way, or a folder we may not write to."""
     parent = path
@@ -159,7 +176,7 @@ def clear_run(rundir: RunDir) -> list[Path]:
     finished run. Files the run does not write (a report, notes of yours) are kept.
     """
     files = [rundir.metrics, rundir.config, rundir.split, rundir.split_csv, rundir.history, rundir.predictions,
-             rundir.features, rundir.checkpoint("best"), rundir.checkpoint("last")]
+             rundir.features, rundir.added_labels, rundir.checkpoint("best"), rundir.checkpoint("last")]
     if rundir.checkpoints.is_dir():
         files += sorted(rundir.checkpoints.glob("*.pt.tmp"))  # left by a kill during a save
     removed = [f for f in files if f.is_file()]
@@ -185,6 +202,8 @@ def main(args: argparse.Namespace) -> int:
             print(f"--overwrite: removed the {state} run in {rundir} ({len(removed)} files)", file=sys.stderr)
     print(f"run {rundir.name}: mode={cfg.mode} backbone={cfg.backbone} energy={cfg.energy} -> {rundir}",
           file=sys.stderr)
+    if cfg.init_from and getattr(args, "new_labels", "") and not args.resume:
+        cfg = keep_added_labels(cfg, rundir, args.new_labels)
     if cfg.init_from:
         added = getattr(args, "new_labels", "") or "none (no --labels, and no labels.csv in the run)"
         print(f"--init-from {cfg.init_from}: same split and settings; backbone weights from {cfg.pretrained} "

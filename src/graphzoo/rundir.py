@@ -12,6 +12,7 @@ A run of the hybrid model (``graphzoo run``, or one cell of an experiment grid) 
       features.npy       ψ(x) of every image, (n, d) float32, for baselines and the report
       suggestions.csv    images to label next (graphzoo suggest), with suggestions.png beside it
       labels.csv         labels given on the labelling page (graphzoo label), one row per image
+      labels_added.csv   a --init-from run's copy of the labels it added (its config names the copy)
       checkpoints/last.pt   everything needed to resume (model, optimiser, loop state, RNG)
       checkpoints/best.pt   the best-by-validation weights and what is needed to rebuild the net
 
@@ -83,6 +84,12 @@ class RunDir:
     def labels(self) -> Path:
         """``labels.csv`` of ``graphzoo label`` (``path,label,index,labelled_at``; see graphzoo.labelling)."""
         return self.path / "labels.csv"
+
+    @property
+    def added_labels(self) -> Path:
+        """``labels_added.csv``: a copy of the labels a ``--init-from`` run added (its config names the copy, so the
+        run stays reproducible and resumable while the labelling page goes on writing the original)."""
+        return self.path / "labels_added.csv"
 
     @property
     def checkpoints(self) -> Path:
