@@ -11,6 +11,8 @@ format          module              layout
 ``chestxray14`` :mod:`.chestxray14` NIH ChestX-ray14: ``Data_Entry_2017*.csv[.gz]`` + PNGs
 ``cbis_ddsm``   :mod:`.cbis_ddsm`   CBIS-DDSM case-description CSVs + DICOM tree
 ``mias``        :mod:`.mias`        mini-MIAS ``.pgm`` films + ``Info.txt``, or our npz of them
+``mias_patches`` :mod:`.mias_patches` lesion-centred MIAS patches vs normal tissue (by name only; also
+                                    ``mias_patches_malignancy``: benign vs malignant lesion patches)
 ``npz``         :mod:`.npz`         our array layout (``images``, ``labels``, ``class_names``, ...)
 ``medmnist``    :mod:`.npz`         MedMNIST ``train_images`` / ``train_labels`` / ``val_*`` / ...
 =============== =================== ===============================================================
@@ -36,7 +38,7 @@ from .types import ImageSet
 
 # Importing the readers registers them (and their format tests) in READERS.
 from . import folder, npz  # noqa: E402,F401  isort: skip
-from . import cbis_ddsm, chestxray14, mias  # noqa: E402,F401  isort: skip
+from . import cbis_ddsm, chestxray14, mias, mias_patches  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "load",
