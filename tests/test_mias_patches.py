@@ -15,7 +15,7 @@ from PIL import Image
 
 import graphzoo.data as gd
 from graphzoo.data._patches import breast_mask, crop, normal_centres, tissue_fraction
-from graphzoo.data.inspect import report
+from graphzoo.data.inspect import example_sheet, report
 from graphzoo.data.mias import read_mias
 from graphzoo.data.mias_patches import extract_patches
 
@@ -124,6 +124,10 @@ def test_skips_are_counted_by_reason_and_shown(synthetic):
     for phrase in ("1 × lesion without a centre", "1 × lesion centre outside the film",
                    "1 × lesion centre outside the breast mask", "2 × film with no breast tissue found"):
         assert phrase in text and any(phrase in str(w.message) for w in caught)
+    sheet = np.asarray(example_sheet(loaded, per_class=4, tile=20))  # a row per class: 2 lesions, then normals
+    assert sheet.shape == (2 * (20 + 16), 4 * 20, 3)
+    np.testing.assert_array_equal(sheet[16 + 36 : 36 + 36, :20, 0], loaded.images[loaded.labels == 1][0])
+    assert (sheet[36 + 16 :, 40:, :] == 255).all()  # only 2 abnormal patches: the rest of that row is blank
 
 
 def test_normal_patches_lie_inside_the_mask(synthetic):

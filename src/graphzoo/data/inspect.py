@@ -2,7 +2,8 @@
 
 Prints the format, the number of images, their sizes and channels, counts per class and split,
 patients, multi-label positives, the labelled-set sizes that 1 / 5 / 10 / 20 % budgets would give
-(:func:`graphzoo.data.label_budget` on the training part), and the reader's notes.
+(:func:`graphzoo.data.label_budget` on the training part), and the reader's notes. ``--examples PNG``
+also saves a sheet of example images, one row per class (:func:`example_sheet`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="reader option, e.g. -o size=64 -o label_mode=single (repeatable; values parsed as Python literals)",
     )
+    parser.add_argument("--examples", metavar="PNG", default=None,
+                        help="also save example images of each class (one row per class) to this PNG")
+    parser.add_argument("--per-class", type=int, default=8, help="images per class in --examples (default 8)")
 
 
 def _parse_options(pairs: list[str]) -> dict:
@@ -138,6 +142,25 @@ def report(ds: ImageSet) -> str:
     return "\n".join(lines)
 
 
+def example_sheet(ds: ImageSet, per_class: int = 8, tile: int = 96, seed: int = 0):
+    """A PIL image: up to ``per_class`` random images of each class in a row of ``tile`` px squares, each row
+    headed by the class name and its count (grey levels as stored; colour images in colour)."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    head = 16
+    sheet = Image.new("RGB", (per_class * tile, len(ds.class_names) * (tile + head)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, name in enumerate(ds.class_names):
+        idx = np.flatnonzero(ds.labels == k)
+        top = k * (tile + head)
+        draw.text((2, top + 2), f"{name} ({len(idx)})", fill="black")
+        for j, i in enumerate(np.sort(rng.choice(idx, min(per_class, len(idx)), replace=False))):
+            im = Image.fromarray(np.asarray(ds.images[i])).convert("RGB").resize((tile, tile), Image.BILINEAR)
+            sheet.paste(im, (j * tile, top + head))
+    return sheet
+
+
 def _for_the_command_line(message: str) -> str:
     """Reword the library's Python advice (``skip_corrupt=True``, ...) as this command's flags."""
     for api, cli in _CLI_ADVICE.items():
@@ -166,4 +189,9 @@ def main(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ValueError(_for_the_command_line(str(exc))) from None
     print(report(ds))
+    if getattr(args, "examples", None):
+        if ds.images is None:
+            raise ValueError(f"{args.path}: no images were read, so --examples has nothing to show")
+        example_sheet(ds, per_class=args.per_class).save(args.examples)
+        print(f"\nexample images of each class: {args.examples}")
     return 0
