@@ -98,3 +98,58 @@ def test_cbis_missing_columns_and_bad_pathology(tmp_path):
     )
     with pytest.raises(ValueError, match="row 2 has pathology 'MAYBE'"):
         gd.load(tmp_path, metadata_only=True)
+
+
+def _patch_tree(tmp_path):
+    """A CBIS-DDSM-like PNG tree: four mass rows (their full mammogram, and crop + ROI mask in the ``_1`` folder)."""
+    from PIL import Image
+
+    header = open(data_path("cbis_ddsm", "raw_sample", "mass_case_description_train_set.csv")).readline()
+    rng = np.random.default_rng(0)
+    full = rng.integers(0, 256, (200, 160), dtype=np.uint8)
+    masks = {1: (200, 160, (50, 70, 100, 120)), 2: (100, 80, (10, 20, 10, 20)), 3: (200, 160, None), 4: None}
+    lines = [header.rstrip("\n")]
+    for k, spec in masks.items():
+        case = f"Mass-Training_P_0000{k}_LEFT_CC"
+        lines.append(f"P_0000{k},3,LEFT,CC,1,mass,OVAL,CIRCUMSCRIBED,4,{'MALIGNANT' if k % 2 else 'BENIGN'},4,"
+                     f"{case}/9.{k}.1/9.{k}.2/000000.dcm,{case}_1/9.{k}.3/9.{k}.4/000000.dcm,"
+                     f"{case}_1/9.{k}.3/9.{k}.5/000001.dcm")
+        (tmp_path / case).mkdir()
+        Image.fromarray(full).save(tmp_path / case / "full.png")
+        if spec is None:
+            continue
+        h, w, box = spec
+        mask = np.zeros((h, w), np.uint8)
+        if box:
+            mask[box[0] : box[1], box[2] : box[3]] = 255
+        (tmp_path / f"{case}_1").mkdir()
+        Image.fromarray(mask).save(tmp_path / f"{case}_1" / "mask.png")
+        Image.fromarray(full[:30, :30]).save(tmp_path / f"{case}_1" / "crop.png")
+    (tmp_path / "mass_case_description_train_set.csv").write_text("\n".join(lines) + "\n")
+    return full
+
+
+def test_cbis_patches_centre_on_the_roi_mask_and_skip_bad_rows(tmp_path):
+    from graphzoo.data._patches import crop
+    from graphzoo.data.inspect import report
+
+    full = _patch_tree(tmp_path)
+    with pytest.warns(DataWarning) as caught:
+        ds = gd.load(tmp_path, image="patch", patch_px=40)
+    assert ds.patient_ids.tolist() == ["P_00001"] and ds.labels.tolist() == [1]
+    assert (ds.meta["centre_row"][0], ds.meta["centre_col"][0]) == (59, 109)  # the mask's box 50..69 x 100..119
+    assert (ds.meta["roi_height"][0], ds.meta["roi_width"][0]) == (20, 20)
+    np.testing.assert_array_equal(ds.images[0], crop(full, 59, 109, 40))
+    text = report(ds)
+    for phrase in ("1 × row whose ROI mask size differs", "1 × row whose ROI mask is empty",
+                   "1 × row whose ROI mask file is not found"):
+        assert phrase in text and any(phrase in str(w.message) for w in caught)
+    small = quiet_load(tmp_path, image="patch", patch_px=40, size=20)
+    assert small.images.shape == (1, 20, 20)
+
+
+def test_cbis_notes_patients_in_both_official_splits():
+    ds = quiet_load(data_path("cbis_ddsm", "raw_sample"), metadata_only=True)
+    both = set(ds.patient_ids[ds.split == "train"]) & set(ds.patient_ids[ds.split == "test"])
+    assert len(both) > 0
+    assert any(f"{len(both)} patients have rows in both" in n for n in ds.notes)

@@ -33,6 +33,17 @@ follow-up) is by default benign (``bwc="benign"``); ``bwc="separate"`` makes it 
 share one mammogram: it is read once, malignant if any lesion is, else benign if any is, else
 benign_without_callback.
 
+``image="patch"`` cuts a lesion-centred patch (``patch_px``, 640 px = about 32 mm) from the full
+mammogram around the centre of the row's ROI mask (:mod:`graphzoo.data._cbis_patches`); a row whose mask
+is missing, empty, or not of its mammogram's size is skipped with a count per reason. The label is the
+row's pathology, so the task is benign vs malignant lesions; CBIS-DDSM has no normal films, so the
+abnormal-vs-normal-tissue task of the MIAS patches has no counterpart here. Patients: one woman has
+rows in both official CSV splits at times (31 in the four CSVs: a mass in one, calcifications in the
+other); the reader notes it, and a run's patient-grouped split keeps her on one side.
+
+Images: none are obtainable for this project (the shared data folder has the four CSVs only), so the
+patch mode is tested on a small synthetic PNG tree laid out like the CBIS-DDSM one.
+
 DICOM pixels go through :func:`graphzoo.data._dicom.read_dicom` (rescale, VOI LUT, MONOCHROME1
 inversion, uint8). Full mammograms are large (about 3000 x 5000): pass ``size=`` to shrink them
 on read.
@@ -48,12 +59,14 @@ import numpy as np
 
 from ._images import DICOM_SUFFIXES, IMAGE_SUFFIXES, decode_many, finish_images, note
 from ._tables import check_missing, read_csv_rows
+from ._cbis_patches import lesion_patches
 from .readers import _decode_opts, register_reader, top_files
 from .types import ImageSet
 
 __all__ = ["read_cbis_ddsm", "NoImagesFoundError"]
 
-_PATH_COLUMN = {"full": "image_file_path", "cropped": "cropped_image_file_path", "roi": "roi_mask_file_path"}
+_PATH_COLUMN = {"full": "image_file_path", "cropped": "cropped_image_file_path", "roi": "roi_mask_file_path",
+                "patch": "image_file_path"}
 _META_COLUMNS = (
     "breast_density",
     "left_or_right_breast",
@@ -170,6 +183,7 @@ def read_cbis_ddsm(
     image_root: str | os.PathLike | None = None,
     metadata_only: bool = False,
     allow_missing: bool = False,
+    patch_px: int = 640,
     channels: int | None = None,
     size=None,
     stack: bool | None = None,
@@ -188,8 +202,12 @@ def read_cbis_ddsm(
     ----------
     path : Path
         Folder holding the ``*case_description*.csv`` files (at its top level), or one CSV.
-    image : {"cropped", "full", "roi"}
-        Which image of each row: the lesion crop (default), the full mammogram, or the ROI mask.
+    image : {"cropped", "full", "roi", "patch"}
+        Which image of each row: the lesion crop (default), the full mammogram, the ROI mask, or a
+        lesion-centred patch of the full mammogram around the ROI mask (:mod:`._cbis_patches`; rows whose
+        mask is missing, empty or of another size than the mammogram are skipped with a count).
+    patch_px : the patch side in mammogram pixels for ``image="patch"`` (640, about 32 mm at 50 µm);
+        ``size`` then resizes the patches.
     abnormality : {"both", "mass", "calc"}
         Which CSVs (by file name prefix ``mass_`` / ``calc_``).
     bwc : {"benign", "separate", "drop"}
@@ -229,6 +247,13 @@ def read_cbis_ddsm(
     if metadata_only:
         files = [r["_path"] for r in rows]
         images = None
+    elif image == "patch":
+        rows = _match_images(rows, csvs, root, "full", allow_missing, notes)
+        index = _DiskIndex(root)
+        rows, patches, _ = lesion_patches(rows, lambda r: index.find(r.get("roi_mask_file_path", ""), "roi"),
+                                          patch_px=patch_px, size=size, skip_corrupt=skip_corrupt, notes=notes)
+        files = [f"{r['_file'].relative_to(root)}#{r['_centre_row']},{r['_centre_col']}" for r in rows]
+        images = finish_images(patches, stack=stack, where=str(root), names=files, notes=notes)
     else:
         rows = _match_images(rows, csvs, root, image, allow_missing, notes)
         if image == "full":
@@ -248,6 +273,10 @@ def read_cbis_ddsm(
     meta["pathology"] = np.array([r["pathology"] for r in rows])
     meta["csv_file"] = np.array([r["_csv"] for r in rows])
     meta["csv_path"] = np.array([r["_path"] for r in rows])
+    if image == "patch" and not metadata_only:
+        for key in ("centre_row", "centre_col", "roi_height", "roi_width"):
+            meta[key] = np.array([r[f"_{key}"] for r in rows], np.int64)
+    _note_patients_in_both_splits(rows, notes)
     return ImageSet(
         images=images,
         labels=np.array([r["_label"] for r in rows], np.int64),
@@ -259,6 +288,18 @@ def read_cbis_ddsm(
         source=f"cbis_ddsm:{root} ({image} images, CSVs: {', '.join(p.name for p in csvs)})",
         notes=notes,
     )
+
+
+def _note_patients_in_both_splits(rows: list[dict], notes: list[str]) -> None:
+    """The official split is by CSV, not by woman: a note when a patient has rows in both (mass in one, calc in
+    the other), so a run should split by patient (``split: patient``, the default where ids exist)."""
+    by_split: dict[str, set] = {}
+    for r in rows:
+        by_split.setdefault(r["_split"], set()).add(r["patient_id"])
+    both = by_split.get("train", set()) & by_split.get("test", set())
+    if both:
+        note(notes, f"{len(both)} patients have rows in both the official train and test CSVs (e.g. {min(both)}); "
+                    "a run's patient-grouped split (split: patient) keeps each on one side")
 
 
 def _case_csvs(path: Path, abnormality: str) -> list[Path]:
