@@ -31,7 +31,8 @@ def test_import_does_not_pull_torch():
 
 
 def test_registry_names_and_did_you_mean(tmp_path):
-    assert gd.READERS.names() == ["cbis_ddsm", "chestxray14", "folder", "medmnist", "mias", "npz"]
+    assert gd.READERS.names() == ["cbis_ddsm", "chestxray14", "folder", "medmnist", "mias", "mias_patches",
+                                  "mias_patches_malignancy", "npz"]
     (tmp_path / "a").mkdir()
     with pytest.raises(ValueError, match="Did you mean 'folder'"):
         gd.load(tmp_path, format="foldr")

@@ -187,7 +187,7 @@ def _read(path, labels, skip_corrupt, allow_missing, patch_mm, normal_per_film, 
                            min_tissue=min_tissue, threshold=threshold, seed=seed)[0]
 
 
-@register_reader("mias_patches", detect=_never, priority=95)
+@register_reader("mias_patches", detect=_never, priority=95)  # never detected: the order is moot
 def read_mias_patches(path: Path, *, skip_corrupt: bool = False, allow_missing: bool = False, patch_mm: float = 32.0,
                       normal_per_film: int = 1, min_tissue: float = 0.9, threshold: int = 20, seed: int = 0,
                       workers: int | None = None, cache: bool = True,
@@ -210,7 +210,7 @@ def read_mias_patches(path: Path, *, skip_corrupt: bool = False, allow_missing: 
                  seed, workers, cache, cache_dir)
 
 
-@register_reader("mias_patches_malignancy", detect=_never, priority=95)
+@register_reader("mias_patches_malignancy", detect=_never, priority=96)
 def read_mias_patches_malignancy(path: Path, *, skip_corrupt: bool = False, allow_missing: bool = False,
                                  patch_mm: float = 32.0, threshold: int = 20, workers: int | None = None,
                                  cache: bool = True, cache_dir: str | os.PathLike | None = None) -> ImageSet:
