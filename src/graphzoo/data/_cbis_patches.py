@@ -67,7 +67,8 @@ def lesion_patches(rows: list[dict], find_roi, *, patch_px: int = 640, size=None
             skips["corrupt"].append(r["_path"])
             continue
         if roi.shape != film.shape:
-            skips["size"].append(f"{r['_path']} ({roi.shape[1]}x{roi.shape[0]} mask, {film.shape[1]}x{film.shape[0]} film)")
+            mask_size, film_size = f"{roi.shape[1]}x{roi.shape[0]}", f"{film.shape[1]}x{film.shape[0]}"
+            skips["size"].append(f"{r['_path']} ({mask_size} mask, {film_size} film)")
             continue
         rr, cc = np.nonzero(roi > 127)
         if len(rr) == 0:
