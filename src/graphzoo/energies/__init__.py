@@ -5,7 +5,7 @@ Every energy is a plain function registered by name in :data:`ENERGIES`,
     energy(W, y, n_classes, **params) -> EnergyResult
 
 and :func:`diffuse` is the front door that validates inputs, handles components without a label,
-and warns when a solver hits its iteration cap.
+and warns when a solver hits its iteration cap or returns a degenerate (all one class) answer.
 
 =====================  ====================================================================
 name                   energy
@@ -20,6 +20,7 @@ name                   energy
 from ._base import (
     ENERGIES,
     ConvergenceWarning,
+    DegenerateSolutionWarning,
     EnergyResult,
     UnlabelledComponentWarning,
     check_graph,
@@ -37,6 +38,7 @@ from .tv_ratio import tv_ratio
 __all__ = [
     "ENERGIES",
     "ConvergenceWarning",
+    "DegenerateSolutionWarning",
     "EnergyResult",
     "UnlabelledComponentWarning",
     "block_cg",
