@@ -36,7 +36,7 @@ def test_a_sound_answer_does_not_warn(two_blobs):
     W, y, truth = two_blobs
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for energy in ("label_spreading", "poisson"):
+        for energy in ("label_spreading", "poisson", "poisson_mbo"):
             assert (diffuse(W, y, energy).scores.argmax(1) == truth).all()
 
 

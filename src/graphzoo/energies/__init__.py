@@ -14,6 +14,7 @@ name                   energy
 ``laplace``            harmonic extension, labels clamped (Zhu et al. 2003)
 ``poisson``            Poisson learning, optional class priors (Calder et al. 2020)
 ``tv_ratio``           p = 1, ``Σ_r TV(u_r)/B(u_r)`` on the simplex (Bresson et al. 2013)
+``poisson_mbo``        Poisson learning, then volume-constrained graph MBO (Calder et al. 2020)
 =====================  ====================================================================
 """
 
@@ -33,6 +34,7 @@ from ._base import (
 )
 from ._solvers import block_cg
 from .quadratic import fit_class_offsets, label_spreading, laplace, poisson
+from .mbo import poisson_mbo, volume_weights
 from .tv_ratio import tv_ratio
 
 __all__ = [
@@ -53,5 +55,7 @@ __all__ = [
     "locality_order",
     "one_hot",
     "poisson",
+    "poisson_mbo",
     "tv_ratio",
+    "volume_weights",
 ]
