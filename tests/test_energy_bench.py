@@ -40,7 +40,8 @@ def test_bench_set_rows_and_summary(bench):
     summary = bench.summarise(rows)
     assert len(summary) == 4
     for s in summary:
-        accs = [r["accuracy"] for r in rows if (r["energy"], r["labels_per_class"]) == (s["energy"], s["labels_per_class"])]
+        key = (s["energy"], s["labels_per_class"])
+        accs = [r["accuracy"] for r in rows if (r["energy"], r["labels_per_class"]) == key]
         assert s["mean"] == pytest.approx(np.mean(accs)) and s["worst"] == min(accs) and s["seeds"] == 2
     table = bench.markdown(summary)
     assert table.count("\n") == 1 + len(summary) and "**" in table
