@@ -28,6 +28,7 @@ Examples
     python bench/energy_bench.py --quick
     python bench/energy_bench.py --sets digits moons0.1 moons0.15 --seeds 20 --out /tmp/energy.csv
     python bench/energy_bench.py --sets malaria chest --malaria runs/MAL --chest runs/CHEST --seeds 5
+    python bench/energy_bench.py --table /tmp/energy.csv /tmp/energy_tv.csv   # one table from saved rows
 """
 
 from __future__ import annotations
@@ -183,6 +184,18 @@ def write_rows(rows: list[dict], path: str) -> None:
         Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def read_rows(path: str) -> list[dict]:
+    """Rows written by ``--out`` (CSV or JSON lines), with their numbers as numbers."""
+    if path.endswith(".csv"):
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        for r in rows:
+            r.update(labels_per_class=int(r["labels_per_class"]), seed=int(r["seed"]),
+                     accuracy=float(r["accuracy"]), seconds=float(r["seconds"]))
+        return rows
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
 def peer_available() -> bool:
     try:
         import graphlearning  # noqa: F401
@@ -204,7 +217,11 @@ def main(argv=None) -> int:
                    help="graphlearning's poisson_mbo on our graph (auto: when installed, not with --quick)")
     p.add_argument("--quick", action="store_true", help="smoke test: small sets, 2 seeds, 1 label per class")
     p.add_argument("--out", help="write every solve as a row: .csv, or JSON lines otherwise")
+    p.add_argument("--table", nargs="+", metavar="ROWS", help="only reprint the table of rows saved by --out runs")
     args = p.parse_args(argv)
+    if args.table:
+        print(markdown(summarise([r for path in args.table for r in read_rows(path)])))
+        return 0
 
     sets = args.sets or list(SYNTHETIC) + [s for s in FROM_RUNS if getattr(args, s)]
     energies = args.energies or ENERGIES.names()

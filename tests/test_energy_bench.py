@@ -45,3 +45,12 @@ def test_bench_set_rows_and_summary(bench):
         assert s["mean"] == pytest.approx(np.mean(accs)) and s["worst"] == min(accs) and s["seeds"] == 2
     table = bench.markdown(summary)
     assert table.count("\n") == 1 + len(summary) and "**" in table
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_saved_rows_reprint_the_same_table(bench, tmp_path, suffix):
+    rows = [{"set": "s", "energy": e, "labels_per_class": 1, "seed": k, "accuracy": 0.5 + 0.1 * k, "seconds": 0.25,
+             "warnings": "DegenerateSolutionWarning" if k else ""} for e in ("a", "b") for k in range(3)]
+    path = str(tmp_path / f"rows{suffix}")
+    bench.write_rows(rows, path)
+    assert bench.markdown(bench.summarise(bench.read_rows(path))) == bench.markdown(bench.summarise(rows))
