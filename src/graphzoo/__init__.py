@@ -8,7 +8,15 @@ that import torch lazily.
 """
 
 from .classifier import GraphSSLClassifier
-from .energies import ENERGIES, ConvergenceWarning, EnergyResult, UnlabelledComponentWarning, diffuse, diffuse_per_label
+from .energies import (
+    ENERGIES,
+    ConvergenceWarning,
+    DegenerateSolutionWarning,
+    EnergyResult,
+    UnlabelledComponentWarning,
+    diffuse,
+    diffuse_per_label,
+)
 from .graph import edge_weights, knn_graph, knn_search
 from .graph_step import GraphStep, certainty, graph_step, scores_to_proba
 from .registry import Registry
@@ -18,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ENERGIES",
     "ConvergenceWarning",
+    "DegenerateSolutionWarning",
     "EnergyResult",
     "GraphSSLClassifier",
     "GraphStep",

@@ -24,6 +24,7 @@ DESCRIPTIONS = {
         "laplace": "harmonic (Laplace) learning (Zhu et al. 2003): labels kept fixed, smooth in between",
         "poisson": "Poisson learning (Calder et al. 2020): robust at very few labels, optional class priors",
         "tv_ratio": "total-variation ratio (Bresson et al. 2013): sharp class boundaries, slower",
+        "poisson_mbo": "Poisson learning + graph MBO with class sizes held to priors (Calder et al. 2020)",
     },
     "data formats": {
         "cbis_ddsm": "CBIS-DDSM mammography lesions: the case CSVs and their DICOM or PNG crops",

@@ -5,7 +5,7 @@ Every energy is a plain function registered by name in :data:`ENERGIES`,
     energy(W, y, n_classes, **params) -> EnergyResult
 
 and :func:`diffuse` is the front door that validates inputs, handles components without a label,
-and warns when a solver hits its iteration cap.
+and warns when a solver hits its iteration cap or returns a degenerate (all one class) answer.
 
 =====================  ====================================================================
 name                   energy
@@ -14,12 +14,14 @@ name                   energy
 ``laplace``            harmonic extension, labels clamped (Zhu et al. 2003)
 ``poisson``            Poisson learning, optional class priors (Calder et al. 2020)
 ``tv_ratio``           p = 1, ``Σ_r TV(u_r)/B(u_r)`` on the simplex (Bresson et al. 2013)
+``poisson_mbo``        Poisson learning, then volume-constrained graph MBO (Calder et al. 2020)
 =====================  ====================================================================
 """
 
 from ._base import (
     ENERGIES,
     ConvergenceWarning,
+    DegenerateSolutionWarning,
     EnergyResult,
     UnlabelledComponentWarning,
     check_graph,
@@ -32,11 +34,13 @@ from ._base import (
 )
 from ._solvers import block_cg
 from .quadratic import fit_class_offsets, label_spreading, laplace, poisson
+from .mbo import poisson_mbo, volume_weights
 from .tv_ratio import tv_ratio
 
 __all__ = [
     "ENERGIES",
     "ConvergenceWarning",
+    "DegenerateSolutionWarning",
     "EnergyResult",
     "UnlabelledComponentWarning",
     "block_cg",
@@ -51,5 +55,7 @@ __all__ = [
     "locality_order",
     "one_hot",
     "poisson",
+    "poisson_mbo",
     "tv_ratio",
+    "volume_weights",
 ]

@@ -30,6 +30,7 @@ __all__ = [
     "ENERGIES",
     "EnergyResult",
     "ConvergenceWarning",
+    "DegenerateSolutionWarning",
     "UnlabelledComponentWarning",
     "diffuse",
     "diffuse_per_label",
@@ -76,6 +77,10 @@ def check_energy_params(energy: str, params: dict) -> None:
 
 class ConvergenceWarning(UserWarning):
     """An iterative solver stopped at its iteration cap before reaching its tolerance."""
+
+
+class DegenerateSolutionWarning(UserWarning):
+    """An energy put every unlabelled node in one class although several classes are labelled."""
 
 
 class UnlabelledComponentWarning(UserWarning):
@@ -262,12 +267,47 @@ def diffuse(
         cannot receive information from any label: their score rows are all zero, they are
         flagged in ``unreachable``, and an :class:`UnlabelledComponentWarning` says how many there
         are. (scikit-learn returns NaN there, its issue #9292; we never do.)
+
+    Raises
+    ------
+    FloatingPointError
+        If the energy returns NaN or inf scores, naming the energy.
+
+    Warns
+    -----
+    DegenerateSolutionWarning
+        If at least two classes are labelled but every reachable unlabelled node (at least
+        ``DEGENERATE_MIN_NODES`` of them) gets the same class: an answer that ignores all labels but
+        one's, e.g. Laplace learning at one label per class (Calder et al. 2020), or a solver stuck
+        at its start.
     """
     W = check_graph(W)
     y, n_classes = check_labels(y, W.shape[0], n_classes)
     fn = _energy_fn(energy)
     plan = _plan(W, y >= 0, reorder)
-    return _run(plan, fn, y, n_classes, params)
+    result = _run(plan, fn, y, n_classes, params)
+    free = (y < 0) & ~result.unreachable
+    labelled_classes = np.unique(y[y >= 0])
+    if len(labelled_classes) >= 2 and free.sum() >= DEGENERATE_MIN_NODES:
+        predicted = np.unique(result.scores[free].argmax(1))
+        if len(predicted) == 1:
+            warnings.warn(
+                f"energy {_name(fn)} put all {int(free.sum())} unlabelled nodes in class {int(predicted[0])} "
+                f"although {len(labelled_classes)} classes are labelled: its answer ignores the other labels. "
+                "Try energy='poisson' (made for very few labels), class_priors=..., more labels per class, "
+                "or another n_neighbors.",
+                DegenerateSolutionWarning,
+                stacklevel=2,
+            )
+    return result
+
+
+#: :func:`diffuse` judges an all-one-class answer degenerate from this many unlabelled nodes on.
+DEGENERATE_MIN_NODES = 10
+
+
+def _name(fn) -> str:
+    return getattr(fn, "__name__", None) or type(fn).__name__
 
 
 def diffuse_per_label(
@@ -381,10 +421,13 @@ def _run(plan: _Plan, fn, y: np.ndarray, n_classes: int, params: dict) -> Energy
     if result.scores.shape != (n, n_classes):
         raise ValueError(f"energy returned scores of shape {result.scores.shape}, expected {(n, n_classes)}")
     if not np.isfinite(result.scores).all():
-        raise FloatingPointError("energy returned NaN or inf scores; this is a bug, please report it")
+        bad = int((~np.isfinite(result.scores)).any(axis=1).sum())
+        raise FloatingPointError(
+            f"energy {_name(fn)} returned NaN or inf scores on {bad} of {n} nodes. Check W for extreme weights "
+            "(build it with knn_graph), try a float64 graph or energy='poisson', and report it if it persists")
     if not result.converged:
         warnings.warn(
-            f"energy {getattr(fn, '__name__', fn)!s} stopped at its iteration cap "
+            f"energy {_name(fn)} stopped at its iteration cap "
             f"({result.n_iter} iterations, residual {result.residual:.2e}); raise max_iter or tol",
             ConvergenceWarning,
             stacklevel=3,
