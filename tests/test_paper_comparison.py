@@ -22,7 +22,8 @@ def _records(values: dict) -> list[dict]:
         for seed, acc in enumerate(accs):
             out.append({"cell": f"{method}|lf={fraction:g}|seed={seed}", "method": method, "label": f"{method} label",
                         "role": "method", "label_fraction": fraction, "seed": seed, "accuracy": acc,
-                        "balanced_accuracy": acc, "auc": acc + 0.05, "n_labelled_train": 40 + seed, "n_test": 100})
+                        "balanced_accuracy": acc, "auc": acc + 0.05, "n_labelled_train": 40 + seed, "n_test": 100,
+                        "test_prediction": "transductive" if method.startswith("op") else "inductive"})
     return out
 
 
@@ -60,7 +61,7 @@ def test_rows_from_results_files(tmp_path):
     v = np.array([0.8, 0.9, 0.85])
     assert r["ours_value"] == f"{v.mean():.3f} ± {v.std(ddof=1):.3f} (accuracy, 3 seeds)"
     assert r["seed_value"] == "0.943 ± 0.005" and r["seed_what"] == "Model 1, 20 % labels"
-    assert r["ours_what"] == "op-a label, 20 % labels"
+    assert r["ours_what"] == "op-a label, 20 % labels, graph (transductive)"
     # every protocol key that differs, none that agrees, then the row's own differences and the data sizes
     assert "resolution: 224 → 32" in r["differences"] and "split: not stated → patient-grouped" in r["differences"]
     assert "colour" not in r["differences"]
@@ -74,7 +75,7 @@ def test_markdown_and_check(tmp_path, capsys):
     spec = _setup(tmp_path)
     text = render_comparison(spec)
     assert text.count("\n## ") == 2 and "## Table 1 (CBIS)" in text
-    assert "`g.csv` (g): `graphzoo experiment --config x.yaml`" in text
+    assert f"`{(tmp_path / 'docs' / 'g.csv').resolve().as_posix()}` (g): `graphzoo experiment --config x.yaml`" in text
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     out = tmp_path / "cmp.md"

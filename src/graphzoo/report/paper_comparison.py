@@ -44,6 +44,7 @@ from ..experiments.aggregate import fraction_label, markdown_table
 __all__ = ["comparison_rows", "render_comparison", "read_results_file", "our_number"]
 
 _METRIC_NAMES = {"accuracy": "accuracy", "auc": "AUC", "balanced_accuracy": "balanced accuracy"}
+_PREDICTIONS = {"transductive": "graph (transductive)", "inductive": "net (inductive)"}
 _NUMERIC = ("label_fraction", "accuracy", "balanced_accuracy", "auc", "n_labelled_train", "n_test", "wall_s")
 
 
@@ -92,6 +93,7 @@ def our_number(records: list[dict], method: str, fraction: float, metric: str, w
     mean_of = lambda key: float(np.mean([r[key] for r in cells])) if all(r.get(key) is not None for r in cells) else None  # noqa: E731
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
             "seeds": sorted(r["seed"] for r in cells), "label": cells[0].get("label") or method,
+            "prediction": _PREDICTIONS.get(cells[0].get("test_prediction") or ""),
             "n_labelled_train": mean_of("n_labelled_train"), "n_test": mean_of("n_test")}
 
 
@@ -129,7 +131,7 @@ def _ours_cell(row: dict, results: dict, spec_dir: Path, cache: dict, where: str
     value = (f"{n['mean']:.3f} ± {n['std']:.3f} ({_METRIC_NAMES.get(ours['metric'], ours['metric'])}, "
              f"{len(n['seeds'])} seed{'s' if len(n['seeds']) != 1 else ''})")
     what = f"{n['label']}, {fraction_label(float(ours['fraction']))} labels" + (
-        f" ({ours['prediction']})" if ours.get("prediction") else "")
+        f", {n['prediction']}" if n["prediction"] else "")
     sizes = []
     if n["n_labelled_train"] is not None and n["n_test"] is not None:
         sizes = [f"ours: {n['n_labelled_train']:.0f} labelled training images, {n['n_test']:.0f} test images "
@@ -173,6 +175,15 @@ def comparison_rows(spec_path: str | Path) -> tuple[list[dict], dict]:
     return out, spec
 
 
+def _shown(path: Path) -> str:
+    """A file as the page names it: relative to the working directory (the repository root) when inside it."""
+    path = path.resolve()
+    try:
+        return path.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
 def render_comparison(spec_path: str | Path) -> str:
     """The Markdown page: a header naming the files, then one table per seed table or figure."""
     spec_path = Path(spec_path)
@@ -183,7 +194,7 @@ def render_comparison(spec_path: str | Path) -> str:
              f"from `{spec['seed']}` ({seed.get('source', 'source not stated')}); ours from the grids' results files:",
              ""]
     for name, r in (spec.get("results") or {}).items():
-        lines.append(f"- `{r['file']}` ({name}): `{r.get('command', 'command not stated')}`")
+        lines.append(f"- `{_shown(spec_path.parent / r['file'])}` ({name}): `{r.get('command', 'command not stated')}`")
     lines += [""] + [str(p) for p in spec.get("notes") or []] + ([""] if spec.get("notes") else [])
     header = ["Seed: method, labels", "Seed's number", "Ours: method, labels", "Our number", "Differences in protocol"]
     sections: dict[str, list] = {}
