@@ -174,7 +174,8 @@ def _per_class_section(shown: list[dict], fr: float, ml: bool, names: list) -> S
         for n in names:
             cells = {k: summarise([r for r in at if r["method"] == k], f"per_label_auc.{n}")[k]["cells"][fr]
                      for k, _ in methods}
-            rows.append([n, " / ".join(map(str, positives[n])) or "—"] + [format_mean_std(cells[k]) for k, _ in methods])
+            shown = " / ".join(map(str, positives[n])) or "—"
+            rows.append([n, shown] + [format_mean_std(cells[k]) for k, _ in methods])
         s.tables.append(("Test ROC-AUC per label (mean ± std)", ["label", "test positives (per seed)"]
                          + [_tagged(m["label"], m["prediction"]) for _, m in methods], rows))
         few = [n for n in names if positives[n] and min(positives[n]) < 10]

@@ -90,7 +90,10 @@ def our_number(records: list[dict], method: str, fraction: float, metric: str, w
     if any(v is None for v in values):
         raise ValueError(f"{where}: method {method!r} at {fraction:g} has cells without {metric!r}")
     v = np.asarray(values, float)
-    mean_of = lambda key: float(np.mean([r[key] for r in cells])) if all(r.get(key) is not None for r in cells) else None  # noqa: E731
+
+    def mean_of(key: str) -> float | None:
+        return float(np.mean([r[key] for r in cells])) if all(r.get(key) is not None for r in cells) else None
+
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
             "seeds": sorted(r["seed"] for r in cells), "label": cells[0].get("label") or method,
             "prediction": _PREDICTIONS.get(cells[0].get("test_prediction") or ""),
