@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "experiment": ("graphzoo.experiment_cli",
                    "run a grid of label fractions x seeds x methods + baselines on identical splits"),
     "report": ("graphzoo.report.cli", "write report.html / report.md (tables, figures) for a run or experiment folder"),
+    "compare": ("graphzoo.report.paper_comparison",
+                "the seed paper's numbers beside ours (docs/paper_comparison.md) from committed results files"),
 }
 
 

@@ -440,8 +440,8 @@ def write_summary(folder: Path, records: list[dict]) -> Path:
                   "Graph only: the labels are revealed from the hidden truth round by round and the graph step is "
                   "re-run on the One Pass run's ψ, which is not retrained.", "", markdown_table(header, rows), ""]
     (folder / "summary.md").write_text("\n".join(lines))
-    cols = ["cell", "method", "label", "role", "label_fraction", "seed", "accuracy", "balanced_accuracy", "auc",
-            "n_labelled_train", "n_test", "wall_s"]
+    cols = ["cell", "method", "label", "role", "mode", "backbone", "energy", "test_prediction", "label_fraction",
+            "seed", "accuracy", "balanced_accuracy", "auc", "n_labelled_train", "n_test", "wall_s"]
     with open(folder / "results.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()

@@ -170,12 +170,19 @@ def _per_class_section(shown: list[dict], fr: float, ml: bool, names: list) -> S
     s = Section(f"Per {'label' if ml else 'class'} at {fraction_label(fr)} labels")
     if ml:
         rows = []
+        positives = _test_positives(at, names)
         for n in names:
             cells = {k: summarise([r for r in at if r["method"] == k], f"per_label_auc.{n}")[k]["cells"][fr]
                      for k, _ in methods}
-            rows.append([n] + [format_mean_std(cells[k]) for k, _ in methods])
-        s.tables.append(("Test ROC-AUC per label (mean ± std)",
-                         ["label"] + [_tagged(m["label"], m["prediction"]) for _, m in methods], rows))
+            shown = " / ".join(map(str, positives[n])) or "—"
+            rows.append([n, shown] + [format_mean_std(cells[k]) for k, _ in methods])
+        s.tables.append(("Test ROC-AUC per label (mean ± std)", ["label", "test positives (per seed)"]
+                         + [_tagged(m["label"], m["prediction"]) for _, m in methods], rows))
+        few = [n for n in names if positives[n] and min(positives[n]) < 10]
+        if few:
+            s.paragraphs.append(
+                f"{len(few)} of {len(names)} labels have fewer than 10 positive test images in at least one seed "
+                f"({', '.join(few)}): their AUC rests on a handful of images and swings from seed to seed.")
         return s
     rows = []
     for k, m in methods:
@@ -201,6 +208,15 @@ def _per_class_section(shown: list[dict], fr: float, ml: bool, names: list) -> S
                           f"Test confusion matrix of the most accurate method at {fraction_label(fr)} labels, "
                           f"{label}, summed over {len(cms[k])} seeds."))
     return s
+
+
+def _test_positives(records: list[dict], names: list) -> dict[str, list[int]]:
+    """Label -> positive test images per seed (seeds in order), from the records' per-label metrics."""
+    by_seed = {}
+    for r in sorted(records, key=lambda r: r["seed"]):
+        if r.get("per_class") and r["seed"] not in by_seed:
+            by_seed[r["seed"]] = r["per_class"]
+    return {n: [pc[n]["positives"] for pc in by_seed.values() if "positives" in pc.get(n, {})] for n in names}
 
 
 def _active_section(records: list[dict]) -> Section | None:
