@@ -11,9 +11,8 @@ import scipy.sparse as sp
 
 from graphzoo import ENERGIES, ConvergenceWarning, GraphSSLClassifier, diffuse, knn_graph
 from graphzoo.energies import label_spreading
+from graphzoo.energies.tv_parts import _edge_list, _kth_smallest
 from graphzoo.energies.tv_ratio import (
-    _edge_list,
-    _kth_smallest,
     balance,
     class_lambdas,
     incidence_matrix,
