@@ -320,7 +320,9 @@ default=("label_spreading", "poisson")
         Inner steps before the sufficient-decrease test may end the inner loop.
     partition_patience : int, default=5
         Stop when ``partition_patience`` outer steps in a row did not lower the ratio energy of the
-        rounded partition (``stop_reason="partition_plateau"``); 0 disables the rule.
+        rounded partition (``stop_reason="partition_plateau"``); 0 disables the rule. It trades
+        accuracy for time: 15 gave 0.888 / 0.953 on digits at 1 / 3 labels per class (10 seeds)
+        against 0.871 / 0.935 with 5, at 3-4x the time; 5 keeps digits near 0.5 s per solve.
     keep_best_partition : bool, default=True
         Return the iterate whose rounded partition had the lowest ratio energy (ties: the later,
         sharper one), not the last iterate. The start counts as a candidate, so the returned
