@@ -11,10 +11,13 @@ import scipy.sparse as sp
 
 from graphzoo import ENERGIES, ConvergenceWarning, GraphSSLClassifier, diffuse, knn_graph
 from graphzoo.energies import label_spreading
+from graphzoo.energies.tv_parts import _edge_list, _kth_smallest
 from graphzoo.energies.tv_ratio import (
     balance,
+    class_lambdas,
     incidence_matrix,
     lambda_median,
+    partition_ratios,
     project_simplex_rows,
     total_variation,
     tv_ratio,
@@ -119,6 +122,34 @@ def test_balance_of_indicator_is_asymmetric_cut_balance():
         assert np.isclose(B[0], min(lam * size, n - size)), size
 
 
+def test_kth_smallest_with_ties_matches_sort():
+    rng = np.random.default_rng(0)
+    for n in [1, 2, 7, 50]:
+        # mostly exact zeros (as after a simplex projection), some negatives, ties at 1
+        x = np.where(rng.random(n) < 0.7, 0.0, rng.choice([-0.5, 0.3, 1.0, rng.random()], n))
+        for k in range(n):
+            assert _kth_smallest(x, k) == np.sort(x)[k]
+
+
+def test_partition_ratios_are_the_energy_at_the_one_hot_matrix():
+    W = _random_graph(15, 0.4, 2)
+    K = incidence_matrix(W)
+    Wd = W.toarray()
+    rng = np.random.default_rng(3)
+    for c, priors in [(2, None), (3, None), (3, np.array([0.2, 0.3, 0.5]))]:
+        lam = class_lambdas(c, priors)
+        labels = rng.integers(0, c, 15)
+        labels[:c] = np.arange(c)  # every class present
+        R = partition_ratios(labels, _edge_list(K), lam, 15)
+        H = np.eye(c)[labels]
+        np.testing.assert_allclose(R, total_variation(H, K) / balance(H, lam)[0], rtol=1e-12)
+        for r in range(c):  # cut(A, A^c) / min(λ|A|, n − |A|), by brute force
+            A = labels == r
+            assert np.isclose(R[r], Wd[A][:, ~A].sum() / min(lam[r] * A.sum(), 15 - A.sum()))
+    labels = np.zeros(15, int)  # an empty class with a cut cannot happen; an empty class is inf or 0
+    assert partition_ratios(labels, _edge_list(K), class_lambdas(2), 15).tolist() == [0.0, 0.0]
+
+
 def test_project_simplex_rows():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 5)) * 2
@@ -162,7 +193,7 @@ def test_constraints_and_descent_inequality():
     X, y_true = make_blobs(300, centers=3, cluster_std=2.5, random_state=0)
     W = knn_graph(X, 10, metric="euclidean")
     y = _one_label_per_class(y_true, 3, 0)
-    r = tv_ratio(W, y, 3, warm_start=None, max_outer=60)
+    r = tv_ratio(W, y, 3, warm_start=None, max_outer=60, max_inner=100)
     U = r.scores
     assert np.all(U >= 0) and np.allclose(U.sum(1), 1)
     lab = y >= 0
@@ -176,7 +207,7 @@ def test_constraints_and_descent_inequality():
     # In practice the energy itself goes down overall, by a lot from the uniform start.
     eh = np.array(info["energy_history"])
     assert eh[-1] < 0.5 * eh[0]
-    assert info["stop_reason"] in {"tol", "energy_plateau", "max_outer"}
+    assert info["stop_reason"] in {"tol", "energy_plateau", "partition_plateau", "max_outer"}
 
 
 def test_iteration_cap_warns_through_diffuse():
@@ -244,6 +275,84 @@ def test_class_priors():
     np.testing.assert_array_equal(r.scores.argmax(1), np.repeat([0, 1], 6))
 
 
+def test_returned_partition_is_the_best_visited_and_never_worse_than_the_start():
+    from sklearn.datasets import make_blobs
+
+    X, y_true = make_blobs(300, centers=3, cluster_std=2.5, random_state=0)
+    W = knn_graph(X, 10, metric="euclidean")
+    y = _one_label_per_class(y_true, 3, 1)
+    K = incidence_matrix(W)
+    lam = class_lambdas(3)
+    for keep in [True, False]:
+        r = tv_ratio(W, y, 3, warm_start="label_spreading", keep_best_partition=keep, partition_patience=0,
+                     max_outer=40)
+        rh = np.array(r.info["rounded_history"])
+        assert len(rh) == r.n_iter + 1
+        got = partition_ratios(r.scores.argmax(1), _edge_list(K), lam, 300).sum()
+        if keep:
+            assert np.isclose(got, rh.min()) and got <= rh[0]
+            assert np.isclose(r.info["partition_energy"], got)
+            assert rh[r.info["best_outer"]] == rh.min()
+        else:
+            assert np.isclose(got, rh[-1])
+
+
+def test_partition_patience_stops_after_no_improvement():
+    from sklearn.datasets import make_blobs
+
+    X, y_true = make_blobs(300, centers=3, cluster_std=2.5, random_state=0)
+    W = knn_graph(X, 10, metric="euclidean")
+    y = _one_label_per_class(y_true, 3, 1)
+    r = tv_ratio(W, y, 3, warm_start="label_spreading", partition_patience=3, tol=0, energy_tol=0, max_outer=200)
+    rh = np.array(r.info["rounded_history"])
+    assert r.info["stop_reason"] == "partition_plateau" and r.converged
+    assert r.n_iter - r.info["best_outer"] == 3
+    assert np.all(rh[-3:] > rh[: -3].min() - 1e-15)
+
+
+def test_several_starts_keep_the_lowest_partition_energy():
+    from sklearn.datasets import make_moons
+
+    from graphzoo.energies import poisson
+
+    X, y_true = make_moons(400, noise=0.1, random_state=0)
+    W = knn_graph(X, 10, metric="euclidean")
+    y = _one_label_per_class(y_true, 2, 0)
+    runs = {w: tv_ratio(W, y, 2, warm_start=w) for w in ["label_spreading", "poisson"]}
+    both = tv_ratio(W, y, 2, warm_start=("label_spreading", "poisson"))
+    energies = {w: r.info["partition_energy"] for w, r in runs.items()}
+    assert [w for w, _ in both.info["starts"]] == ["label_spreading", "poisson"]
+    np.testing.assert_allclose([e for _, e in both.info["starts"]], list(energies.values()))
+    best = min(energies, key=energies.get)
+    np.testing.assert_array_equal(both.scores, runs[best].scores)
+    # the Poisson start keeps Poisson's argmax (the simplex projection is monotone in each row)
+    K = incidence_matrix(W)
+    start = partition_ratios(poisson(W, y, 2, tol=1e-4).scores.argmax(1), _edge_list(K), class_lambdas(2), 400)
+    assert np.isclose(runs["poisson"].info["rounded_history"][0], start.sum())
+    with pytest.raises(ValueError, match="at least one start"):
+        tv_ratio(W, y, 2, warm_start=[])
+
+
+def _planted_partition(sizes, p_in, p_out, seed):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(len(sizes)), sizes)
+    P = np.where(y[:, None] == y[None, :], p_in, p_out)
+    A = np.triu(rng.random((len(y), len(y))) < P, 1).astype(float)
+    return sp.csr_matrix(A + A.T), y
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_planted_partition_recovered_at_one_label_per_class(seed):
+    # Three planted blocks of 40 (p_in 0.3, p_out 0.03), one label each: label spreading blurs the
+    # blocks (measured 0.46-0.88), the ratio's minimiser is the planted partition.
+    W, y_true = _planted_partition([40, 40, 40], 0.3, 0.03, seed)
+    y = _one_label_per_class(y_true, 3, seed)
+    ls = (label_spreading(W, y, 3).scores.argmax(1) == y_true).mean()
+    tv = tv_ratio(W, y, 3)
+    np.testing.assert_array_equal(tv.scores.argmax(1), y_true)
+    assert ls < 0.9
+
+
 # ----------------------------------------------------------------------------- accuracy
 
 
@@ -254,7 +363,7 @@ def _accuracies(W, y_true, c, seeds):
         for seed in seeds:
             y = _one_label_per_class(y_true, c, seed)
             ls.append((label_spreading(W, y, c).scores.argmax(1) == y_true).mean())
-            tv.append((tv_ratio(W, y, c, max_outer=80, max_inner=30).scores.argmax(1) == y_true).mean())
+            tv.append((tv_ratio(W, y, c).scores.argmax(1) == y_true).mean())
     return float(np.mean(ls)), float(np.mean(tv))
 
 
@@ -293,3 +402,24 @@ def test_classifier_energy_tv_ratio():
         GraphSSLClassifier(
             "tv_ratio", n_neighbors=10, metric="euclidean", energy_params={"class_priors": priors, "warm_start": warm}
         ).fit(X, y)
+
+
+def test_graph_step_certainty_for_tv_ratio_comes_from_label_spreading():
+    """ξ for tv_ratio: label spreading's 1 − H/log c where its argmax agrees with tv_ratio's, else 0."""
+    from sklearn.datasets import make_blobs
+
+    from graphzoo.graph_step import certainty, graph_step, scores_to_proba
+
+    X, y_true = make_blobs(300, centers=3, cluster_std=2.5, random_state=0)
+    y = _one_label_per_class(y_true, 3, 0)
+    step = graph_step(X, y, energy="tv_ratio", n_neighbors=10, metric="euclidean")
+    q = scores_to_proba(label_spreading(step.W, y, 3).scores)
+    agree = q.argmax(1) == step.predictions
+    assert agree.mean() > 0.5 and not agree.all()  # both cases occur on this graph
+    np.testing.assert_allclose(step.certainty[agree], certainty(q)[agree], atol=1e-6)
+    assert np.all(step.certainty[~agree] == 0)
+    # the entropy of tv_ratio's own near-binary rows would call more nodes sure than this does
+    assert (step.certainty > 0.99).mean() < (certainty(step.proba) > 0.99).mean()
+    # other energies keep the entropy of their own probabilities
+    ls = graph_step(X, y, energy="label_spreading", n_neighbors=10, metric="euclidean")
+    np.testing.assert_allclose(ls.certainty, certainty(ls.proba))

@@ -21,6 +21,21 @@ A node in a connected component of W without a labelled node receives nothing fr
 
 For multi-label data a label whose labelled nodes all carry one value has no two-class problem to
 solve: its column is that rate everywhere, and unreachable (ξ = 0) for every node.
+
+Certainty of the p = 1 energy
+-----------------------------
+``tv_ratio``'s scores are near-indicators of a partition, so their entropy says little: after a long
+descent most rows are one-hot and ξ = 1 − H/log c saturates at 1 (measured on digits at one label per
+class: 81 % of the nodes above 0.99 on one seed). For ``energy="tv_ratio"`` (multiclass) ξ is therefore
+taken from a label-spreading solve on the same graph and labels, and kept only where it agrees:
+
+    ξ_i = 1 − H(q_i)/log c  if argmax q_i = argmax p_i,  else 0,
+
+with ``q`` the row-normalised label-spreading scores and ``p`` tv_ratio's. The p = 2 diffusion ranks
+nodes by how far they sit from the class boundaries; where the two energies disagree the node lies on a
+contested boundary and its pseudo-label gets no weight. On digits (cosine, k = 10, one label per class,
+5 seeds) the ROC-AUC of ξ for "pseudo-label correct" is 0.865 this way against 0.857 for the entropy of
+tv_ratio's own scores, without the saturation. The extra solve costs a fraction of tv_ratio's own.
 """
 
 from __future__ import annotations
@@ -89,7 +104,8 @@ class GraphStep:
 
     proba : (n, c) rows summing to one, or (n, L) label probabilities (multi-label).
     reachable : (n,) or (n, L) bool; False where no label reaches the node (module docstring).
-    certainty : same shape as ``reachable``; ξ = 1 − H(p)/log c, 0 where unreachable.
+    certainty : same shape as ``reachable``; ξ = 1 − H(p)/log c, 0 where unreachable (tv_ratio: from a
+        label-spreading solve, see the module docstring).
     scores : (n, c) raw energy scores (multiclass; None for multi-label).
     info : diagnostics: graph_edges, graph_s, energy_n_iter, energy_residual, energy_converged,
         n_unreachable, energy_warnings, energy_s (and labels_skipped for multi-label).
@@ -170,8 +186,20 @@ def graph_step(
     info.update(more)
     info["energy_warnings"] = len(caught)
     info["energy_s"] = round(time.perf_counter() - t0 - t_graph, 3)
-    xi = np.where(reachable, certainty(proba, multilabel), 0.0)
+    if not multilabel and energy == "tv_ratio":
+        xi = _tv_certainty(W, y, n_classes, proba)
+    else:
+        xi = certainty(proba, multilabel)
+    xi = np.where(reachable, xi, 0.0)
     return GraphStep(proba, reachable, xi, scores, info, W, energy_info)
+
+
+def _tv_certainty(W, y: np.ndarray, n_classes: int | None, proba: np.ndarray) -> np.ndarray:
+    """ξ for tv_ratio (module docstring): label spreading's certainty where it agrees with ``proba``, else 0."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the unreachable-node warning was already issued by the main solve
+        q = scores_to_proba(diffuse(W, y, "label_spreading", n_classes=n_classes).scores)
+    return np.where(q.argmax(1) == proba.argmax(1), certainty(q), 0.0)
 
 
 def _per_label(W, Y: np.ndarray, energy, params: dict) -> tuple[np.ndarray, np.ndarray, dict]:
