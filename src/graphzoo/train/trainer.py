@@ -532,6 +532,6 @@ class Trainer:
 
 def _epoch_line(row: dict) -> str:
     """``epoch 3 supervised: train_loss 0.412, val_accuracy 0.871 (2.1 s)`` for logs."""
-    keys = ("train_loss", "val_loss", "val_accuracy", "val_auc", "pseudo_accuracy", "alpha")
+    keys = ("train_loss", "val_loss", "val_accuracy", "val_auc", "ema_val_accuracy", "pseudo_accuracy", "alpha")
     parts = [f"{k} {row[k]:.3f}" for k in keys if isinstance(row.get(k), (int, float))]
     return f"epoch {row['epoch']} {row['phase']}: {', '.join(parts)} ({row.get('time_s', 0):.1f} s)"
