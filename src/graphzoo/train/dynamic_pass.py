@@ -178,15 +178,16 @@ def dynamic_epoch(trainer) -> dict:
         # The teacher's own BatchNorm statistics, then its validation: Trainer._track_best keeps it
         # as best.pt when it beats the net.
         trainer.recalibrate_batchnorm(model=trainer.ema)
-        row.update({f"ema_{k}": v for k, v in trainer.validate(trainer.ema).items()})
+        row.update({f"ema_{key}": v for key, v in trainer.validate(trainer.ema).items()})
     return row
 
 
 def dynamic_pass(trainer) -> None:
     """Pretraining (if any), the supervised warm-up with early stopping, then the dynamic epochs."""
-    cfg, st = trainer.cfg, trainer.state
+    cfg = trainer.cfg
     pretrain(trainer)
     trainer.phase("supervised", cfg.warmup_epochs, supervised_epoch, early_stopping=True)
+    st = trainer.state
     if trainer.final_model() == "best" and st["phase"] != "dynamic" and "dynamic" not in st["finished_phases"]:
         # Choose among the dynamic epochs: the warm-up's best score, the maximum of many noisy
         # validations of a few dozen images, would otherwise outbid every pseudo-label epoch.
