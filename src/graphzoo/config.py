@@ -103,6 +103,12 @@ class RunConfig:
     max_epoch_steps: cap on the steps of a dynamic epoch (0: one pass over the unlabelled images).
     certainty_normalize: divide ξ by its maximum (LP-DeepSSL).
     class_balance: use the weights ζ_j = (n / c) / |{i : ŷ_i = j}|.
+    dynamic_lr: "constant" (lr, halved on validation plateaus as in the warm-up) or "cosine": annealed
+        per step over all dynamic epochs, lr · ½(1 + cos(π s / S)) (LP-DeepSSL, LaplaceNet).
+    ema_decay: 0 (off) or the per-step decay d of a mean-teacher copy θ' ← d θ' + (1 − d) θ of the net
+        (Tarvainen & Valpola), whose features build each dynamic epoch's graph; d^steps should be small
+        over the dynamic pass (0.99: a horizon of ~100 steps). With final_model=best the better-validating
+        of net and teacher is kept.
 
     Output and machine
     ------------------
@@ -177,6 +183,8 @@ class RunConfig:
     max_epoch_steps: int = 0
     certainty_normalize: bool = True
     class_balance: bool = True
+    dynamic_lr: str = "constant"
+    ema_decay: float = 0.0
     # output / machine
     test_prediction: str = "auto"
     coverage: float = 0.9
@@ -218,6 +226,7 @@ class RunConfig:
         choice("final_model", ("auto", "best", "last"))
         choice("device", DEVICES)
         choice("graph_metric", ("cosine", "euclidean"))
+        choice("dynamic_lr", ("constant", "cosine"))
         ENERGIES.get(self.energy)  # an unknown name raises with "did you mean"
         from .models import BACKBONES, check_backbone_kwargs
 
@@ -247,6 +256,8 @@ class RunConfig:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if not (self.crop_scale < 1 and self.translate < 1):
             raise ValueError("crop_scale and translate must be < 1")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must lie in [0, 1) (0: no mean teacher; e.g. 0.99), got {self.ema_decay}")
         if self.alpha_max < 0:
             raise ValueError(f"alpha_max must be >= 0, got {self.alpha_max}")
         if self.labelled_per_batch >= self.batch_size and self.mode == "dynamic":

@@ -10,12 +10,28 @@ After the same supervised warm-up as One Pass, each ``dynamic`` epoch
 3. trains one epoch on ``Σ_L ℓ(f(x_i), y_i) + α(t) Σ_U ξ_i ζ_ŷi ℓ(f(x_i), ŷ_i)`` with a fixed number
    of labelled images in every batch and α(t) ramped up (Laine & Aila).
 
+The graph's pseudo-labels are the targets the net distils from (SimCLRv2's third step), with hard
+labels weighted by ξζ as LP-DeepSSL. Two differences from LP-DeepSSL's weights, both small at 1–20 %
+labels: ζ counts the reachable pseudo-labels only (LP-DeepSSL: |L_j ∪ U_j| over all images) and
+multiplies the pseudo-labelled loss only (LP-DeepSSL also the labelled one).
+
+Stabilisers (LP-DeepSSL, LaplaceNet; all off by default, which reproduces earlier runs):
+
+* ``dynamic_lr="cosine"``: the learning rate annealed per step over all dynamic epochs,
+  :func:`cosine_lr`, so the net settles instead of jumping between pseudo-label epochs;
+* ``ema_decay=d``: a mean teacher θ' ← d θ' + (1 − d) θ after every step (:func:`ema_update`; BatchNorm
+  buffers copied, then recomputed by ``precise_bn``), started from the warm-up's net. Its features
+  build the graph, and it is validated each epoch beside the net (``ema_val_*`` in the history);
+* ``final_model="best"``: the final model is the best-validating of the dynamic epochs' nets (and
+  teachers), not the last one.
+
 Test images stay out of the graph and are classified by the net (inductive), with the
 transductive alternative reported too (:mod:`.evaluate`).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 
@@ -27,7 +43,7 @@ from .metrics import multilabel_metrics
 from .one_pass import supervised_epoch
 from .pretrain import pretrain
 
-__all__ = ["dynamic_pass", "dynamic_epoch", "pseudo_labels", "rampup"]
+__all__ = ["dynamic_pass", "dynamic_epoch", "pseudo_labels", "rampup", "cosine_lr", "ema_update"]
 
 
 def pseudo_labels(trainer) -> dict:
@@ -37,7 +53,7 @@ def pseudo_labels(trainer) -> dict:
     ``trainer.state["pseudo"]`` (saved with the checkpoint); returns the epoch's diagnostics.
     """
     cfg, d = trainer.cfg, trainer.data
-    _, Z = trainer.infer(trainer.idx_train)
+    _, Z = trainer.infer(trainer.idx_train, model=trainer.ema)  # the mean teacher's features when there is one
     lab_mask = d.labelled[trainer.idx_train]
     y = np.where(lab_mask[:, None] if d.multilabel else lab_mask, d.targets[trainer.idx_train], -1)
     step = graph_step(Z, y, energy=cfg.energy, energy_params=cfg.energy_params, n_neighbors=cfg.n_neighbors,
@@ -90,9 +106,29 @@ def rampup(t: int, T: int, alpha_max: float) -> float:
     return alpha_max * math.exp(-5.0 * (1.0 - t / T) ** 2)
 
 
+def cosine_lr(base: float, step: int, total: int) -> float:
+    """lr of step ``step`` (from 0) of ``total``: base · ½(1 + cos(π step / total)).
+
+    base at the first step, base / 2 half-way, base · ½(1 + cos(π (S−1)/S)) ≈ 0 at the last one.
+    """
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """Mean teacher: θ' ← d θ' + (1 − d) θ for every parameter; buffers (BatchNorm statistics) copied."""
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.mul_(decay).add_(pm.detach(), alpha=1.0 - decay)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
+
+
 def dynamic_epoch(trainer) -> dict:
     """New pseudo-labels, then one epoch on labelled + certainty-weighted pseudo-labelled batches."""
     cfg, d = trainer.cfg, trainer.data
+    if cfg.ema_decay and trainer.ema is None:
+        # The first dynamic epoch (a resumed run restores its teacher from the checkpoint).
+        trainer.ema = copy.deepcopy(trainer.model).requires_grad_(False)
     t0 = time.perf_counter()
     row = pseudo_labels(trainer)
     row["pseudo_s"] = round(time.perf_counter() - t0, 3)
@@ -110,8 +146,15 @@ def dynamic_epoch(trainer) -> dict:
     targets = torch.as_tensor(d.targets)
     p_index, p_label, p_weight = (torch.as_tensor(pseudo[k]) for k in ("index", "label", "weight"))
     tot = tot_l = tot_u = 0.0
+    # The cosine runs over the steps of all dynamic epochs; every epoch has the same number of steps.
+    first, total = trainer.state["phase_epoch"] * len(ubatches), cfg.epochs * len(ubatches)
+    if cfg.dynamic_lr == "cosine":
+        row["lr"] = cosine_lr(cfg.lr, first, total)
     bar = trainer.bar(len(ubatches), "dynamic")
     for step, (ub, lb) in enumerate(zip(ubatches, lstream)):
+        if cfg.dynamic_lr == "cosine":
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = cosine_lr(cfg.lr, first + step, total)
         x = trainer.batch(torch.cat([lb, p_index[ub]]), g)
         logits = trainer.model(x)
         loss_l = trainer.loss(logits[: len(lb)], targets[lb].to(trainer.device)).mean()
@@ -120,6 +163,8 @@ def dynamic_epoch(trainer) -> dict:
         loss_u = (lu * p_weight[ub].to(trainer.device)).mean() if len(ub) else logits.new_zeros(())
         loss = loss_l + alpha * loss_u
         trainer.optimizer_step(loss, step)
+        if trainer.ema is not None:
+            ema_update(trainer.ema, trainer.model, cfg.ema_decay)
         tot += loss.item()
         tot_l += loss_l.item()
         tot_u += loss_u.item()
@@ -129,6 +174,11 @@ def dynamic_epoch(trainer) -> dict:
     k = max(len(ubatches), 1)
     row.update(train_loss=tot / k, loss_labelled=tot_l / k, loss_unlabelled=tot_u / k, alpha=alpha,
                images=sum(len(b) for b in ubatches) + len(ubatches) * bl)
+    if trainer.ema is not None:
+        # The teacher's own BatchNorm statistics, then its validation: Trainer._track_best keeps it
+        # as best.pt when it beats the net.
+        trainer.recalibrate_batchnorm(model=trainer.ema)
+        row.update({f"ema_{key}": v for key, v in trainer.validate(trainer.ema).items()})
     return row
 
 
@@ -137,4 +187,9 @@ def dynamic_pass(trainer) -> None:
     cfg = trainer.cfg
     pretrain(trainer)
     trainer.phase("supervised", cfg.warmup_epochs, supervised_epoch, early_stopping=True)
+    st = trainer.state
+    if trainer.final_model() == "best" and st["phase"] != "dynamic" and "dynamic" not in st["finished_phases"]:
+        # Choose among the dynamic epochs: the warm-up's best score, the maximum of many noisy
+        # validations of a few dozen images, would otherwise outbid every pseudo-label epoch.
+        st.update(best=None, best_epoch=-1)
     trainer.phase("dynamic", cfg.epochs, dynamic_epoch)

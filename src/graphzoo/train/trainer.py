@@ -165,6 +165,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.state = {"phase": None, "finished_phases": [], "phase_epoch": 0, "epoch": 0, "best": None,
                       "best_epoch": -1, "bad": 0, "stop_reasons": {}, "history": [], "pseudo": None, "elapsed_s": 0.0}
+        self.ema = None  # Dynamic Pass's mean-teacher copy of the network (``ema_decay`` > 0), else None
         self.data_sha1 = data_fingerprint(d)
 
     def _check_graph_size(self) -> None:
@@ -273,21 +274,24 @@ class Trainer:
         return F.cross_entropy(logits, target, reduction="none")
 
     @torch.no_grad()
-    def infer(self, idx: np.ndarray, tta: bool = False, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    def infer(self, idx: np.ndarray, tta: bool = False, batch_size: int = 512,
+              model: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Logits (len(idx), n_outputs) and ψ features (len(idx), out_dim) of ``images[idx]`` in eval
-        mode, float32 numpy, in one pass. ``tta``: both averaged over :meth:`views`."""
-        self.model.eval()
+        mode, float32 numpy, in one pass. ``tta``: both averaged over :meth:`views`. ``model``: another
+        network than ``self.model`` (Dynamic Pass's mean teacher)."""
+        model = self.model if model is None else model
+        model.eval()
         views = self.views() if tta else [(0, False)]
         logits, feats = [], []
         batches = torch.as_tensor(idx, dtype=torch.long).split(batch_size)
         bar = progress.bar(len(batches), f"infer ×{len(views)}" if len(views) > 1 else "infer", self.cfg.progress)
         for b in batches:
-            lg, z = self.model.infer(self.batch(b, None), views)
+            lg, z = model.infer(self.batch(b, None), views)
             logits.append(lg.float().cpu())
             feats.append(z.float().cpu())
             bar.update()
         bar.close()
-        self.model.train()
+        model.train()
         if not logits:
             return (np.zeros((0, self.data.n_outputs), np.float32),
                     np.zeros((0, self.model.head.in_features), np.float32))
@@ -308,10 +312,10 @@ class Trainer:
             return multilabel_metrics(d.targets[idx], proba, d.names)
         return classification_metrics(d.targets[idx], proba, d.names)
 
-    def validate(self) -> dict:
+    def validate(self, model: torch.nn.Module | None = None) -> dict:
         if len(self.idx_val) == 0:
             return {}
-        logits, _ = self.infer(self.idx_val)
+        logits, _ = self.infer(self.idx_val, model=model)
         target = torch.as_tensor(self.data.targets[self.idx_val])
         loss = float(self.loss(torch.from_numpy(logits), target).mean())
         m = self.metrics(self.idx_val, self.proba(logits))
@@ -346,29 +350,29 @@ class Trainer:
         self.optimizer.step()
 
     @torch.no_grad()
-    def recalibrate_batchnorm(self, batch_size: int = 256) -> None:
+    def recalibrate_batchnorm(self, batch_size: int = 256, model: torch.nn.Module | None = None) -> None:
         """Recompute every BatchNorm layer's running mean / variance over ``cfg.precise_bn`` training
         images (a fixed subset, un-augmented, labels unused): the average of per-batch statistics under
         the current weights (exact in one batch) instead of a lagging exponential average. Only eval-mode
         outputs change; training uses batch statistics either way."""
-        n = self.cfg.precise_bn
-        bns = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        n, model = self.cfg.precise_bn, self.model if model is None else model
+        bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         if not n or not bns:
             return
         order = torch.randperm(len(self.idx_train), generator=torch.Generator().manual_seed(self.cfg.seed))
         subset = torch.as_tensor(self.idx_train)[order][:n]
-        was_training = self.model.training
-        self.model.eval()  # dropout off: no RNG draws, no noise in the statistics
+        was_training = model.training
+        model.eval()  # dropout off: no RNG draws, no noise in the statistics
         momenta = [m.momentum for m in bns]
         for m in bns:
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the batches below
             m.train()
         for b in subset.split(batch_size):
-            self.model.features(self.batch(b, None))
+            model.features(self.batch(b, None))
         for m, momentum in zip(bns, momenta):
             m.momentum = momentum
-        self.model.train(was_training)
+        model.train(was_training)
 
     def labelled_stream(self, n_needed: int, g: torch.Generator) -> torch.Tensor:
         """``n_needed`` labelled training indices: the labelled set reshuffled as often as needed."""
@@ -421,16 +425,25 @@ class Trainer:
         self._finish_phase(name, "max_epochs")
 
     def _track_best(self, row: dict) -> str | None:
-        """Save best.pt on improvement, decay the learning rate on a plateau; the early-stop reason."""
+        """Save best.pt on improvement, decay the learning rate on a plateau; the early-stop reason.
+
+        A row with ``ema_val_*`` (Dynamic Pass's mean teacher, validated too) offers the teacher as a
+        second candidate: best.pt then holds whichever of the two validates better."""
         st, cfg = self.state, self.cfg
         score = self._score(row)
         if score is None:  # no validation images: the latest model is the best we know
             self.save_best()
             return None
+        ema_score = self._score({k[4:]: v for k, v in row.items() if k.startswith("ema_val_")})
+        use_ema = self.ema is not None and ema_score is not None and ema_score > score
+        if use_ema:
+            score = ema_score
         if st["best"] is None or score > st["best"]:
             st.update(best=score, best_epoch=st["epoch"], bad=0)
             row["is_best"] = True
-            self.save_best()
+            if self.ema is not None:
+                row["best_model"] = "ema" if use_ema else "net"
+            self.save_best(self.ema if use_ema else None)
             return None
         st["bad"] += 1
         row["is_best"] = False
@@ -465,17 +478,24 @@ class Trainer:
     def save_last(self) -> None:
         save_checkpoint({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                          "state": self.state, "rng": _rng_state(), "config": self.cfg.to_dict(),
-                         "meta": self.model_meta()},
+                         "meta": self.model_meta(), "ema": None if self.ema is None else self.ema.state_dict()},
                         self.rundir.checkpoint("last"))
 
-    def save_best(self) -> None:
-        save_checkpoint({"model": self.model.state_dict(), "epoch": self.state["epoch"], "meta": self.model_meta(),
+    def save_best(self, model: torch.nn.Module | None = None) -> None:
+        """best.pt from ``model`` (default ``self.model``; Dynamic Pass's mean teacher when it validates better)."""
+        weights = (self.model if model is None else model).state_dict()
+        save_checkpoint({"model": weights, "epoch": self.state["epoch"], "meta": self.model_meta(),
                          "config": self.cfg.to_dict()}, self.rundir.checkpoint("best"))
 
     def _load_last(self) -> None:
         ck = load_checkpoint(self.rundir.checkpoint("last"), map_location=self.device)
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
+        if ck.get("ema") is not None:  # a run killed mid-Dynamic-Pass continues with its mean teacher
+            import copy
+
+            self.ema = copy.deepcopy(self.model).requires_grad_(False)
+            self.ema.load_state_dict(ck["ema"])
         self.state = self._upgrade_state(ck["state"])
         _set_rng_state(ck["rng"])
 
@@ -499,9 +519,11 @@ class Trainer:
     def final_model(self) -> str:
         """"best" or "last": the weights the final evaluation uses.
 
-        Dynamic Pass ends with its last model (as LP-DeepSSL): a validation part cut from a 1 % label
-        budget is a few dozen images, too few to pick among pseudo-label epochs; the
-        best-by-validation model stays in checkpoints/best.pt.
+        Dynamic Pass ends with its last model under "auto" (as LP-DeepSSL): a validation part cut from a
+        1 % label budget is a few dozen images, too few to pick among pseudo-label epochs; the
+        best-by-validation model stays in checkpoints/best.pt. With ``final_model=best`` Dynamic Pass picks
+        among its dynamic epochs only (the warm-up's score is not carried over) and, with ``ema_decay``,
+        between the net and its mean teacher (:mod:`.dynamic_pass`).
         """
         if self.cfg.final_model == "auto":
             return "last" if self.cfg.mode == "dynamic" else "best"
@@ -510,6 +532,6 @@ class Trainer:
 
 def _epoch_line(row: dict) -> str:
     """``epoch 3 supervised: train_loss 0.412, val_accuracy 0.871 (2.1 s)`` for logs."""
-    keys = ("train_loss", "val_loss", "val_accuracy", "val_auc", "pseudo_accuracy", "alpha")
+    keys = ("train_loss", "val_loss", "val_accuracy", "val_auc", "ema_val_accuracy", "pseudo_accuracy", "alpha")
     parts = [f"{k} {row[k]:.3f}" for k in keys if isinstance(row.get(k), (int, float))]
     return f"epoch {row['epoch']} {row['phase']}: {', '.join(parts)} ({row.get('time_s', 0):.1f} s)"

@@ -1,0 +1,179 @@
+"""Dynamic Pass's stabilisers: the cosine learning rate, the mean teacher (EMA), the best-validation final
+model, resume mid-Dynamic-Pass, and the pseudo-label weights ξζ, on tiny synthetic image sets."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from graphzoo.config import RunConfig  # noqa: E402
+from graphzoo.data.types import ImageSet  # noqa: E402
+from graphzoo.train import Trainer, run_training  # noqa: E402
+from graphzoo.train import dynamic_pass as dp  # noqa: E402
+from graphzoo.train.checkpoints import load_checkpoint  # noqa: E402
+
+
+def blobs(n=120, size=16, seed=0) -> ImageSet:
+    """Gray images whose class is the side (left / right) of a bright bar, plus noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(40, 12, (n, size, size))
+    labels = np.arange(n) % 2
+    h = size // 2
+    x[labels == 0, 3:-3, 1 : h - 1] += 150
+    x[labels == 1, 3:-3, h + 1 : -1] += 150
+    pids = np.array([f"p{i % 30}" for i in range(n)])
+    return ImageSet(np.clip(x, 0, 255).astype(np.uint8), labels, ["left", "right"], None, pids,
+                    np.array([f"img{i}.png" for i in range(n)]))
+
+
+def cfg_for(tmp_path, **kw) -> RunConfig:
+    base = dict(data="synthetic", out=str(tmp_path), name="run", threads=1, progress=False, mode="dynamic", epochs=3,
+                warmup_epochs=2, min_epoch_steps=3, batch_size=24, labelled_per_batch=8, n_neighbors=8,
+                label_fraction=0.3, val_labels="all", hflip=False, rampup_epochs=2)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def history(result):
+    import csv
+
+    with open(result.rundir.history) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_cosine_lr_start_middle_end():
+    assert dp.cosine_lr(0.1, 0, 40) == pytest.approx(0.1)
+    assert dp.cosine_lr(0.1, 20, 40) == pytest.approx(0.05)
+    assert dp.cosine_lr(0.1, 10, 40) == pytest.approx(0.1 * (0.5 + 0.5 * math.sqrt(0.5)))
+    assert dp.cosine_lr(0.1, 39, 40) == pytest.approx(0.05 * (1 - math.cos(math.pi / 40)))  # the last step
+    assert dp.cosine_lr(0.1, 40, 40) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_ema_update_matches_a_hand_computation():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    ema = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    with torch.no_grad():
+        ema[0].weight.copy_(torch.tensor([[1.0, -2.0]]))
+        ema[0].bias.fill_(0.5)
+        model[0].weight.copy_(torch.tensor([[3.0, 2.0]]))
+        model[0].bias.fill_(-1.5)
+    model.train()(torch.tensor([[1.0, 2.0], [0.0, -1.0], [4.0, 1.0]]))  # moves the student's BN statistics
+    dp.ema_update(ema, model, 0.9)
+    assert ema[0].weight[0].tolist() == pytest.approx([0.9 * 1 + 0.1 * 3, 0.9 * -2 + 0.1 * 2])
+    assert ema[0].bias.item() == pytest.approx(0.9 * 0.5 + 0.1 * -1.5)
+    dp.ema_update(ema, model, 0.9)  # a second step: θ' = 0.81 θ'_0 + 0.19 θ
+    assert ema[0].bias.item() == pytest.approx(0.81 * 0.5 + 0.19 * -1.5)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):  # buffers copied, not averaged
+        assert torch.equal(getattr(ema[1], name), getattr(model[1], name))
+    assert model[0].bias.item() == -1.5  # the student is untouched
+
+
+def test_final_model_is_the_best_validating_dynamic_epoch(tmp_path, monkeypatch):
+    """The last dynamic epoch is made bad on purpose (its net predicts one class): the run must end on
+    an earlier dynamic epoch's net, not on the warm-up's nor the last one."""
+    cfg = cfg_for(tmp_path, final_model="best")
+    original = dp.dynamic_epoch
+
+    def last_epoch_ruined(trainer):
+        row = original(trainer)
+        if trainer.state["phase_epoch"] == cfg.epochs - 1:
+            with torch.no_grad():
+                trainer.model.head.weight.zero_()
+                trainer.model.head.bias.copy_(torch.tensor([50.0, -50.0]))
+        return row
+
+    monkeypatch.setattr(dp, "dynamic_epoch", last_epoch_ruined)
+    result = run_training(cfg, imageset=blobs())
+    rows = history(result)
+    last = rows[-1]
+    assert float(last["val_accuracy"]) == pytest.approx(0.5, abs=0.15) and last["is_best"] == "False"
+    m = result.metrics
+    assert m["final_model"] == "best"
+    assert cfg.warmup_epochs < m["best_epoch"] < m["epochs"]  # a dynamic epoch, not the warm-up's
+    assert m["accuracy"] > 0.8 and m["test_inductive"]["accuracy"] == m["accuracy"]
+
+
+def test_mean_teacher_builds_the_graph_and_is_kept_when_it_validates_better(tmp_path, monkeypatch):
+    cfg = cfg_for(tmp_path, final_model="best", ema_decay=0.5)
+    seen = {}
+    original_validate, original_infer = Trainer.validate, Trainer.infer
+
+    def validate(self, model=None):
+        row = original_validate(self, model)
+        if model is not None and self.state["phase_epoch"] == 1:  # the teacher of the 2nd dynamic epoch wins
+            seen["teacher"] = {k: v.clone() for k, v in model.state_dict().items()}
+            row.update(val_accuracy=2.0)
+        return row
+
+    def infer(self, idx, tta=False, batch_size=512, model=None):
+        if self.state["phase"] == "dynamic" and len(idx) == len(self.idx_train):
+            seen.setdefault("graph_models", []).append(model is self.ema and model is not None)
+        return original_infer(self, idx, tta, batch_size, model)
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+    monkeypatch.setattr(Trainer, "infer", infer)
+    result = run_training(cfg, imageset=blobs())
+    assert seen["graph_models"] == [True] * cfg.epochs  # every dynamic epoch's graph came from the teacher
+    rows = [r for r in history(result) if r["phase"] == "dynamic"]
+    assert all(r["ema_val_accuracy"] != "" for r in rows)
+    assert rows[1]["best_model"] == "ema" and result.metrics["best_epoch"] == cfg.warmup_epochs + 2
+    best = load_checkpoint(result.rundir.checkpoint("best"))["model"]
+    assert all(torch.equal(best[k], v) for k, v in seen["teacher"].items())
+
+
+def test_resume_mid_dynamic_pass_restores_the_teacher_and_the_schedule(tmp_path):
+    data = blobs(seed=1)
+    opts = dict(final_model="best", ema_decay=0.7, dynamic_lr="cosine", lr=0.003)
+    full = run_training(cfg_for(tmp_path / "full", **opts), imageset=data)
+    cfg = cfg_for(tmp_path / "killed", **opts)
+    stop = cfg.warmup_epochs + 1  # after the first dynamic epoch
+    assert run_training(cfg, imageset=data, stop_after_epochs=stop).metrics == {"interrupted_after_epoch": stop}
+    ck = load_checkpoint(tmp_path / "killed" / "run" / "checkpoints" / "last.pt")
+    assert ck["ema"] is not None and not all(torch.equal(ck["ema"][k], v) for k, v in ck["model"].items())
+    resumed = run_training(cfg, resume=True, imageset=data)
+    timing = ("time_s", "pseudo_s", "graph_s", "energy_s")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
+    assert strip(history(resumed)) == strip(history(full))  # lr, ema_val_*, pseudo-labels: all the same
+    # the per-step cosine over the 3 dynamic epochs, as each epoch's first step: cos(0), cos(π/3), cos(2π/3)
+    lrs = [float(r["lr"]) for r in history(full) if r["phase"] == "dynamic"]
+    assert lrs == pytest.approx([0.003, 0.00225, 0.00075])
+    assert resumed.metrics["accuracy"] == full.metrics["accuracy"]
+    assert resumed.metrics["best_epoch"] == full.metrics["best_epoch"]
+
+
+def test_pseudo_label_weights_are_certainty_times_class_balance(tmp_path, monkeypatch):
+    """ξ normalised by its maximum, ζ_j = (R / c) / |{i reachable : ŷ_i = j}|: the weighted pseudo-classes
+    then have equal mass; unreachable images weigh nothing."""
+    from graphzoo.graph_step import GraphStep, certainty
+
+    trainer = Trainer(cfg_for(tmp_path), imageset=blobs())
+    trainer.start()
+    n, n_u = len(trainer.idx_train), len(trainer.idx_unl)
+    rng = np.random.default_rng(0)
+    P = rng.dirichlet([1.0, 1.0], n)
+    P[: n // 3] = [[0.9, 0.1]]  # more pseudo-labels of class 0 than 1
+    R = np.ones(n, bool)
+    R[::7] = False
+    xi = np.where(R, certainty(P), 0.0)
+
+    def fake_graph_step(Z, y, **kw):
+        return GraphStep(proba=P, reachable=R, certainty=xi, scores=P, info={}, W=None)
+
+    monkeypatch.setattr(dp, "graph_step", fake_graph_step)
+    dp.pseudo_labels(trainer)
+    pseudo = trainer.state["pseudo"]
+    u = ~trainer.data.labelled[trainer.idx_train]
+    Pu, Ru, xu = P[u], R[u], xi[u]
+    label = Pu.argmax(1)
+    counts = np.bincount(label[Ru], minlength=2)
+    zeta = (Ru.sum() / 2) / counts
+    assert len(pseudo["label"]) == n_u and (pseudo["label"] == label).all()
+    np.testing.assert_allclose(pseudo["weight"], xu / xu.max() * zeta[label], rtol=1e-6)
+    mass = [zeta[j] * ((label == j) & Ru).sum() for j in (0, 1)]
+    assert mass == pytest.approx([Ru.sum() / 2] * 2)
+    assert (pseudo["weight"][~Ru] == 0).all()
