@@ -171,6 +171,16 @@ def test_runs_start_from_the_encoder_fine_tuned_or_frozen(tmp_path):
         cfg_for(tmp_path, pretrain_freeze=True).validate()
     with pytest.raises(ValueError, match="not a setting of simclr"):
         pcfg(tmp_path, pretrain_params={"temprature": 0.1})
+    with pytest.raises(ValueError, match="pretrain=autoencoder reconstructs images with the autoencoder backbone"):
+        pcfg(tmp_path, pretrain="autoencoder", pretrain_params={})
+
+
+def test_autoencoder_method_pretrains_the_autoencoder_backbone(tmp_path):
+    cfg = pcfg(tmp_path, pretrain="autoencoder", pretrain_params={"batch_size": 32},
+               backbone="autoencoder", backbone_kwargs={"width": 4, "latent": 8})
+    d, idx, norm = prepared(cfg)
+    result = ensure_pretrained(cfg, d, idx, norm)
+    assert result.epochs_trained == 1 and result.meta["history"][0]["loss"] > 0
 
 
 def test_graphzoo_pretrain_cli_end_to_end_on_a_tiny_npz(tmp_path, capsys):

@@ -252,6 +252,9 @@ class RunConfig:
             from .selfsup import resolve_settings
 
             resolve_settings(self.pretrain, self.pretrain_params, self.pretrain_epochs)  # unknown name / key raises
+            if self.pretrain == "autoencoder" and self.backbone != "autoencoder":
+                raise ValueError(f"pretrain=autoencoder reconstructs images with the autoencoder backbone, not "
+                                 f"{self.backbone}; set backbone=autoencoder, or pretrain=simclr / vicreg")
         if self.pretrain_freeze and not (self.pretrain or self.pretrained):
             raise ValueError("pretrain_freeze=true would train the head on a random ψ: set pretrain (e.g. "
                              "--pretrain simclr) or pretrained=PATH, or drop pretrain_freeze")

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML run config (its data and split settings decide the training images)")
     parser.add_argument("--data", help="dataset path (any format the readers detect)")
     parser.add_argument("--method", dest="pretrain", metavar="NAME",
-                        help="simclr (default), vicreg or autoencoder (graphzoo list shows them)")
+                        help="simclr (default), vicreg or autoencoder (the autoencoder backbone only)")
     parser.add_argument("--epochs", dest="pretrain_epochs", type=int, help="pretraining epochs (default 10)")
     parser.add_argument("--seed", type=int, help="the split's seed (as the runs that will use the encoder)")
     parser.add_argument("--out", help="runs folder; the cache is OUT/.pretrained unless --cache-dir")
