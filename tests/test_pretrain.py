@@ -200,3 +200,17 @@ def test_graphzoo_pretrain_cli_end_to_end_on_a_tiny_npz(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["reused"]
     assert main(argv[:-1] + ["pretrain_params={batch_size: 4096}"]) == 2
     assert "needs at least one batch" in capsys.readouterr().err
+
+
+def test_the_encoder_does_not_depend_on_the_callers_rng_nor_changes_it(tmp_path):
+    cfg = pcfg(tmp_path / "a")
+    d, idx, norm = prepared(cfg)
+    torch.manual_seed(123)
+    a = ensure_pretrained(cfg, d, idx, norm)
+    after = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(3), after)  # the caller's stream is as if nothing had been drawn
+    torch.manual_seed(7)
+    b = ensure_pretrained(dataclasses.replace(cfg, out=str(tmp_path / "b")), d, idx, norm)
+    wa, wb = (torch.load(r.encoder, weights_only=True) for r in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

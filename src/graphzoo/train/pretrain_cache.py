@@ -152,7 +152,11 @@ def ensure_pretrained(cfg, data, idx_train: np.ndarray, normalizer, device=torch
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"key": key, "images_sha1": sha, "done": False}
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
-    return _train(cfg, data, idx_train, normalizer, device, folder, meta, stop_after_epochs)
+    # Its own RNG stream: the encoder does not depend on who asked first (a run, a grid cell, graphzoo
+    # pretrain), and the asking run's dropout draws are the same whether the cache hit or missed.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(meta["key"]["settings"]["seed"])
+        return _train(cfg, data, idx_train, normalizer, device, folder, meta, stop_after_epochs)
 
 
 def _train(cfg, data, idx_train, normalizer, device, folder: Path, meta: dict, stop_after) -> PretrainResult:
@@ -162,7 +166,6 @@ def _train(cfg, data, idx_train, normalizer, device, folder: Path, meta: dict, s
     s = meta["key"]["settings"]
     method = PRETRAINING.get(cfg.pretrain)
     backbone = _new_backbone(cfg, data.images.shape[1]).to(device)
-    torch.manual_seed(s["seed"])
     head = method.head(backbone, s).to(device)
     params = list(backbone.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=s["lr"], weight_decay=s["weight_decay"])
