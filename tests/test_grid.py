@@ -242,7 +242,8 @@ def test_supervised_pretrained_baseline_runs_at_each_fraction_from_the_grids_enc
     data = write_npz(tmp_path / "tiny.npz")
     grid = dict(methods=[{"mode": "one-pass", "energies": ["label_spreading"]}], baselines=["supervised_pretrained"],
                 seeds=[0], label_fractions=[0.3, 0.6])
-    cells = [c for c in plan_cells(load_grid(write_grid(tmp_path, data, **grid))) if c.method.startswith("supervised_pretrained")]
+    cells = [c for c in plan_cells(load_grid(write_grid(tmp_path, data, **grid)))
+             if c.method.startswith("supervised_pretrained")]
     assert [c.label_fraction for c in cells] == [0.3, 0.6]
     assert all(c.cfg.pretrain == "simclr" and c.cfg.test_prediction == "inductive" for c in cells)
     spec = load_grid(write_grid(tmp_path, data, **grid), {"pretrain": "vicreg"})
