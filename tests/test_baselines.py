@@ -52,7 +52,8 @@ def test_registry_entry_is_complete(name):
     assert b.name == name and b.label.strip()
     assert b.prediction in ("inductive", "transductive")
     assert name in PREDICTING + READING + OWN_RUN
-    assert name in default_baselines()  # a grid without a baselines: list runs every registered one
+    # a grid without a baselines: list runs every registered one but those that pretrain an encoder
+    assert (name in default_baselines()) == (name != "supervised_pretrained")
 
 
 @pytest.fixture
@@ -129,12 +130,17 @@ def grid_file(tmp_path, **kw):
 
 @pytest.mark.parametrize("name", OWN_RUN)
 def test_own_run_baseline_is_planned_once_per_seed(tmp_path, name):
+    """... at its own label fraction, or at each of the grid's (``label_fraction: each``)."""
     b = BASELINES.get(name)
-    cells = [c for c in plan_cells(load_grid(grid_file(tmp_path, baselines=[name]))) if c.role == "baseline"]
-    assert [c.seed for c in cells] == [0, 1] and all(c.kind == "run" for c in cells)
+    spec = load_grid(grid_file(tmp_path, baselines=[name]))
+    cells = [c for c in plan_cells(spec) if c.role == "baseline"]
+    each = b.own_run["label_fraction"] == "each"
+    fractions = spec.label_fractions if each else [b.own_run["label_fraction"]]
+    assert [(c.seed, c.label_fraction) for c in cells] == [(s, f) for s in (0, 1) for f in fractions]
+    assert all(c.kind == "run" for c in cells)
     for c in cells:
-        assert c.label.startswith(b.label) and c.label_fraction == b.own_run["label_fraction"]
-        assert all(getattr(c.cfg, k) == v for k, v in b.own_run.items())
+        assert c.label.startswith(b.label)
+        assert all(getattr(c.cfg, k) == v for k, v in b.own_run.items() if k != "label_fraction")
 
 
 def test_baseline_entry_and_options_are_checked(tmp_path):

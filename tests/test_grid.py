@@ -234,3 +234,20 @@ def test_experiment_set_refuses_the_grid_keys(tmp_path):
     data = write_npz(tmp_path / "tiny.npz")
     with pytest.raises(ValueError, match="label fractions and seeds from"):
         load_grid(write_grid(tmp_path, data), overrides={"seed": "7"})
+
+
+def test_supervised_pretrained_baseline_runs_at_each_fraction_from_the_grids_encoder(tmp_path):
+    """``supervised_pretrained``: an own One Pass run per (fraction, seed), inductive, ψ from the encoder the
+    grid's runs use (simclr unless the grid sets another); asked for by name, not in the default list."""
+    data = write_npz(tmp_path / "tiny.npz")
+    grid = dict(methods=[{"mode": "one-pass", "energies": ["label_spreading"]}], baselines=["supervised_pretrained"],
+                seeds=[0], label_fractions=[0.3, 0.6])
+    cells = [c for c in plan_cells(load_grid(write_grid(tmp_path, data, **grid)))
+             if c.method.startswith("supervised_pretrained")]
+    assert [c.label_fraction for c in cells] == [0.3, 0.6]
+    assert all(c.cfg.pretrain == "simclr" and c.cfg.test_prediction == "inductive" for c in cells)
+    spec = load_grid(write_grid(tmp_path, data, **grid), {"pretrain": "vicreg"})
+    assert {c.cfg.pretrain for c in plan_cells(spec)} == {"vicreg"}
+    from graphzoo.experiments.baselines import default_baselines
+
+    assert "supervised_pretrained" not in default_baselines()

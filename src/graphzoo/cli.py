@@ -17,6 +17,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("graphzoo.data.inspect", "inspect a dataset: counts per class / split, sizes, label budgets"),
     "run": ("graphzoo.run", "train and evaluate the hybrid model (One Pass / Dynamic Pass); writes runs/<name>/"),
+    "pretrain": ("graphzoo.pretrain_cli", "pretrain ψ on every training image (labels ignored) into the encoder cache "
+                 "that runs with --pretrain reuse"),
     "predict": ("graphzoo.predict", "classify new images with a trained run"),
     "suggest": ("graphzoo.suggest", "which unlabelled training images to label next (suggestions.csv + contact sheet)"),
     "label": ("graphzoo.labelling", "a local web page to label the suggested images (writes labels.csv)"),
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 # What survives an interruption: checkpoints are written to a temporary file and renamed, so the
 # last complete one is never half-written (graphzoo.train.checkpoints.save_checkpoint).
 _KEPT = {"run": "; the last checkpoint is intact: continue with graphzoo run --resume (same options)",
+         "pretrain": "; the last epoch's checkpoint is kept: rerun the same command to continue",
          "experiment": "; finished cells are kept: rerun the same command to continue"}
 
 

@@ -90,6 +90,12 @@ class RunConfig:
     this many training images, labelled or not, un-augmented; 0: off. PyTorch's running averages
     lag far behind the weights when an epoch is a few dozen steps, as at 1–5 % labels, and the net
     then predicts one class in eval mode; "precise BN", Wu & Johnson 2021).
+    pretrain: a self-supervised method (:data:`graphzoo.selfsup.PRETRAINING`: simclr, vicreg,
+    autoencoder) that trains ψ on every training image, labels ignored, before the run; the encoder
+    is cached under ``pretrain_dir`` (default ``<out>/.pretrained``) by (training images, split,
+    method, settings) and reused (:mod:`graphzoo.train.pretrain_cache`); "" or "none": no such stage.
+    pretrain_epochs, pretrain_params (the method's settings: batch_size, lr, temperature, views, ...),
+    pretrain_freeze (ψ stays as pretrained, only the head trains; default: fine-tune all of it).
 
     Graph and energy
     ----------------
@@ -171,6 +177,11 @@ class RunConfig:
     crop_scale: float = 0.1
     translate: float = 0.05
     ae_pretrain_epochs: int = 5
+    pretrain: str = ""
+    pretrain_epochs: int = 10
+    pretrain_params: dict = field(default_factory=dict)
+    pretrain_freeze: bool = False
+    pretrain_dir: str = ""
     # graph / energy
     energy: str = "label_spreading"
     energy_params: dict = field(default_factory=dict)
@@ -244,6 +255,18 @@ class RunConfig:
                  "translate", "rotate_degrees", allow_zero=True)
         positive("lr", "batch_size", "epochs", "patience", "min_epoch_steps", "n_neighbors", "labelled_per_batch",
                  "checkpoint_every")
+        if self.pretrain.lower() == "none":
+            self.pretrain = ""
+        if self.pretrain:
+            from .selfsup import resolve_settings
+
+            resolve_settings(self.pretrain, self.pretrain_params, self.pretrain_epochs)  # unknown name / key raises
+            if self.pretrain == "autoencoder" and self.backbone != "autoencoder":
+                raise ValueError(f"pretrain=autoencoder reconstructs images with the autoencoder backbone, not "
+                                 f"{self.backbone}; set backbone=autoencoder, or pretrain=simclr / vicreg")
+        if self.pretrain_freeze and not (self.pretrain or self.pretrained):
+            raise ValueError("pretrain_freeze=true would train the head on a random ψ: set pretrain (e.g. "
+                             "--pretrain simclr) or pretrained=PATH, or drop pretrain_freeze")
         if not 0 <= self.seed < 2**32:  # numpy's seeding range, said with the key's name
             raise ValueError(f"seed must lie in [0, 2**32), got {self.seed}")
         if self.in_chans not in (0, 1, 3):
@@ -443,7 +466,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
 
 
 # Keys that may differ on --resume without changing the result (not threads: see RunConfig).
-RESUME_FREE_KEYS = ("progress", "device", "out", "name")
+RESUME_FREE_KEYS = ("progress", "device", "out", "name", "pretrain_dir")
 
 
 def config_diff(a: dict, b: dict, ignore=RESUME_FREE_KEYS) -> list[str]:

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="experiment YAML (see configs/experiments/)")
     parser.add_argument("--set", nargs="+", metavar="KEY=VALUE", default=[], action="extend",
                         help="override a run-config key for every cell, e.g. --set epochs=5 threads=2")
+    parser.add_argument("--pretrain", metavar="NAME|none",
+                        help="every cell starts ψ from this self-supervised encoder (simclr, vicreg, autoencoder), "
+                        "pretrained once per split and reused (graphzoo pretrain), or none")
     parser.add_argument("--out", help="parent folder of the experiment folder "
                                       "(default: the file's out, else runs/experiments)")
     parser.add_argument("--no-report", action="store_true", help="do not write report.html / report.md at the end")
@@ -35,7 +38,10 @@ def main(args: argparse.Namespace) -> int:
     from .config import parse_set
     from .experiments.grid import load_grid, plan_cells, read_results, run_grid, stale_cells
 
-    spec = load_grid(args.config, parse_set(args.set), out=args.out)
+    overrides = parse_set(args.set)
+    if args.pretrain is not None:
+        overrides["pretrain"] = args.pretrain
+    spec = load_grid(args.config, overrides, out=args.out)
     if args.progress:
         spec.base = dataclasses.replace(spec.base, progress=True)
     cells = plan_cells(spec)

@@ -17,6 +17,11 @@ Registered here:
   run's ``test_inductive`` metrics.
 * ``fully_supervised``: a One Pass run with every training label (``label_fraction=1``) and
   inductive prediction.
+* ``supervised_pretrained``: a One Pass run of its own at each label fraction whose ψ starts from the
+  self-supervised encoder (``pretrain``: the grid's method, ``simclr`` if the grid sets none;
+  :mod:`graphzoo.train.pretrain_cache`, shared with the grid's runs) and is fine-tuned on the labelled
+  images; its network's inductive prediction. Beside ``supervised`` it shows what the graph adds on top
+  of pretraining, not only what pretraining adds.
 * ``gcn``: :func:`gcn_predict`, a two-layer graph convolutional network (Kipf & Welling, ICLR 2017),
   ``softmax(Â · ReLU(Â X W₁) · W₂)`` with ``Â = D̃^{-1/2} (W + I) D̃^{-1/2}``, on the *same* kNN
   graph ``W`` the energies use (built by :func:`graphzoo.graph_step.build_graph` over the same ψ).
@@ -113,7 +118,7 @@ class Baseline:
         ``inputs.run``.
     own_run : dict, optional
         Run-config keys of a One Pass run of its own on the baseline backbone, once per seed;
-        ``label_fraction`` is required among them.
+        ``label_fraction`` is required among them (``"each"``: one run at each of the grid's fractions).
     options : tuple of str
         The keys its option block may hold (passed to ``predict``).
     """
@@ -152,15 +157,18 @@ BASELINES: Registry[Baseline] = Registry("baseline")
 _ORDER: list[str] = []  # registration order, the order a grid without a baselines: list runs them in
 
 
-def register_baseline(baseline: Baseline) -> Baseline:
-    """Add ``baseline`` to :data:`BASELINES` under its name (a duplicate name raises ``ValueError``)."""
+def register_baseline(baseline: Baseline, default: bool = True) -> Baseline:
+    """Add ``baseline`` to :data:`BASELINES` under its name (a duplicate name raises ``ValueError``);
+    ``default``: a grid without a ``baselines:`` list runs it."""
     BASELINES.register(baseline.name)(baseline)
-    _ORDER.append(baseline.name)
+    if default:
+        _ORDER.append(baseline.name)
     return baseline
 
 
 def default_baselines() -> list[str]:
-    """Every registered baseline, in the order registered: the grid's default ``baselines:``."""
+    """The registered baselines a grid runs by default, in the order registered (not
+    ``supervised_pretrained``: it pretrains an encoder, asked for by name)."""
     return list(_ORDER)
 
 
@@ -450,6 +458,9 @@ def _sklearn_label_spreading(inputs: BaselineInputs, **options) -> np.ndarray:
 register_baseline(Baseline("supervised", "Supervised, labelled subset only", "inductive", read=_supervised))
 register_baseline(Baseline("fully_supervised", "Fully supervised (all labels)", "inductive",
                            own_run={"label_fraction": 1.0, "test_prediction": "inductive"}))
+register_baseline(Baseline("supervised_pretrained", "Supervised, fine-tuned from the pretrained encoder", "inductive",
+                           own_run={"label_fraction": "each", "pretrain": "simclr", "test_prediction": "inductive"}),
+                  default=False)
 register_baseline(Baseline("gcn", "GCN (Kipf & Welling) on the ψ kNN graph", "transductive", predict=_gcn,
                            options=("hidden", "dropout", "lr", "weight_decay", "epochs", "patience")))
 register_baseline(Baseline("sklearn_label_spreading", "scikit-learn LabelSpreading on ψ", "transductive",

@@ -36,7 +36,8 @@ from .baselines import BASELINES, BaselineInputs, run_confusion, run_features
 __all__ = ["Cell", "CELL_KINDS", "CellRunner", "FREE_KEYS", "cfg_fingerprint"]
 
 # keys of the run config that a cell may differ in without being another experiment
-FREE_KEYS = ("progress", "device", "out", "name")  # threads changes results (float sums in another order)
+# (threads changes results: float sums in another order; pretrain_dir only says where encoders are cached)
+FREE_KEYS = ("progress", "device", "out", "name", "pretrain_dir")
 _TEST_METRICS = ("accuracy", "balanced_accuracy", "auc", "per_class")
 
 

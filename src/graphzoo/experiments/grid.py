@@ -278,9 +278,12 @@ def plan_cells(spec: GridSpec) -> list[Cell]:
             own = BASELINES.get(b).own_run
             if own is not None:
                 sets = {k: v for k, v in own.items() if k != "label_fraction"}
+                if "pretrain" in sets and spec.base.pretrain:  # the grid's own encoder, not another one
+                    sets["pretrain"] = spec.base.pretrain
                 m = MethodSpec(f"{b}-{bb}", "", "one-pass", bb, spec.base.energy, spec.base.energy_params, sets, b)
-                cells.append(_run_cell_of(spec, m, float(own["label_fraction"]), seed, "baseline",
-                                          f"{BASELINES.get(b).label} · {bb}"))
+                each = own["label_fraction"] == "each"
+                for f in spec.label_fractions if each else [float(own["label_fraction"])]:
+                    cells.append(_run_cell_of(spec, m, f, seed, "baseline", f"{BASELINES.get(b).label} · {bb}"))
     if spec.dynamic_last:
         cells = [c for c in cells if c.mode != "dynamic"] + [c for c in cells if c.mode == "dynamic"]
     return cells

@@ -5,7 +5,8 @@
 ``trainer``         :class:`Trainer` — shared pieces: data, net, batches, the epoch loop, checkpoints
 ``one_pass``        One Pass: supervised epochs on the labelled images (then one graph step)
 ``dynamic_pass``    Dynamic Pass: warm-up, then pseudo-labels from the graph every epoch
-``pretrain``        :data:`PRETRAINING` — ψ trained on all images first (autoencoder)
+``pretrain``        the autoencoder backbone's in-run phase; :data:`PRETRAINING` (:mod:`graphzoo.selfsup`)
+``pretrain_cache``  self-supervised encoders built once per (training images, split, method, settings)
 ``evaluate``        the final graph and net predictions, metrics, predictions.csv
 ``checkpoints``     safe checkpoints: tensors and plain values only
 ``metrics``         accuracy, balanced accuracy, ROC-AUC, per class / per label

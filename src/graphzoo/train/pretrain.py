@@ -1,8 +1,8 @@
-"""Pretraining ψ on all images, labelled or not, before the supervised phase.
+"""The seed's in-run pretraining: the ``autoencoder`` backbone reconstructs all images first.
 
-:data:`PRETRAINING` maps a method name to a function ``(trainer) -> None`` that trains the
-backbone for some epochs of its own phase. Today it holds the autoencoder's reconstruction; the
-self-supervised methods to come (issue 16) register here the same way.
+The self-supervised methods (:data:`PRETRAINING`, :mod:`graphzoo.selfsup`) run before the run instead,
+once per split, through the encoder cache (:mod:`.pretrain_cache`); this phase is what a run with the
+``autoencoder`` backbone and no ``pretrain`` set does, as before.
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..registry import Registry
+from ..selfsup import PRETRAINING
 
 __all__ = ["PRETRAINING", "pretrain"]
-
-PRETRAINING: Registry = Registry("pretraining method")
 
 
 def _autoencoder_epoch(trainer) -> dict:
@@ -34,15 +32,9 @@ def _autoencoder_epoch(trainer) -> dict:
     return {"train_loss": total / len(batches), "recon_loss": total / len(batches)}
 
 
-@PRETRAINING.register("autoencoder")
-def autoencoder(trainer) -> None:
-    """Reconstruction epochs (``ae_pretrain_epochs``) of the autoencoder backbone on all images."""
-    trainer.phase("ae", trainer.cfg.ae_pretrain_epochs, _autoencoder_epoch, validate=False)
-
-
 def pretrain(trainer) -> None:
-    """Run the pretraining the config asks for: the autoencoder backbone reconstructs all images
-    first unless it starts from pretrained weights or ``ae_pretrain_epochs=0``."""
+    """The in-run pretraining: the autoencoder backbone reconstructs all images first unless it starts
+    from pretrained weights, from a cached encoder (``pretrain`` set) or ``ae_pretrain_epochs=0``."""
     cfg = trainer.cfg
-    if cfg.backbone == "autoencoder" and not cfg.pretrained and cfg.ae_pretrain_epochs:
-        PRETRAINING.get("autoencoder")(trainer)
+    if cfg.backbone == "autoencoder" and not cfg.pretrained and cfg.ae_pretrain_epochs and not cfg.pretrain:
+        trainer.phase("ae", cfg.ae_pretrain_epochs, _autoencoder_epoch, validate=False)

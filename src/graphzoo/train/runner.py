@@ -52,6 +52,8 @@ def run_training(cfg: RunConfig, resume: bool = False, imageset=None, *,
     if trainer.final_model() == "best":
         trainer.load_best_weights()
     metrics = evaluate(trainer)
+    if trainer.state.get("pretrain"):
+        metrics["pretrain"] = trainer.state["pretrain"]
     metrics["wall_time_s"] = round(trainer.elapsed_before + time.perf_counter() - trainer.t_start, 1)
     write_history(trainer)
     write_metrics(trainer, metrics)

@@ -162,6 +162,10 @@ class Trainer:
                                    **cfg.backbone_kwargs)
         torch.manual_seed(cfg.seed)  # the head's initialisation does not depend on the backbone's draws
         self.model = HybridNet(backbone, d.n_outputs, cfg.dropout).to(self.device)
+        if cfg.pretrain_freeze:
+            from .pretrain_cache import freeze_backbone
+
+            freeze_backbone(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.state = {"phase": None, "finished_phases": [], "phase_epoch": 0, "epoch": 0, "best": None,
                       "best_epoch": -1, "bad": 0, "stop_reasons": {}, "history": [], "pseudo": None, "elapsed_s": 0.0}
@@ -182,6 +186,10 @@ class Trainer:
         """Set up, then either write the new run's config and split, or restore the last checkpoint."""
         self.t_start = time.perf_counter()
         self.setup()
+        if not self.resume:  # before the run folder exists: a failed pretraining leaves no half-started run
+            from .pretrain_cache import start_from_pretrained
+
+            start_from_pretrained(self)
         self.rundir.checkpoints.mkdir(parents=True, exist_ok=True)
         if self.resume:
             self._check_same_data()
