@@ -24,6 +24,7 @@ MIN_NNZ_PER_THREAD = 200_000
 SPMM_THREADS: int | None = None
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
 
 
 def spmm_threads() -> int:
@@ -38,9 +39,10 @@ def spmm_threads() -> int:
 
 
 def _pool(n_threads: int) -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None or _POOL._max_workers < n_threads:
-        _POOL = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="graphzoo-spmm")
+    """One process-wide pool, grown when more threads are asked for (the old one finishes its work)."""
+    global _POOL, _POOL_SIZE
+    if _POOL is None or _POOL_SIZE < n_threads:
+        _POOL, _POOL_SIZE = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="graphzoo-spmm"), n_threads
     return _POOL
 
 
@@ -116,7 +118,7 @@ def block_cg(
 
     The vectors live in ``B``'s dtype (float32 halves the memory traffic); the step sizes
     ``α = rᵀz / pᵀAp``, ``β`` and the residual norms are accumulated in float64. The loop
-    allocates nothing: every update is written into buffers made once.
+    allocates no (n, c) array: every update is written into buffers made once.
 
     Parameters
     ----------
