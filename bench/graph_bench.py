@@ -295,6 +295,16 @@ def run_block(n, c, args, budget: PeerBudget) -> list[dict]:
         with measure(m):
             res = graphzoo.diffuse(W, y_lab, "poisson", tol=args.poisson_tol)
         add(f"ours poisson tol={args.poisson_tol:g}", m_knn, m, accuracy(res.scores, y, unl), 1.0, f"{res.n_iter} it")
+    # The same solve with scipy's single-threaded product: what splitting the rows over threads buys.
+    import graphzoo.energies._solvers as solvers
+
+    solvers.SPMM_THREADS = 1
+    m = {}
+    with measure(m):
+        res = graphzoo.diffuse(W, y_lab, "label_spreading")
+    solvers.SPMM_THREADS = None
+    add("ours label_spreading, 1 thread", m_knn, m, accuracy(res.scores, y, unl), 1.0,
+        f"{res.n_iter} it (default: {solvers.spmm_threads()} threads)")
     # The graph is float32 (knn_graph's default) and every energy solves in its precision; the
     # same weights in float64 show that the accuracy is the float64 solve's.
     if not args.no_float64:

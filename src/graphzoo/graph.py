@@ -225,7 +225,7 @@ def knn_search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Find the ``n_neighbors`` nearest points of ``X`` for every query.
 
-    Long: its signature and this docstring take 44 of its 97 lines; the code is 53.
+    Long: its signature and this docstring take 44 of its 99 lines; the code is 55.
 
     Parameters
     ----------
@@ -283,14 +283,16 @@ def knn_search(
     if (use_faiss or method == "approximate") and faiss is None:
         raise ImportError("faiss is required for backend='faiss' or method='approximate': pip install faiss-cpu")
     k_search = k + 1 if self_query else k
+    self_in_lists = self_query
     if self_query and use_faiss and method == "exact":
-        scores, idx = _faiss_self_search(X, k, inner_product)  # self excluded inside
+        scores, idx = _faiss_self_search(X, k, inner_product)
+        self_in_lists = False  # excluded inside the search
     elif use_faiss or method == "approximate":
         scores, idx = _faiss_search(X, Q, k_search, inner_product, method, hnsw_m, ef_search)
     else:
         scores, idx = _numpy_search(X, Q, k_search, inner_product)
 
-    if self_query and scores.shape[1] == k_search:
+    if self_in_lists:
         # Drop each point's own index. With exact duplicates the point itself may not come
         # first (or may be missing from an approximate list), so drop by identity and fall back
         # to dropping the last (farthest) entry.
