@@ -82,3 +82,10 @@ def test_float32_poisson_reaches_tight_tolerance_on_two_components(graph64):
     res = diffuse(W2, y2, "poisson", tol=1e-6, reorder=False)
     ref = diffuse(W2.astype(np.float64), y2, "poisson", tol=1e-6, reorder=False)
     assert res.converged and res.n_iter <= ref.n_iter + 5
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_graph_without_edges_keeps_the_labels(dtype):
+    y = np.array([0, -1, 1, -1])
+    res = diffuse(sp.csr_matrix((4, 4), dtype=dtype), y, "label_spreading", reorder=False)
+    np.testing.assert_array_equal(res.scores, [[1, 0], [0, 0], [0, 1], [0, 0]])

@@ -21,7 +21,8 @@ __all__ = ["label_spreading", "laplace", "poisson", "fit_class_offsets"]
 def _degrees(W: sp.csr_matrix) -> np.ndarray:
     """Weighted degrees ``d_i = sum_j w_ij``, summed in float64 (a float32 graph's rows hold ~100 terms)."""
     rows = np.repeat(np.arange(W.shape[0]), np.diff(W.indptr))
-    return np.bincount(rows, weights=W.data, minlength=W.shape[0])
+    # astype: bincount of an empty graph (no stored weight) returns int64 zeros
+    return np.bincount(rows, weights=W.data, minlength=W.shape[0]).astype(np.float64, copy=False)
 
 
 def _solve_dtype(W: sp.csr_matrix) -> type:
