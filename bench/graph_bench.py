@@ -270,6 +270,9 @@ def run_block(n, c, args, budget: PeerBudget) -> list[dict]:
                    peak_mb=peak, acc=acc, recall=recall, note=note)
         row["total_s"] = row["knn_s"] + (row["diff_s"] or 0.0)
         rows.append(row)
+        if args.save:  # as measured, so that a long run interrupted keeps its rows
+            with open(args.save, "a") as f:
+                f.write(json.dumps(row) + "\n")
         log(f"  {pipeline:<38s} kNN {row['knn_s']:7.2f} s  diff {fmt(row['diff_s'])} s  "
             f"peak {peak:7.0f} MB  acc {fmt(acc, '.3f')}  recall {fmt(recall, '.3f')}  {note}")
 
@@ -292,15 +295,27 @@ def run_block(n, c, args, budget: PeerBudget) -> list[dict]:
         with measure(m):
             res = graphzoo.diffuse(W, y_lab, "poisson", tol=args.poisson_tol)
         add(f"ours poisson tol={args.poisson_tol:g}", m_knn, m, accuracy(res.scores, y, unl), 1.0, f"{res.n_iter} it")
-    # The same graph stored in float32 (knn_graph(..., dtype=np.float32)): label spreading then
-    # runs in single precision, half the memory traffic per sparse product.
-    W32 = W.astype(np.float32)
+    # The same solve with scipy's single-threaded product: what splitting the rows over threads buys.
+    import graphzoo.energies._solvers as solvers
+
+    solvers.SPMM_THREADS = 1
     m = {}
     with measure(m):
-        res = graphzoo.diffuse(W32, y_lab, "label_spreading")
-    add("ours label_spreading, float32 W", m_knn, m, accuracy(res.scores, y, unl), 1.0,
-        f"{res.n_iter} it{'' if res.converged else ' (cap)'}")
-    del W32
+        res = graphzoo.diffuse(W, y_lab, "label_spreading")
+    solvers.SPMM_THREADS = None
+    add("ours label_spreading, 1 thread", m_knn, m, accuracy(res.scores, y, unl), 1.0,
+        f"{res.n_iter} it (default: {solvers.spmm_threads()} threads)")
+    # The graph is float32 (knn_graph's default) and every energy solves in its precision; the
+    # same weights in float64 show that the accuracy is the float64 solve's.
+    if not args.no_float64:
+        W64 = W.astype(np.float64)
+        for energy in ("label_spreading", "laplace", "poisson"):
+            m = {}
+            with measure(m):
+                res = graphzoo.diffuse(W64, y_lab, energy)
+            add(f"ours {energy}, float64 W", m_knn, m, accuracy(res.scores, y, unl), 1.0,
+                f"{res.n_iter} it{'' if res.converged else ' (cap)'}")
+        del W64
     W_ours, m_knn_ours = W, m_knn
     del W
 
@@ -398,8 +413,7 @@ def peer_rows(n, c, k, X, y, lab, W_ours, m_knn_ours, add, rows, args, budget) -
         del model
 
     # ---- graphlearning
-    name = "graphlearning"
-    if "graphlearning" not in args.peers:
+    if not {"graphlearning", "gl-solvers"} & set(args.peers):
         rows.append(dict(n=n, c=c, pipeline="graphlearning (all)", note="not run (--peers)"))
         return
     try:
@@ -407,6 +421,24 @@ def peer_rows(n, c, k, X, y, lab, W_ours, m_knn_ours, add, rows, args, budget) -
     except ImportError as e:
         rows.append(dict(n=n, c=c, pipeline="graphlearning", note=f"not installed ({e})"))
         return
+    train_ind = np.flatnonzero(lab)
+    # Solver against solver: graphlearning's solvers on *our* exact cosine graph (in float64, the
+    # precision its own graphs have), so that accuracy and time differences come from the solver.
+    W64 = W_ours.astype(np.float64)
+    for label, cls in (("laplace", gl.ssl.laplace), ("poisson", gl.ssl.poisson)):
+        m = {}
+        with measure(m):
+            scores = cls(W64).fit(train_ind, y[train_ind])
+        add(f"graphlearning {label} on our graph", m_knn_ours, m, accuracy(scores, y, unl), 1.0,
+            "kNN time = ours exact")
+    del W64
+    if "graphlearning" in args.peers:
+        graphlearning_pipeline(gl, n, c, k, X, y, lab, add, rows, args, budget)
+
+
+def graphlearning_pipeline(gl, n, c, k, X, y, lab, add, rows, args, budget) -> None:
+    """graphlearning's own pipeline: its default kNN search (Annoy), weights and solvers."""
+    name = "graphlearning"
     reason = budget.check(name, n)
     if reason:
         rows.append(dict(n=n, c=c, pipeline="graphlearning (all)", note=reason))
@@ -427,6 +459,7 @@ def peer_rows(n, c, k, X, y, lab, W_ours, m_knn_ours, add, rows, args, budget) -
         approx_rows.append(np.pad(row, (0, k - len(row)), constant_values=-1))
     rec = recall_at_k(np.array(approx_rows), exact_eu)
     train_ind = np.flatnonzero(lab)
+    unl = ~lab
     diff_times = []
     for label, cls in (("laplace", gl.ssl.laplace), ("poisson", gl.ssl.poisson)):
         m = {}
@@ -434,16 +467,7 @@ def peer_rows(n, c, k, X, y, lab, W_ours, m_knn_ours, add, rows, args, budget) -
             scores = cls(W).fit(train_ind, y[train_ind])
         diff_times.append(m["s"])
         add(f"graphlearning {label}", m_knn, m, accuracy(scores, y, unl), rec, "Annoy kNN, euclidean")
-    # The same solvers on *our* exact cosine graph: a diffusion-only comparison on one graph, so
-    # that accuracy differences come from the solver alone.
-    for label, cls in (("laplace", gl.ssl.laplace), ("poisson", gl.ssl.poisson)):
-        m = {}
-        with measure(m):
-            scores = cls(W_ours).fit(train_ind, y[train_ind])
-        add(f"graphlearning {label} on our graph", m_knn_ours, m, accuracy(scores, y, unl), 1.0,
-            "kNN time = ours exact")
     budget.record(name, n, m_knn["s"], max(diff_times), 1.2)
-    del W, knn_ind, knn_dist
 
 
 def targets(rows: list[dict]) -> list[str]:
@@ -472,22 +496,27 @@ def targets(rows: list[dict]) -> list[str]:
                         f"({s['pipeline']}) {s['total_s']:.2f} s -> {o['total_s'] / s['total_s']:.2f}x; vs best peer "
                         f"of any energy ({best['pipeline']}) {o['total_s'] / best['total_s']:.2f}x [target <= 1.0x]"
                     )
-            glp = [r for r in peers if r["pipeline"] == "graphlearning poisson"]
-            glp += [hybrid[h] for h in hybrid if "poisson" in h]
-            for g in glp:
-                for name in ("ours poisson", *[p for p in ours if p.startswith("ours poisson tol")]):
-                    o = ours[name]
-                    out.append(
-                        f"  - {name}: {o['diff_s']:.2f} s (acc {o['acc']:.3f}) vs {g['pipeline']} "
-                        f"{g['diff_s']:.2f} s (acc {g['acc']:.3f}) -> {o['diff_s'] / g['diff_s']:.2f}x "
-                        "[target <= 0.5x at equal accuracy]"
-                    )
+        faiss_rows = [r for r in peers if r["pipeline"].startswith("faiss+scipy")]
+        if faiss_rows and "ours label_spreading" in ours:
+            o, f = ours["ours label_spreading"]["knn_s"], faiss_rows[0]["knn_s"]
+            out.append(f"- n={n}, c={c}: exact kNN graph ours {o:.2f} s vs faiss IndexFlatIP search alone "
+                       f"{f:.2f} s -> {o / f:.2f}x [target <= 1.0x" + (", <= 60 s]" if n >= 100_000 else "]"))
+        glp = [r for r in peers if r["pipeline"] == "graphlearning poisson"]
+        glp += [hybrid[h] for h in hybrid if "poisson" in h]
+        for g in glp:
+            for name in ("ours poisson", *[p for p in ours if p.startswith("ours poisson tol")]):
+                o = ours[name]
+                out.append(
+                    f"  - {name}: {o['diff_s']:.2f} s (acc {o['acc']:.3f}) vs {g['pipeline']} "
+                    f"{g['diff_s']:.2f} s (acc {g['acc']:.3f}) -> {o['diff_s'] / g['diff_s']:.2f}x "
+                    "[target <= 0.5x at equal accuracy]"
+                )
         if c >= 14 and n >= 100_000:
             ls = ours["ours label_spreading"]
             out.append(f"- label spreading diffusion at n={n}, c={c}: {ls['diff_s']:.2f} s [target <= 1 s]")
         if n >= 100_000:
             peak = max(r["peak_mb"] for r in ours.values())
-            out.append(f"- our peak memory above the features at n={n}, c={c}: {peak:.0f} MB [target <= 2048 MB]")
+            out.append(f"- our peak memory above the features at n={n}, c={c}: {peak:.0f} MB [target <= 1024 MB]")
     return out
 
 
@@ -518,10 +547,12 @@ def main(argv=None) -> int:
     p.add_argument(
         "--no-hnsw", action="store_true", help="skip our approximate-search row (HNSW build is slow at d=512)"
     )
-    p.add_argument("--peers", nargs="+", choices=("faiss", "sklearn", "graphlearning"),
-                   default=["faiss", "sklearn", "graphlearning"], help="which peer pipelines to run")
+    p.add_argument("--peers", nargs="+", choices=("faiss", "sklearn", "graphlearning", "gl-solvers"),
+                   default=["faiss", "sklearn", "graphlearning"],
+                   help="which peer pipelines to run; gl-solvers: only graphlearning's solvers on our graph")
     p.add_argument("--peer-budget", type=float, default=300.0,
                    help="skip a peer whose extrapolated time at a size exceeds this many seconds")
+    p.add_argument("--no-float64", action="store_true", help="skip our float64-graph rows (accuracy check)")
     p.add_argument("--poisson-tol", type=float, default=1e-3,
                    help="extra 'ours poisson' row at this CG tolerance (0 to disable)")
     p.add_argument("--save", metavar="PATH", help="append every row as one JSON line to PATH as it is measured")
@@ -539,12 +570,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     for n in sorted(args.sizes):
         for c in args.classes:
-            block = run_block(n, c, args, budget)
-            rows += block
-            if args.save:
-                with open(args.save, "a") as f:
-                    for r in block:
-                        f.write(json.dumps(r) + "\n")
+            rows += run_block(n, c, args, budget)
 
     import platform
 

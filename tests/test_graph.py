@@ -45,6 +45,33 @@ def test_knn_search_numpy_blocks_agree_with_faiss(rng, monkeypatch):
     assert (i1 == i2).all()
 
 
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_blocked_self_search_matches_brute_force(rng, monkeypatch, metric):
+    """The faiss self-search over the upper block triangle of X Xᵀ (ragged last block, offers
+    pushed to the column heaps) finds the brute-force neighbours, self excluded."""
+    import graphzoo.graph as graph
+
+    monkeypatch.setattr(graph, "_SELF_BLOCK", 37)
+    X = rng.normal(size=(400, 12))
+    X[:40] *= 0.2  # a tight cluster: its rows get many offers from other blocks' columns
+    dist, idx = knn_search(X, 9, metric=metric, backend="faiss")
+    ref_dist, ref_idx = brute_force(X, 9, metric)
+    np.testing.assert_allclose(dist, ref_dist, atol=1e-4)
+    assert (np.sort(idx, 1) == np.sort(ref_idx, 1)).all()
+    assert (np.diff(dist, axis=1) >= 0).all(), "nearest first"
+
+
+def test_blocked_self_search_excludes_self_among_many_duplicates(rng, monkeypatch):
+    import graphzoo.graph as graph
+
+    monkeypatch.setattr(graph, "_SELF_BLOCK", 16)
+    X = np.vstack([np.tile(rng.normal(size=(1, 5)), (30, 1)), rng.normal(size=(70, 5))])
+    for metric in ("cosine", "euclidean"):
+        dist, idx = knn_search(X, 6, metric=metric, backend="faiss")
+        assert not (idx == np.arange(100)[:, None]).any()
+        assert (idx[:30] < 30).all() and np.allclose(dist[:30], 0, atol=1e-3)
+
+
 def test_knn_search_with_queries_and_duplicates(rng):
     X = rng.normal(size=(50, 4))
     X[1] = X[0]  # exact duplicate: must still exclude the point itself, not its twin

@@ -4,11 +4,13 @@ The graph is the bridge between a deep feature extractor and a label-diffusion e
 ``W = knn_graph(Z, n_neighbors=50)`` gives a sparse, symmetric, non-negative CSR matrix with
 a zero diagonal. Two steps, both usable on their own:
 
-1. :func:`knn_search` finds each point's ``k`` nearest neighbours (exact by default: faiss's flat
-   index when faiss is installed, a blocked matrix product + partial sort otherwise; an opt-in
-   approximate HNSW path for very large ``n``). Memory is O(n·k) plus one block of queries:
-   no n×n matrix is ever formed.
-2. :func:`knn_graph` turns ``(dist, idx)`` into edge weights and symmetrises.
+1. :func:`knn_search` finds each point's ``k`` nearest neighbours (exact by default: with faiss
+   installed, the upper block triangle of the symmetric ``X Xᵀ`` feeding faiss's top-k heaps, half
+   the products of a flat index; a blocked matrix product + partial sort otherwise; an opt-in
+   approximate HNSW path for very large ``n``). Memory is O(n·k) plus one block: no n×n matrix
+   is ever formed.
+2. :func:`knn_graph` turns ``(dist, idx)`` into edge weights and symmetrises, in float32 and
+   building the CSR arrays directly.
 
 Weightings used in the field:
 
@@ -40,6 +42,9 @@ BACKENDS = ("auto", "faiss", "numpy")
 # Queries per block in the numpy path are chosen so that one block of similarities
 # (block × n float32) stays near this many bytes.
 _BLOCK_BYTES = 256 * 2**20
+# Side of the square blocks of X Xᵀ in the faiss self-search: a 2048² float32 block is 16 MB,
+# and a 2048 × d × 2048 product runs at full BLAS speed.
+_SELF_BLOCK = 2048
 
 
 def _check_option(name: str, value: str, options: tuple[str, ...]) -> None:
@@ -115,6 +120,83 @@ def _numpy_search(base: np.ndarray, queries: np.ndarray, k: int, inner_product: 
     return scores, idx
 
 
+def _faiss_self_search(X: np.ndarray, k: int, inner_product: bool, block: int | None = None):
+    """Exact top-k of every row of X among the *other* rows; returns (score, idx), best first.
+
+    ``X Xᵀ`` is symmetric, so only its upper block triangle is computed, half the matrix products
+    of a flat index searching X against itself. Each block ``G = X_I X_Jᵀ`` updates faiss's top-k
+    heaps of rows I (faiss scans the block); for rows J only the few entries above their current
+    k-th best can matter, so those are picked by one vectorised comparison and pushed into their
+    heaps (a transposed copy of G would cost a third of its product). The diagonal blocks run
+    first so that every heap has a threshold before the off-diagonal ones. Each point is excluded
+    from its own list inside the diagonal blocks, even with exact duplicates.
+
+    Both metrics rank by a "larger is better" value: the similarity, or for euclidean
+    ``2 x_i·x_j - ‖x_j‖²`` (row i's squared distance is ``‖x_i‖²`` minus it). Returns scores as
+    :func:`_numpy_search` does (similarity, or squared distance).
+    """
+    n = X.shape[0]
+    block = block or _SELF_BLOCK
+    scores = np.empty((n, k), dtype=np.float32)
+    idx = np.empty((n, k), dtype=np.int64)
+    heaps = faiss.float_minheap_array_t()  # keeps the k largest values of each row
+    heaps.k, heaps.nh = k, n
+    heaps.val, heaps.ids = faiss.swig_ptr(scores), faiss.swig_ptr(idx)
+    heaps.heapify()
+    sq = None if inner_product else np.einsum("ij,ij->i", X, X)
+    # Doubling is exact in floating point, so 2 x_i·x_j costs nothing extra in the product.
+    X_left = X if inner_product else X * np.float32(2)
+    starts = range(0, n, block)
+    pairs = [(a, a) for a in starts] + [(a, c) for a in starts for c in starts if c > a]
+    for a, c in pairs:
+        b, e = min(a + block, n), min(c + block, n)
+        G = X_left[a:b] @ X[c:e].T  # (b - a, e - c)
+        if c == a:
+            np.fill_diagonal(G, -np.inf)
+        else:  # rows c:e rank rows a:b by G's columns
+            T = G if inner_product else G - sq[a:b, None]
+            _push_columns(heaps, T, T > scores[c:e, :1].T, a, c)
+        if not inner_product:
+            G -= sq[None, c:e]
+        heaps.addn(e - c, faiss.swig_ptr(G), c, a, b - a)
+    heaps.reorder()
+    if not inner_product:  # ‖x_i - x_j‖² = ‖x_i‖² - (2 x_i·x_j - ‖x_j‖²)
+        np.subtract(sq[:, None], scores, out=scores)
+        np.maximum(scores, 0, out=scores)
+    return scores, idx
+
+
+def _push_columns(heaps, T: np.ndarray, mask: np.ndarray, row0: int, col0: int) -> None:
+    """Offer ``T[i, j]`` (id ``row0 + i``) to heap ``col0 + j`` wherever ``mask[i, j]``.
+
+    O(number of offers) after one scan of ``mask``: the offers are grouped by column with a
+    counting sort (int16 keys: numpy's stable sort is a radix sort there) into one padded row per
+    receiving heap, so faiss updates each heap once.
+    """
+    ii, jj = np.nonzero(mask)
+    if len(ii) == 0:
+        return
+    jj = jj.astype(np.int16)  # block widths are below 2**15
+    order = np.argsort(jj, kind="stable")
+    counts = np.bincount(jj, minlength=mask.shape[1])
+    heads = np.flatnonzero(counts)
+    counts = counts[heads]
+    first = np.zeros(len(heads), dtype=np.int64)
+    np.cumsum(counts[:-1], out=first[1:])
+    width = int(counts.max())
+    group = np.repeat(np.arange(len(heads)), counts)
+    slot = np.arange(len(ii)) - first[group]
+    ii, jj = ii[order], jj[order]
+    vals = np.full((len(heads), width), -np.inf, dtype=np.float32)  # -inf never enters a heap
+    ids = np.full((len(heads), width), -1, dtype=np.int64)
+    vals[group, slot] = T[ii, jj]
+    ids[group, slot] = ii + row0
+    subset = (heads + col0).astype(np.int64)
+    heaps.addn_query_subset_with_ids(
+        len(subset), faiss.swig_ptr(subset), width, faiss.swig_ptr(vals), faiss.swig_ptr(ids), width
+    )
+
+
 def _faiss_search(base, queries, k, inner_product, method, hnsw_m, ef_search):
     d = base.shape[1]
     metric = faiss.METRIC_INNER_PRODUCT if inner_product else faiss.METRIC_L2
@@ -143,7 +225,7 @@ def knn_search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Find the ``n_neighbors`` nearest points of ``X`` for every query.
 
-    Long: its signature and this docstring take 42 of its 92 lines; the code is 50.
+    Long: its signature and this docstring take 44 of its 99 lines; the code is 55.
 
     Parameters
     ----------
@@ -161,7 +243,9 @@ def knn_search(
         on 2 cores at 112k × 512 its index build made it slower than exact search, with recall
         0.56 (``bench/graph_bench.py``); it pays off only for larger n or more cores.
     backend : {"auto", "faiss", "numpy"}, default="auto"
-        Exact search engine; ``"auto"`` takes faiss when importable.
+        Exact search engine; ``"auto"`` takes faiss when importable. Searching ``X`` against
+        itself, faiss runs over the upper block triangle of ``X Xᵀ`` (half the products of
+        ``IndexFlatIP``; ``bench/graph_bench.py`` times both); with ``queries``, a flat index.
     hnsw_m, ef_search : int
         HNSW graph degree and search breadth (approximate method only).
 
@@ -199,12 +283,16 @@ def knn_search(
     if (use_faiss or method == "approximate") and faiss is None:
         raise ImportError("faiss is required for backend='faiss' or method='approximate': pip install faiss-cpu")
     k_search = k + 1 if self_query else k
-    if use_faiss or method == "approximate":
+    self_in_lists = self_query
+    if self_query and use_faiss and method == "exact":
+        scores, idx = _faiss_self_search(X, k, inner_product)
+        self_in_lists = False  # excluded inside the search
+    elif use_faiss or method == "approximate":
         scores, idx = _faiss_search(X, Q, k_search, inner_product, method, hnsw_m, ef_search)
     else:
         scores, idx = _numpy_search(X, Q, k_search, inner_product)
 
-    if self_query:
+    if self_in_lists:
         # Drop each point's own index. With exact duplicates the point itself may not come
         # first (or may be missing from an approximate list), so drop by identity and fall back
         # to dropping the last (farthest) entry.
@@ -214,18 +302,21 @@ def knn_search(
         scores = scores[keep].reshape(n, k)
         idx = idx[keep].reshape(n, k)
 
+    # In place: scores is this function's own (n, k) array by now.
     if inner_product:
-        dist = np.clip(1.0 - scores, 0.0, 2.0)
+        dist = np.clip(np.subtract(1.0, scores, out=scores), 0.0, 2.0, out=scores)
     else:
-        dist = np.sqrt(scores)
+        dist = np.sqrt(scores, out=scores)
     # HNSW may return -1 when it cannot fill a list; that is a silent wrong graph, so refuse.
     if (idx < 0).any():
         raise RuntimeError("approximate search returned fewer than k neighbours; raise ef_search")
     return dist.astype(np.float32, copy=False), idx
 
 
-def edge_weights(dist: np.ndarray, weight: str = "cosine", *, metric: str = "cosine", gamma: float = 3.0) -> np.ndarray:
-    """Turn kNN distances of shape (m, k), nearest first, into weights of the same shape.
+def edge_weights(
+    dist: np.ndarray, weight: str = "cosine", *, metric: str = "cosine", gamma: float = 3.0, dtype=np.float64
+) -> np.ndarray:
+    """Turn kNN distances of shape (m, k), nearest first, into weights of the same shape and ``dtype``.
 
     ``"cosine"`` needs ``metric="cosine"`` (``dist = 1 - s``): ``w = max(s, 0)^gamma``.
     ``"self_tuning"``: ``w = exp(-4 d² / d_k²)`` with ``d_k`` the row's last (k-th) distance.
@@ -234,19 +325,55 @@ def edge_weights(dist: np.ndarray, weight: str = "cosine", *, metric: str = "cos
     _check_option("weight", weight, WEIGHTS)
     if weight == "auto":
         weight = "cosine" if metric == "cosine" else "self_tuning"
-    dist = np.asarray(dist, dtype=np.float64)
+    dist = np.asarray(dist, dtype=dtype)
     if weight == "cosine":
         if metric != "cosine":
             raise ValueError("weight='cosine' needs metric='cosine'; use 'self_tuning' for euclidean")
-        return np.maximum(1.0 - dist, 0.0) ** gamma
+        s = np.maximum(1 - dist, 0)
+        # s * s * s: numpy's power with exponent 3 calls pow() per entry, 5x slower at 112k × 50
+        return s * s * s if gamma == 3 else np.power(s, gamma, dtype=dist.dtype)
     if weight == "uniform":
         return np.ones_like(dist)
     d_k = dist[:, -1:]
     # A point whose k neighbours are all exact duplicates has d_k = 0: treat its
     # zero-distance neighbours as weight 1 instead of dividing by zero.
-    safe = np.where(d_k > 0, d_k, 1.0)
-    w = np.exp(-4.0 * (dist / safe) ** 2)
-    return np.where(d_k > 0, w, 1.0)
+    safe = np.where(d_k > 0, d_k, 1)
+    w = np.exp(-4 * (dist / safe) ** 2)
+    return np.where(d_k > 0, w, 1).astype(dist.dtype, copy=False)
+
+
+def _directed_csr(w: np.ndarray, idx: np.ndarray) -> sp.csr_matrix:
+    """The directed kNN matrix, row i holding ``w[i]`` at columns ``idx[i]``, built as CSR directly.
+
+    Each row of ``idx`` already is a CSR row, so no COO sort is needed; self entries (possible in
+    precomputed lists) and zero weights are dropped, and duplicates (likewise) summed.
+    """
+    n, k = idx.shape
+    keep = (idx != np.arange(n)[:, None]) & (w > 0)
+    if keep.all():
+        indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
+        A = sp.csr_matrix((w.ravel(), idx.ravel(), indptr), shape=(n, n))
+    else:
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(keep.sum(axis=1), out=indptr[1:])
+        A = sp.csr_matrix((w[keep], idx[keep], indptr), shape=(n, n))
+    A.sum_duplicates()  # sorts each row's columns; sums duplicates of a precomputed list
+    return A
+
+
+def _symmetrize(A: sp.csr_matrix, how: str) -> sp.csr_matrix:
+    """``A + Aᵀ``, ``(A + Aᵀ)/2``, ``max(A, Aᵀ)`` or A itself, as canonical CSR (sorted, no zeros)."""
+    if how == "none":
+        return A
+    if how == "max":
+        W = sp.csr_matrix(A.maximum(A.T))
+    else:
+        T = A.T.tocsr()  # a counting-sort transpose: its rows come out sorted
+        W = A + T
+        if how == "mean":
+            W.data *= 0.5
+    W.sort_indices()
+    return W
 
 
 def knn_graph(
@@ -264,8 +391,6 @@ def knn_graph(
     **search_kwargs,
 ) -> sp.csr_matrix:
     """Build a weighted k-nearest-neighbour graph.
-
-    Long: its signature and this docstring take 58 of its 92 lines; the code is 34.
 
     Parameters
     ----------
@@ -288,10 +413,11 @@ def knn_graph(
     method, backend, **search_kwargs
         Passed to :func:`knn_search`.
     dtype : numpy dtype, default=float32
-        Dtype of the weights. float32 halves the graph's memory and the time of label
-        spreading (measured 4.4 s -> 2.6 s at 112k nodes × 14 classes) at the same accuracy;
-        the ill-conditioned energies (laplace, poisson) solve in float64 regardless. Pass
-        float64 to compare against dense solves at 1e-6.
+        Dtype of the weights (computed in it). float32 halves the graph's memory and the
+        time of every energy's sparse products (label spreading at 112k nodes × 14 classes:
+        4.4 s -> 2.6 s before the threaded products) at the same accuracy: the p = 2 energies
+        solve in the graph's precision with float64 step sizes. Pass float64 to compare against
+        dense solves at 1e-10.
 
     Returns
     -------
@@ -324,20 +450,5 @@ def knn_graph(
             raise ValueError(f"knn indices must lie in [0, {n}); got range [{idx.min()}, {idx.max()}]")
         if not np.isfinite(dist).all():
             raise ValueError("knn distances contain NaN or inf")
-    n, k = idx.shape
-    w = edge_weights(dist, weight, metric=metric, gamma=gamma).astype(dtype, copy=False)
-    rows = np.repeat(np.arange(n), k)
-    cols = idx.ravel()
-    off_diagonal = rows != cols  # precomputed lists may include the point itself
-    W = sp.csr_matrix((w.ravel()[off_diagonal], (rows[off_diagonal], cols[off_diagonal])), shape=(n, n))
-    W.sum_duplicates()
-    if symmetrize == "sum":
-        W = W + W.T
-    elif symmetrize == "mean":
-        W = (W + W.T) * 0.5
-    elif symmetrize == "max":
-        W = W.maximum(W.T)
-    W = sp.csr_matrix(W)
-    W.eliminate_zeros()
-    W.sort_indices()
-    return W
+    w = edge_weights(dist, weight, metric=metric, gamma=gamma, dtype=dtype)
+    return _symmetrize(_directed_csr(w, idx), symmetrize)
