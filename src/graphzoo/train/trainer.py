@@ -74,12 +74,16 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def data_fingerprint(data) -> str:
-    """SHA-1 of the prepared images, labels and file names: tells a resumed run its data changed."""
+def data_fingerprint(data, chunk: int = 1024) -> str:
+    """SHA-1 of the prepared images, labels and file names: tells a resumed run its data changed.
+
+    The images are hashed ``chunk`` at a time (the digest of their bytes in order, as one update would
+    give), so a set read lazily from disk is never all in memory."""
     import hashlib
 
     h = hashlib.sha1()
-    h.update(data.images.numpy().tobytes())
+    for i in range(0, len(data.images), chunk):
+        h.update(data.images[i : i + chunk].contiguous().numpy())
     h.update(np.ascontiguousarray(data.targets).tobytes())
     if data.filenames is not None:
         h.update(fingerprint(data.filenames).encode())
