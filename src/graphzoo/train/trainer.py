@@ -279,8 +279,11 @@ class Trainer:
     @torch.no_grad()
     def infer(self, idx: np.ndarray, tta: bool = False, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
         """Logits (len(idx), n_outputs) and ψ features (len(idx), out_dim) of ``images[idx]`` in eval
-        mode, float32 numpy, in one pass. ``tta``: both averaged over :meth:`views`."""
+        mode, float32 numpy, in one pass. ``tta``: both averaged over :meth:`views`. A batch holds at most
+        8 Mpx (all 512 images up to 128², 167 at 224²): the network's activations, not the data, set the
+        peak memory of a pass over a large set."""
         self.model.eval()
+        batch_size = max(1, min(batch_size, 2**23 // math.prod(self.data.images.shape[-2:])))
         views = self.views() if tta else [(0, False)]
         logits, feats = [], []
         batches = torch.as_tensor(idx, dtype=torch.long).split(batch_size)
