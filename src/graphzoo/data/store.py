@@ -110,6 +110,7 @@ class ImageFiles:
         self.channels, self.size = channels, size
         self.workers = workers or min(8, os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0  # the process that made the pool: a forked DataLoader worker makes its own
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -141,8 +142,8 @@ class ImageFiles:
         indices = [int(i) for i in indices]
         if len(indices) <= _CHUNK or self.workers <= 1:
             return [self._one(i) for i in indices]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.workers)
+        if self._pool is None or self._pool_pid != os.getpid():
+            self._pool, self._pool_pid = ThreadPoolExecutor(max_workers=self.workers), os.getpid()
         chunks = [indices[k: k + _CHUNK] for k in range(0, len(indices), _CHUNK)]
         out: list[np.ndarray] = []
         for part in self._pool.map(lambda c: [self._one(i) for i in c], chunks):

@@ -308,7 +308,8 @@ def _cache_budget() -> int:
     try:
         return int(float(raw) * 2**20) if raw else 512 * 2**20
     except ValueError:
-        raise ValueError(f"GRAPHZOO_DECODE_CACHE_MB={raw!r} is not a number; set it to a size in MiB, e.g. 512") from None
+        raise ValueError(f"GRAPHZOO_DECODE_CACHE_MB={raw!r} is not a number; set it to a size in MiB, "
+                         "e.g. 512") from None
 
 
 class LazyImages:
