@@ -176,3 +176,13 @@ def test_tiny_run_same_lazily_and_in_memory(tmp_path):
         runs[mode] = (strip_times(m), np.load(result.rundir.features))
     assert np.array_equal(runs["true"][1], runs["false"][1])
     assert runs["true"][0] == runs["false"][0]
+
+
+def test_labels_csv_set_lazily_equals_in_memory(tmp_path):
+    root = write_folder(tmp_path / "flat", n=16, sizes=((16, 16),))  # folders a/, b/ are not classes the CSV names
+    rows = [f"{'a' if i % 2 else 'b'}/{i:03d}.png,{'dog' if i % 3 else 'cat'}" for i in range(10)]
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\n" + "\n".join(rows) + "\n")
+    eager, lazy = both(root, labels=str(csv), split="random", image_size=16)
+    assert isinstance(lazy.images, LazyImages) and (eager.targets == lazy.targets).all()
+    assert torch.equal(lazy.images[torch.arange(16)], eager.images)
