@@ -120,6 +120,7 @@ def main() -> None:
     if args.child:
         return child(*args.child)
     root = Path(args.root)
+    os.environ.setdefault("GRAPHZOO_CACHE", str(root / "cache"))  # the in-memory path's decoded-set cache
     t0 = time.perf_counter()
     pool = generate(root, max(args.sizes), args.workers)
     print(f"images: {max(args.sizes)} PNGs in {pool} ({time.perf_counter() - t0:.0f} s)", flush=True)
