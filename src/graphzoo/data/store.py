@@ -153,12 +153,11 @@ class ImageFiles:
     def readable(self) -> np.ndarray:
         """(N,) bool: which files decode. One streaming pass: each image is decoded and dropped."""
         ok = np.ones(len(self), bool)
-        for k in range(0, len(self), 1024):
-            for i in range(k, min(k + 1024, len(self))):
-                try:
-                    self._one(i)
-                except (CorruptImageError, FileNotFoundError):
-                    ok[i] = False
+        for i in range(len(self)):
+            try:
+                self._one(i)
+            except (CorruptImageError, FileNotFoundError):
+                ok[i] = False
         return ok
 
 
