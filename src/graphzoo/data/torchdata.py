@@ -145,6 +145,7 @@ class Normalizer:
             total += x.sum(dim=(0, 2, 3))
             total_sq += x.mul_(x).sum(dim=(0, 2, 3))
             count += x.shape[0] * x.shape[2] * x.shape[3]
+            del x  # else the next chunk's float64 copy is made while this one is still held: two at the peak
         mean = total / max(count, 1)
         std = (total_sq / max(count, 1) - mean**2).clamp_min(0).sqrt()
         return cls(mean.float(), std.float())
