@@ -137,7 +137,8 @@ def main() -> None:
                 raise SystemExit(f"the run n={n} data_in_memory={mode} failed")
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             r = rows[-1]
-            print(f"  done n={n} {mode}: peak {r['peak'] / 2**30:.2f} GiB in {r['total_s']:.0f} s", flush=True)
+            print(f"  done n={n} {mode}: peak {r['peak'] / 2**30:.2f} GiB in {r['total_s']:.0f} s {json.dumps(r)}",
+                  flush=True)
     gib = 2**30
     print(f"\n{'images':>8} {'data_in_memory':>14} {'decoded':>9} {'base':>7} {'peak':>7} {'features':>9} "
           f"{'beyond':>7} {'run':>7} {'graph':>6}")
