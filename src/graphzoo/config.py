@@ -52,6 +52,9 @@ class RunConfig:
     image_size : square side the images are resized to (0: keep).
     in_chans : 1 (gray) or 3 (RGB); 0: as stored.
     skip_corrupt : leave out images that cannot be decoded (each one named) instead of stopping.
+    data_in_memory : "auto", "true" or "false": hold all images in memory, or read them from disk as
+        batches need them (the same pixels; memory then does not grow with the number of images);
+        "auto": in memory when the decoded images take at most 1 GiB (:mod:`graphzoo.data.store`).
     labels : a ``path,label`` CSV labelling some images of the folder ``data`` (paths relative to
         that folder; rows with an empty label and images without a row are unlabelled);
         :mod:`graphzoo.data.labels_csv`.
@@ -144,6 +147,7 @@ class RunConfig:
     image_size: int = 0
     in_chans: int = 0
     skip_corrupt: bool = False
+    data_in_memory: str = "auto"
     labels: str = ""
     class_names: list = field(default_factory=list)
     unlabelled_dirs: list = field(default_factory=lambda: ["unlabelled"])
@@ -298,6 +302,8 @@ class RunConfig:
         lost = [f for f in self.add_labels if not isinstance(f, str) or not Path(f).is_file()]
         if lost:
             raise ValueError(f"add_labels: no such file {lost[0]!r}; give the labels CSVs to add (path,label)")
+        if str(self.data_in_memory).lower() not in ("auto", "true", "false"):
+            raise ValueError(f"data_in_memory must be auto, true or false, got {self.data_in_memory!r}")
         if self.image_size and self.image_size < 16:
             raise ValueError(f"image_size must be 0 (keep) or >= 16, got {self.image_size}")
         # Last, as they run the energy on a toy graph and build the backbone on the meta device.
@@ -465,8 +471,9 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     return cfg
 
 
-# Keys that may differ on --resume without changing the result (not threads: see RunConfig).
-RESUME_FREE_KEYS = ("progress", "device", "out", "name", "pretrain_dir")
+# Keys that may differ on --resume without changing the result (not threads: see RunConfig). data_in_memory
+# reads the same pixels either way (tests/test_store.py).
+RESUME_FREE_KEYS = ("progress", "device", "out", "name", "pretrain_dir", "data_in_memory")
 
 
 def config_diff(a: dict, b: dict, ignore=RESUME_FREE_KEYS) -> list[str]:

@@ -336,8 +336,8 @@ def decode_many(
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Decode many files in parallel, through the cache.
 
-    Long: its signature and this docstring take 42 of its 102 lines; the code is 60 (cache look-up,
-    threaded decoding, the corrupt-file report, cache write).
+    Long: its signature and this docstring take 43 of its 107 lines; the code is 64 (the lazy hand-off,
+    cache look-up, threaded decoding, the corrupt-file report, cache write).
 
     Parameters
     ----------
@@ -359,8 +359,9 @@ def decode_many(
 
     Returns
     -------
-    images : list of N' uint8 arrays
-        One per decodable file, in the order of ``paths``.
+    images : list of N' uint8 arrays, or an :class:`~graphzoo.data.store.ImageFiles`
+        One per decodable file, in the order of ``paths``; the files themselves, decoded on demand,
+        when :mod:`graphzoo.data.store`'s rule reads the set lazily (``data_in_memory``).
     ok : ndarray of bool, shape (N,)
         Which of ``paths`` gave an image (all True unless ``skip_corrupt`` dropped some).
     """
@@ -371,6 +372,11 @@ def decode_many(
     size = _size_tuple(size)
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
+    from .store import lazy_files  # a set over the memory budget is listed, not decoded (graphzoo.data.store)
+
+    lazy = lazy_files(paths, channels=channels, size=size, workers=workers, skip_corrupt=skip_corrupt, notes=notes)
+    if lazy is not None:
+        return lazy
 
     entry = None
     if cache:
@@ -449,8 +455,13 @@ def finish_images(
 
     Returns
     -------
-    ndarray of shape (N, H, W[, 3]) or list of N arrays
+    ndarray of shape (N, H, W[, 3]) or list of N arrays; ``images`` itself when it is read lazily
+    (an :class:`~graphzoo.data.store.ImageFiles`: the channels and sizes are settled batch by batch).
     """
+    from .store import ImageFiles
+
+    if isinstance(images, ImageFiles):
+        return images
     if any(a.ndim == 3 for a in images) and any(a.ndim == 2 for a in images):
         n_gray = sum(a.ndim == 2 for a in images)
         images = [a if a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in images]

@@ -16,6 +16,7 @@ import numpy as np
 
 from ._images import note
 from .readers import npz_keys, register_reader
+from .store import npz_images_map
 from .types import ImageSet
 
 __all__ = ["read_npz", "read_medmnist"]
@@ -83,7 +84,8 @@ def read_npz(path: Path, *, skip_corrupt: bool = False, class_names: Sequence[st
     Required: ``images`` uint8 (N, H, W[, C]) and ``labels`` int (N,). Optional:
     ``class_names`` (L,), ``split``, ``patient_ids``, ``filenames`` (N,) strings, ``multilabels``
     (N, L) with ``multilabel_names``. Every other array whose first axis has length N goes to
-    ``meta``; other arrays are left out with a note. No pickles are loaded.
+    ``meta``; other arrays are left out with a note. No pickles are loaded. Under ``data_in_memory``
+    ``auto`` / ``false`` (:mod:`graphzoo.data.store`) a large uint8 ``images`` array is memory-mapped.
 
     Parameters
     ----------
@@ -102,7 +104,9 @@ def read_npz(path: Path, *, skip_corrupt: bool = False, class_names: Sequence[st
                 "Fix: save images (N, H, W) uint8 and labels (N,) int, or pass format='medmnist' for "
                 "MedMNIST files."
             )
-        data = {k: z[k] for k in keys}
+        # A set over the memory budget: its images memory-mapped, not read (graphzoo.data.store).
+        mapped = npz_images_map(path)
+        data = {k: mapped if k == "images" and mapped is not None else z[k] for k in keys}
     images = _as_uint8_images(data["images"], where)
     n = len(images)
     labels = np.asarray(data["labels"])

@@ -1,4 +1,4 @@
-"""Data preparation for a run: load → split → label budget → one uint8 image tensor.
+"""Data preparation for a run: load → split → label budget → one uint8 image tensor (or a lazy store).
 
 :func:`prepare_data` takes plain keyword arguments (a run passes
 ``**cfg.data_options()``), so notebooks, the grid and the report draw exactly the split and
@@ -21,7 +21,7 @@ EXCLUDED = "excluded"
 
 DATA_OPTIONS = ("data", "data_format", "task", "split", "split_fractions", "label_fraction", "labels_per_class",
                 "val_labels", "seed", "image_size", "in_chans", "skip_corrupt", "labels", "class_names",
-                "unlabelled_dirs", "holdout", "add_labels")
+                "unlabelled_dirs", "holdout", "add_labels", "data_in_memory")
 
 # ImageSet.meta key: the images a labels CSV added to a source with labels of its own named (bool (N,)).
 NAMED_BY_CSV = "named_by_labels_csv"
@@ -31,7 +31,8 @@ NAMED_BY_CSV = "named_by_labels_csv"
 class PreparedData:
     """Everything a run needs about its images, held in memory.
 
-    images : uint8 tensor (N, C, H, W); targets : int (N,) or 0/1 (N, L); split : str (N,) of
+    images : uint8 tensor (N, C, H, W), or a :class:`~graphzoo.data.torchdata.LazyImages` that indexes like one
+    (a set over the memory budget, ``data_in_memory``); targets : int (N,) or 0/1 (N, L); split : str (N,) of
     "train" / "val" / "test" (and "excluded": an image without a label of a validation or test patient,
     predicted but never trained on, suggested or scored); labelled : bool (N,) (the label budget, in train and val);
     names : class or label names; multilabel : bool; filenames, patient_ids : str (N,) or None;
@@ -216,6 +217,7 @@ def prepare_data(
     unlabelled_dirs=("unlabelled",),
     holdout: bool = True,
     add_labels=(),
+    data_in_memory: str = "auto",
 ) -> PreparedData:
     """Load ``data`` (or use ``imageset``), split it and draw the label budget.
 
@@ -243,6 +245,9 @@ def prepare_data(
     unlabelled_dirs : folder names the folder reader reads as unlabelled (label -1).
     holdout : False (production): no test part, every label outside validation trains; the test
         fraction goes to training (the source's own test part too).
+    data_in_memory : "auto" (default), "true" or "false": hold the images in memory as one tensor, or read
+        them from disk as batches need them (a :class:`~graphzoo.data.torchdata.LazyImages`, the same pixels);
+        "auto" keeps a set in memory when its decoded size is at most 1 GiB (:mod:`graphzoo.data.store`).
 
     Images without a label in the source (multiclass target -1) are kept: they go to the training
     part, are never labelled and join the graph. The split and the budget are drawn over the
@@ -255,10 +260,12 @@ def prepare_data(
 
     Long: the signature and this documentation take about half of it; the steps are each a helper.
     """
-    from .torchdata import to_image_tensor
+    from .store import image_mode
+    from .torchdata import image_store
 
-    ds = read_source(data, imageset, data_format=data_format, skip_corrupt=skip_corrupt, labels=labels,
-               class_names=class_names, unlabelled_dirs=unlabelled_dirs)
+    with image_mode(data_in_memory):
+        ds = read_source(data, imageset, data_format=data_format, skip_corrupt=skip_corrupt, labels=labels,
+                         class_names=class_names, unlabelled_dirs=unlabelled_dirs)
     where = data or "the image set"
     multilabel = task == "multilabel"
     if multilabel and (labels or add_labels):
@@ -307,7 +314,7 @@ def prepare_data(
     # The split is not redrawn for added labels: an image a CSV labels trains (or validates) where it is.
     # One of a validation / test patient ("excluded") stays unused: it must not train (its patient is held out).
     labelled |= named & np.isin(part, ("train", "val"))
-    tensor = to_image_tensor(ds.images, size=image_size or None, in_chans=in_chans or None)
+    tensor = image_store(ds.images, size=image_size or None, in_chans=in_chans or None)
     filenames = None if ds.filenames is None else np.asarray(ds.filenames)
     n_unlabelled = 0 if multilabel else int((targets < 0).sum())
     return PreparedData(tensor, targets, part, labelled, names, multilabel, filenames, pids, how,

@@ -12,6 +12,9 @@ network on a CPU (see ``bench/train_bench.py``).
 * :class:`Normalizer` holds per-channel mean / std measured on the training images only.
 * :class:`Augment` draws random flips, small rotations, scalings (crops) and shifts for a whole
   batch at once and applies them with one ``grid_sample``.
+* :func:`image_store` gives that tensor, or for a set over the memory budget (read lazily,
+  :mod:`graphzoo.data.store`) a :class:`LazyImages`, which decodes the images a batch indexes (the
+  same pixels, bit for bit) through a bounded cache: ``images[idx]`` works on both.
 * :class:`ImageTensorDataset` is a standard ``torch.utils.data.Dataset`` over the same tensor for
   code that wants one.
 """
@@ -19,13 +22,17 @@ network on a CPU (see ``bench/train_bench.py``).
 from __future__ import annotations
 
 import math
+import mmap
+import os
+from collections import OrderedDict
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-__all__ = ["to_image_tensor", "Normalizer", "Augment", "ImageTensorDataset", "tta_views", "apply_view"]
+__all__ = ["to_image_tensor", "image_store", "LazyImages", "Normalizer", "Augment", "ImageTensorDataset", "tta_views",
+           "apply_view"]
 
 # ITU-R 601 luma weights, the same as PIL's "L" conversion.
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
@@ -126,16 +133,19 @@ class Normalizer:
 
     @classmethod
     def fit(cls, images: torch.Tensor, indices=None, chunk: int = 4096) -> "Normalizer":
-        """Measure mean / std of ``images[indices]`` (uint8 (N, C, H, W)), chunked in float64."""
+        """Measure mean / std of ``images[indices]`` (uint8 (N, C, H, W), or :class:`LazyImages`), chunked
+        in float64: at most ``chunk`` images and 512 MiB of float64 a step (all 4096 up to 128² gray, 73² RGB)."""
         idx = torch.arange(len(images)) if indices is None else torch.as_tensor(indices)
+        chunk = max(1, min(chunk, 2**29 // (8 * math.prod(images.shape[1:]) or 1)))
         total = torch.zeros(images.shape[1], dtype=torch.float64)
         total_sq = torch.zeros_like(total)
         count = 0
         for i in range(0, len(idx), chunk):
-            x = images[idx[i : i + chunk]].double() / 255.0
+            x = images[idx[i : i + chunk]].double().div_(255.0)  # in place: one float64 copy of the chunk
             total += x.sum(dim=(0, 2, 3))
-            total_sq += (x * x).sum(dim=(0, 2, 3))
+            total_sq += x.mul_(x).sum(dim=(0, 2, 3))
             count += x.shape[0] * x.shape[2] * x.shape[3]
+            del x  # else the next chunk's float64 copy is made while this one is still held: two at the peak
         mean = total / max(count, 1)
         std = (total_sq / max(count, 1) - mean**2).clamp_min(0).sqrt()
         return cls(mean.float(), std.float())
@@ -281,3 +291,115 @@ class ImageTensorDataset(Dataset):
         x = self.images[j : j + 1]
         x = self.normalizer(x)[0] if self.normalizer is not None else x[0].float() / 255.0
         return x, self.targets[j], j
+
+
+def image_store(images, size: int | None = None, in_chans: int | None = None):
+    """The images of a run: :func:`to_image_tensor` of an in-memory set, :class:`LazyImages` of a lazy one
+    (an :class:`~graphzoo.data.store.ImageFiles` or a memory map, :mod:`graphzoo.data.store`)."""
+    from .store import is_lazy
+
+    if is_lazy(images):
+        return LazyImages(images, size=size, in_chans=in_chans)
+    return to_image_tensor(images, size=size, in_chans=in_chans)
+
+
+def _cache_budget() -> int:
+    """Bytes of decoded images a :class:`LazyImages` keeps: ``$GRAPHZOO_DECODE_CACHE_MB`` MiB (default 512)."""
+    raw = os.environ.get("GRAPHZOO_DECODE_CACHE_MB", "")
+    try:
+        return int(float(raw) * 2**20) if raw else 512 * 2**20
+    except ValueError:
+        raise ValueError(f"GRAPHZOO_DECODE_CACHE_MB={raw!r} is not a number; set it to a size in MiB, "
+                         "e.g. 512") from None
+
+
+class LazyImages:
+    """Images read from disk as they are indexed, in place of :func:`to_image_tensor`'s (N, C, H, W) tensor.
+
+    ``images[idx]`` (an int, a slice, or an index array / tensor) gives the uint8 tensor the in-memory
+    path would give for the same indices, bit for bit: each image is decoded, converted to ``C``
+    channels and resized to ``H = W = size`` by the same functions. ``len``, ``shape`` and ``dtype``
+    are the tensor's. Decoded (converted) images are kept in a least-recently-used cache of at most
+    ``cache_bytes``, so memory stays bounded however many images the set has.
+
+    Parameters
+    ----------
+    source : ImageFiles, or uint8 ndarray (N, H, W[, C]) (a memory map)
+    size, in_chans : as in :func:`to_image_tensor`. Without them, the first image decides (its
+        channels, and its larger side), and an image that would need another choice raises a
+        ``ValueError`` naming it and the option to set (the in-memory path looks at all images first).
+    cache_bytes : int, optional
+        Default ``$GRAPHZOO_DECODE_CACHE_MB`` MiB (512).
+    """
+
+    dtype = torch.uint8
+
+    def __init__(self, source, size: int | None = None, in_chans: int | None = None,
+                 cache_bytes: int | None = None) -> None:
+        self.source = source
+        first = _as_nchw(self._raw([0])[0], single=True) if len(source) else torch.zeros(0, 1, 1, 1)
+        c = first.shape[1]
+        self.chans = in_chans or (3 if c == 4 else c)
+        self.first_hw = tuple(first.shape[-2:])
+        self.side = size or max(self.first_hw)
+        self.size_given, self.chans_given = size is not None, in_chans is not None
+        self.shape = torch.Size((len(source), self.chans, self.side, self.side))
+        per_image = self.chans * self.side * self.side
+        self.capacity = max(1, (_cache_budget() if cache_bytes is None else cache_bytes) // per_image)
+        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def _raw(self, idx: list[int]) -> list[np.ndarray]:
+        if isinstance(self.source, np.ndarray):
+            rows = np.array(self.source[np.asarray(idx, dtype=np.int64)])  # a copy: the map's pages can go
+            mm = getattr(self.source, "_mmap", None)  # np.memmap's (and its views') mmap.mmap
+            if mm is not None and hasattr(mm, "madvise"):
+                # Pages read through a map count as this process's resident memory until it lets them go:
+                # drop them (they stay in the page cache), or a pass over a 5.6 GB file shows 5.6 GB resident.
+                mm.madvise(mmap.MADV_DONTNEED)
+            return list(rows)
+        return self.source.decode(idx)
+
+    def _name(self, i: int) -> str:
+        return self.source.paths[i] if hasattr(self.source, "paths") else f"image {i}"
+
+    def _convert(self, i: int, raw: np.ndarray) -> torch.Tensor:
+        """One decoded image -> (C, side, side) uint8, as :func:`to_image_tensor` converts it."""
+        x = _as_nchw(raw, single=True)
+        if not self.size_given and tuple(x.shape[-2:]) != self.first_hw:
+            raise ValueError(f"{self._name(i)} is {x.shape[-2]}x{x.shape[-1]} but the first image is "
+                             f"{self.first_hw[0]}x{self.first_hw[1]}; set image_size to resize them all to one size")
+        if not self.chans_given and min(x.shape[1], 3) > self.chans:
+            raise ValueError(f"{self._name(i)} is a colour image but the first image is gray; set in_chans "
+                             "(3 keeps colour, 1 converts to gray) so that every image gets the same channels")
+        return _resize_uint8(_convert_channels(x, self.chans), self.side)[0]
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        if isinstance(idx, (int, np.integer)):
+            return self[[int(idx)]][0]
+        if isinstance(idx, slice):
+            idx = range(*idx.indices(len(self)))
+        order = [int(i) for i in (idx.tolist() if hasattr(idx, "tolist") else idx)]
+        n = len(self)
+        order = [i + n if i < 0 else i for i in order]
+        missing = list(dict.fromkeys(i for i in order if i not in self._cache))
+        out_of_range = [i for i in missing if not 0 <= i < n]
+        if out_of_range:
+            raise IndexError(f"index {out_of_range[0]} is out of range for {n} images")
+        fresh = dict(zip(missing, (self._convert(i, r) for i, r in zip(missing, self._raw(missing)))))
+        items = []
+        for i in order:
+            t = fresh.get(i)
+            if t is None:
+                t = self._cache[i]
+                self._cache.move_to_end(i)
+            items.append(t)
+        for i, t in fresh.items():  # cached after use, so a batch larger than the cache still works
+            self._cache[i] = t
+            if len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
+        if not items:
+            return torch.zeros((0, *self.shape[1:]), dtype=torch.uint8)
+        return torch.stack(items)

@@ -1,4 +1,4 @@
-"""The in-memory form every reader returns (torch-free)."""
+"""The form every reader returns (torch-free): in memory, or lazily for sets over the memory budget."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ class ImageSet:
     ----------
     images : ndarray of shape (N, H, W) or (N, H, W, C), uint8 — or a list of N such arrays
         when the source's images differ in size (resize them with the preprocessing transforms).
+        Read under ``data_in_memory`` ``auto`` / ``false`` (:mod:`graphzoo.data.store`), a set over the
+        memory budget holds an :class:`~graphzoo.data.store.ImageFiles` (its files, decoded on demand) or
+        a read-only ``np.memmap`` instead.
     labels : ndarray of int64, shape (N,)
         Index into ``class_names``; -1 where the source gives no label.
     class_names : list of str

@@ -37,7 +37,7 @@ __all__ = ["Cell", "CELL_KINDS", "CellRunner", "FREE_KEYS", "cfg_fingerprint"]
 
 # keys of the run config that a cell may differ in without being another experiment
 # (threads changes results: float sums in another order; pretrain_dir only says where encoders are cached)
-FREE_KEYS = ("progress", "device", "out", "name", "pretrain_dir")
+FREE_KEYS = ("progress", "device", "out", "name", "pretrain_dir", "data_in_memory")
 _TEST_METRICS = ("accuracy", "balanced_accuracy", "auc", "per_class")
 
 

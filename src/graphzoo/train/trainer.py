@@ -74,12 +74,16 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def data_fingerprint(data) -> str:
-    """SHA-1 of the prepared images, labels and file names: tells a resumed run its data changed."""
+def data_fingerprint(data, chunk: int = 1024) -> str:
+    """SHA-1 of the prepared images, labels and file names: tells a resumed run its data changed.
+
+    The images are hashed ``chunk`` at a time (the digest of their bytes in order, as one update would
+    give), so a set read lazily from disk is never all in memory."""
     import hashlib
 
     h = hashlib.sha1()
-    h.update(data.images.numpy().tobytes())
+    for i in range(0, len(data.images), chunk):
+        h.update(data.images[i : i + chunk].contiguous().numpy())
     h.update(np.ascontiguousarray(data.targets).tobytes())
     if data.filenames is not None:
         h.update(fingerprint(data.filenames).encode())
@@ -286,9 +290,12 @@ class Trainer:
               model: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Logits (len(idx), n_outputs) and ψ features (len(idx), out_dim) of ``images[idx]`` in eval
         mode, float32 numpy, in one pass. ``tta``: both averaged over :meth:`views`. ``model``: another
-        network than ``self.model`` (Dynamic Pass's mean teacher)."""
+        network than ``self.model`` (Dynamic Pass's mean teacher). A batch holds at most 8 Mpx (all 512 images
+        up to 128², 167 at 224²): the network's activations, not the data, set the peak memory of a pass over a
+        large set."""
         model = self.model if model is None else model
         model.eval()
+        batch_size = max(1, min(batch_size, 2**23 // math.prod(self.data.images.shape[-2:])))
         views = self.views() if tta else [(0, False)]
         logits, feats = [], []
         batches = torch.as_tensor(idx, dtype=torch.long).split(batch_size)
