@@ -36,7 +36,8 @@ from .baselines import BASELINES, BaselineInputs, run_confusion, run_features
 __all__ = ["Cell", "CELL_KINDS", "CellRunner", "FREE_KEYS", "cfg_fingerprint"]
 
 # keys of the run config that a cell may differ in without being another experiment
-# (threads changes results: float sums in another order; pretrain_dir only says where encoders are cached)
+# (threads changes results: float sums in another order; pretrain_dir only says where encoders are cached;
+# data_in_memory reads the same pixels either way)
 FREE_KEYS = ("progress", "device", "out", "name", "pretrain_dir", "data_in_memory")
 _TEST_METRICS = ("accuracy", "balanced_accuracy", "auc", "per_class")
 
