@@ -131,19 +131,26 @@ def pydicom_files():
 # ------------------------------------------------------------------------------------------
 
 
-def write_npz(path, n=120, size=16, seed=0, multilabel=False):
-    """Tiny npz in our layout: the class is where a bright bar sits (left / right), patients in 20 groups."""
-    rng = np.random.default_rng(seed)
+def bar_images(rng: np.random.Generator, n: int = 120, size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Gray uint8 images (n, size, size) whose class is the side (0 left / 1 right) of a bright bar, plus noise;
+    returns ``(images, labels)``. Draws from ``rng``, so a caller's later draws stay as they were."""
     x = rng.normal(40, 12, (n, size, size))
     y = np.arange(n) % 2
     h = size // 2
     x[y == 0, 3:-3, 1 : h - 1] += 150
     x[y == 1, 3:-3, h + 1 : -1] += 150
+    return np.clip(x, 0, 255).astype(np.uint8), y
+
+
+def write_npz(path, n=120, size=16, seed=0, multilabel=False):
+    """Tiny npz in our layout: the class is where a bright bar sits (left / right), patients in 20 groups."""
+    rng = np.random.default_rng(seed)
+    x, y = bar_images(rng, n, size)
     extra = {}
     if multilabel:
         M = np.stack([y, 1 - y, (rng.random(n) < 0.5).astype(int)], 1)
         extra = dict(multilabels=M, multilabel_names=np.array(["left", "right", "noise"]))
-    np.savez(path, images=np.clip(x, 0, 255).astype(np.uint8), labels=y, class_names=np.array(["left", "right"]),
+    np.savez(path, images=x, labels=y, class_names=np.array(["left", "right"]),
              patient_ids=np.array([f"p{i % 20}" for i in range(n)]),
              filenames=np.array([f"c{i}.png" for i in range(n)]), **extra)
     return path

@@ -16,18 +16,14 @@ from graphzoo.train import Trainer, run_training  # noqa: E402
 from graphzoo.train import dynamic_pass as dp  # noqa: E402
 from graphzoo.train.checkpoints import load_checkpoint  # noqa: E402
 
+from conftest import bar_images  # noqa: E402
+
 
 def blobs(n=120, size=16, seed=0) -> ImageSet:
-    """Gray images whose class is the side (left / right) of a bright bar, plus noise."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(40, 12, (n, size, size))
-    labels = np.arange(n) % 2
-    h = size // 2
-    x[labels == 0, 3:-3, 1 : h - 1] += 150
-    x[labels == 1, 3:-3, h + 1 : -1] += 150
+    """Gray images whose class is the side (left / right) of a bright bar, plus noise (conftest.bar_images)."""
+    x, labels = bar_images(np.random.default_rng(seed), n, size)
     pids = np.array([f"p{i % 30}" for i in range(n)])
-    return ImageSet(np.clip(x, 0, 255).astype(np.uint8), labels, ["left", "right"], None, pids,
-                    np.array([f"img{i}.png" for i in range(n)]))
+    return ImageSet(x, labels, ["left", "right"], None, pids, np.array([f"img{i}.png" for i in range(n)]))
 
 
 def cfg_for(tmp_path, **kw) -> RunConfig:
