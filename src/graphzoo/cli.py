@@ -59,6 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return _main(args)
+    finally:
+        dist = sys.modules.get("graphzoo.distributed")
+        if dist is not None:
+            dist.shutdown()  # under torchrun: leave the process group cleanly
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.debug or os.environ.get("GRAPHZOO_DEBUG", "") not in ("", "0"):
         return int(args._main(args) or 0)
     try:
@@ -74,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             raise  # a bug: the traceback is what a bug report needs
     except KeyboardInterrupt:
         line, code = describe(KeyboardInterrupt(), args.command)
-    print(f"graphzoo {args.command}: error: {line}", file=sys.stderr)
+    rank = os.environ.get("RANK", "0")  # under torchrun every rank fails alike: rank 0 says it for all
+    if rank == "0" or "another process of this torchrun job" in line:
+        print(f"graphzoo {args.command}: error: {line}", file=sys.stderr)
     return code
 
 
@@ -113,6 +124,9 @@ def describe(exc: BaseException, command: str, config: str | None = None) -> tup
         return (str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)), 2
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", 1
+    dist = sys.modules.get("graphzoo.distributed")  # imported (with torch) only by commands that train
+    if dist is not None and isinstance(exc, dist.PeerFailure):
+        return str(exc), 1
     return str(exc), None
 
 

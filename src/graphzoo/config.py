@@ -27,6 +27,7 @@ VAL_LABELS = ("budget", "all")
 TEST_PREDICTIONS = ("auto", "inductive", "transductive")
 MONITORS = ("val_loss", "val_accuracy", "val_auc")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+AMP = ("auto", "bf16", "fp16", "off")
 
 
 @dataclass
@@ -129,6 +130,9 @@ class RunConfig:
     in (0, 1); an image whose set is not exactly one class is flagged ``refer``.
     name, out, seed, threads (0: torch's default), device, deterministic, progress,
     checkpoint_every.
+    amp: automatic mixed precision of training and inference: "auto" (bf16 on a CUDA GPU that has it,
+    fp16 with a gradient scaler on an older one, off on the CPU), "bf16", "fp16" (CUDA only), "off".
+    On CUDA the network also runs channels-last and batches travel from pinned memory.
 
     ``threads`` counts as a result key (it must match on ``--resume`` and in the grid's cache):
     PyTorch's CPU kernels sum in a different order with a different thread count, and the
@@ -208,6 +212,7 @@ class RunConfig:
     seed: int = 0
     threads: int = 0
     device: str = "auto"
+    amp: str = "auto"
     deterministic: bool = True
     progress: bool = True
     checkpoint_every: int = 1
@@ -240,6 +245,10 @@ class RunConfig:
         choice("monitor", MONITORS)
         choice("final_model", ("auto", "best", "last"))
         choice("device", DEVICES)
+        choice("amp", AMP)
+        if self.amp == "fp16" and self.device == "cpu":
+            raise ValueError("amp='fp16' needs a CUDA GPU (fp16 autocast with a gradient scaler); on the CPU use "
+                             "amp='bf16' or 'off' (or 'auto', which is off on the CPU)")
         choice("graph_metric", ("cosine", "euclidean"))
         choice("dynamic_lr", ("constant", "cosine"))
         ENERGIES.get(self.energy)  # an unknown name raises with "did you mean"

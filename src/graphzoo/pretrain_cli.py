@@ -68,14 +68,14 @@ def main(args: argparse.Namespace) -> int:
     from .data.prepare import labels_line, prepare_data
     from .data.torchdata import Normalizer
     from .train.pretrain_cache import ensure_pretrained
-    from .train.trainer import _resolve_device
+    from .distributed import resolve_device
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data = prepare_data(**cfg.data_options())
     print(labels_line(data), file=sys.stderr)
     idx_train = data.idx("train")
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     result = ensure_pretrained(cfg, data, idx_train, Normalizer.fit(data.images, idx_train), device)
     last = (result.meta.get("history") or [{}])[-1]
     print(json.dumps({"encoder": str(result.encoder), "method": cfg.pretrain, "epochs_trained": result.epochs_trained,

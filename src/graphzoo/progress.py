@@ -2,14 +2,20 @@
 
 tqdm's bars redraw with carriage returns, which a log file or CI keeps as one long line of
 spam. So bars are drawn only when stderr is a terminal; elsewhere callers print one plain line
-per unit of work (an epoch, a cell) with :func:`say`.
+per unit of work (an epoch, a cell) with :func:`say`. Under torchrun only rank 0 speaks (the
+``RANK`` torchrun sets), so N processes do not print every line N times.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 __all__ = ["bar", "say", "is_terminal"]
+
+
+def _quiet_rank() -> bool:
+    return os.environ.get("RANK", "0") != "0"
 
 
 def is_terminal() -> bool:
@@ -29,7 +35,7 @@ class _NoBar:
 
 def bar(total: int, desc: str, enabled: bool = True):
     """A tqdm bar on a terminal (removed when done); a silent stand-in otherwise."""
-    if not (enabled and is_terminal()):
+    if not (enabled and is_terminal()) or _quiet_rank():
         return _NoBar()
     from tqdm.auto import tqdm
 
@@ -38,5 +44,5 @@ def bar(total: int, desc: str, enabled: bool = True):
 
 def say(message: str, enabled: bool = True) -> None:
     """One plain line on stderr (flushed, so that a log file shows it at once)."""
-    if enabled:
+    if enabled and not _quiet_rank():
         print(message, file=sys.stderr, flush=True)

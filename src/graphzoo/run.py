@@ -192,29 +192,41 @@ def clear_run(rundir: RunDir) -> list[Path]:
 
 def main(args: argparse.Namespace) -> int:
     cfg = build_config(args)  # every value checked before any data is read or model built
+    from . import distributed
     from .train import default_run_name, run_training
 
     if not Path(cfg.data).exists():  # said before the destination line, not after it
         raise FileNotFoundError(f"data {cfg.data} does not exist: check the path (--data, or data: in the config)")
+    device = distributed.init(cfg.device)  # under torchrun: joins the process group; files by rank 0 only
+    main_rank = distributed.is_main()
+    say = print if main_rank else (lambda *a, **k: None)  # noqa: E731
     rundir = RunDir(Path(cfg.out) / (cfg.name or default_run_name(cfg)))
     check_destination(rundir.path)
     if args.overwrite and rundir.path.is_dir():
-        state = "finished" if rundir.finished else "unfinished"
-        removed = clear_run(rundir)
-        if removed:
-            print(f"--overwrite: removed the {state} run in {rundir} ({len(removed)} files)", file=sys.stderr)
-    print(f"run {rundir.name}: mode={cfg.mode} backbone={cfg.backbone} energy={cfg.energy} -> {rundir}",
-          file=sys.stderr)
+        distributed.barrier()  # every rank has looked at the folder before rank 0 clears it
+        if main_rank:
+            state = "finished" if rundir.finished else "unfinished"
+            removed = clear_run(rundir)
+            if removed:
+                say(f"--overwrite: removed the {state} run in {rundir} ({len(removed)} files)", file=sys.stderr)
+        distributed.barrier()
+    world = distributed.world_size()
+    where = f"{world} processes (torchrun), {device.type}" if world > 1 else str(device)
+    say(f"run {rundir.name}: mode={cfg.mode} backbone={cfg.backbone} energy={cfg.energy} on {where} -> {rundir}",
+        file=sys.stderr)
     if cfg.init_from and getattr(args, "new_labels", "") and not args.resume:
-        cfg = keep_added_labels(cfg, rundir, args.new_labels)
+        if main_rank:
+            cfg = keep_added_labels(cfg, rundir, args.new_labels)
+        distributed.barrier()
+        cfg = distributed.on_main(lambda: cfg)  # the config naming the copy, on every rank
     if cfg.init_from:
         added = getattr(args, "new_labels", "") or "none (no --labels, and no labels.csv in the run)"
-        print(f"--init-from {cfg.init_from}: same split and settings; backbone weights from {cfg.pretrained} "
-              f"(the classifier head starts afresh); labels added: {added}", file=sys.stderr)
+        say(f"--init-from {cfg.init_from}: same split and settings; backbone weights from {cfg.pretrained} "
+            f"(the classifier head starts afresh); labels added: {added}", file=sys.stderr)
     try:
         metrics = run_training(cfg, resume=args.resume).metrics
     except FloatingPointError as exc:
-        print(f"graphzoo run: stopped: {exc}", file=sys.stderr)
+        say(f"graphzoo run: stopped: {exc}", file=sys.stderr)
         return 3
     keys = ("accuracy", "balanced_accuracy", "auc", "test_prediction", "n_labelled_train", "n_test",
             "n_unlabelled_source", "wall_time_s")
@@ -223,5 +235,5 @@ def main(args: argparse.Namespace) -> int:
     summary["transductive_accuracy"] = metrics["test_transductive"].get("accuracy")
     if "cross_validation" in metrics:
         summary["cv_accuracy"] = metrics["cross_validation"].get("accuracy")
-    print(json.dumps(summary))
+    say(json.dumps(summary))
     return 0

@@ -38,6 +38,7 @@ import time
 import numpy as np
 import torch
 
+from .. import distributed
 from ..graph_step import graph_step
 from .metrics import multilabel_metrics
 from .one_pass import supervised_epoch
@@ -52,8 +53,16 @@ def pseudo_labels(trainer) -> dict:
     Stores ``{"index", "label", "weight"}`` of the unlabelled training images in
     ``trainer.state["pseudo"]`` (saved with the checkpoint); returns the epoch's diagnostics.
     """
-    cfg, d = trainer.cfg, trainer.data
     _, Z = trainer.infer(trainer.idx_train, model=trainer.ema)  # the mean teacher's features when there is one
+    # Under torchrun the graph step runs once, on rank 0, and every rank receives its pseudo-labels.
+    pseudo, row = distributed.on_main(_pseudo_labels_from, trainer, Z)
+    trainer.state["pseudo"] = pseudo
+    return row
+
+
+def _pseudo_labels_from(trainer, Z: np.ndarray) -> tuple[dict, dict]:
+    """:func:`pseudo_labels` given the training images' features Z (n_train, d): (pseudo, diagnostics)."""
+    cfg, d = trainer.cfg, trainer.data
     lab_mask = d.labelled[trainer.idx_train]
     y = np.where(lab_mask[:, None] if d.multilabel else lab_mask, d.targets[trainer.idx_train], -1)
     step = graph_step(Z, y, energy=cfg.energy, energy_params=cfg.energy_params, n_neighbors=cfg.n_neighbors,
@@ -80,13 +89,13 @@ def pseudo_labels(trainer) -> dict:
     if cfg.certainty_normalize and xi.size and xi.max() > 0:  # size 0: every training image is labelled
         xi = xi / xi.max()
     weight = xi * zeta
-    trainer.state["pseudo"] = {"index": trainer.idx_unl.copy(), "label": pseudo, "weight": weight.astype(np.float32)}
+    state = {"index": trainer.idx_unl.copy(), "label": pseudo, "weight": weight.astype(np.float32)}
     # Diagnostics against the truth, only where the source has one (images without a label are
     # pseudo-labelled and trained on all the same).
     has = d.has_truth[trainer.idx_unl]
     correct, Rt, wt = (pseudo == truth)[has], R[has], weight[has]
     wsum = wt.sum()
-    return {
+    return state, {
         "pseudo_accuracy": float(correct[Rt].mean()) if Rt.any() else None,
         "pseudo_weighted_accuracy": float((wt * correct).sum() / wsum) if wsum > 0 else None,
         "coverage": float(R.mean()) if R.size else None,
@@ -155,8 +164,9 @@ def dynamic_epoch(trainer) -> dict:
         if cfg.dynamic_lr == "cosine":
             for group in trainer.optimizer.param_groups:
                 group["lr"] = cosine_lr(cfg.lr, first + step, total)
+        lb, ub = trainer.local(lb), trainer.local(ub)  # this process's rows (all of them without torchrun)
         x = trainer.batch(torch.cat([lb, p_index[ub]]), g)
-        logits = trainer.model(x)
+        logits = trainer.forward(x)
         loss_l = trainer.loss(logits[: len(lb)], targets[lb].to(trainer.device)).mean()
         lu = trainer.loss(logits[len(lb):], p_label[ub].to(trainer.device))
         # no unlabelled image (every training image labelled): the mean of nothing would be NaN

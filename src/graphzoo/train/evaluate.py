@@ -43,7 +43,7 @@ import time
 import numpy as np
 
 from .. import calibration as cal
-from .. import progress
+from .. import distributed, progress
 from ..graph import knn_search
 from ..graph_step import graph_step
 
@@ -69,10 +69,18 @@ def collapsed_classes(pred: np.ndarray, truth: np.ndarray) -> int | None:
 
 
 def evaluate(trainer) -> dict:
-    """Embed every image, run the graph step, score both predictions, write the run's files."""
-    cfg, d = trainer.cfg, trainer.data
+    """Embed every image, run the graph step, score both predictions, write the run's files.
+
+    Under torchrun every rank embeds its block of the images; the rest runs on rank 0 only, and every
+    rank returns its metrics."""
     t0 = time.perf_counter()
-    logits, Z = trainer.infer(np.arange(len(d.split)), tta=cfg.tta)
+    logits, Z = trainer.infer(np.arange(len(trainer.data.split)), tta=trainer.cfg.tta)
+    return distributed.on_main(_evaluate_embedded, trainer, logits, Z, t0)
+
+
+def _evaluate_embedded(trainer, logits: np.ndarray, Z: np.ndarray, t0: float) -> dict:
+    """:func:`evaluate` given every image's logits (n, n_outputs) and features Z (n, d)."""
+    cfg, d = trainer.cfg, trainer.data
     np.save(trainer.rundir.features, Z)  # ψ of every image, for baselines and the report (run_features)
     p_net = trainer.proba(logits)
     y = np.where(d.graph_labels[:, None] if d.multilabel else d.graph_labels, d.targets, -1)

@@ -32,8 +32,9 @@ def supervised_epoch(trainer) -> dict:
     targets = torch.as_tensor(trainer.data.targets)
     total, bar = 0.0, trainer.bar(len(batches), "supervised")
     for step, b in enumerate(batches):
+        b = trainer.local(b)  # this process's rows (all of them without torchrun)
         x = trainer.batch(b, g)
-        loss = trainer.loss(trainer.model(x), targets[b].to(trainer.device)).mean()
+        loss = trainer.loss(trainer.forward(x), targets[b].to(trainer.device)).mean()
         trainer.optimizer_step(loss, step)
         total += loss.item()
         bar.update()

@@ -22,8 +22,8 @@ def _autoencoder_epoch(trainer) -> dict:
     batches = idx[torch.randperm(len(idx), generator=g)].split(trainer.cfg.batch_size)
     total, bar = 0.0, trainer.bar(len(batches), "ae")
     for step, b in enumerate(batches):
-        x = trainer.batch(b, None)
-        loss = F.mse_loss(trainer.model.backbone.reconstruct(x), x)
+        x = trainer.batch(trainer.local(b), None)
+        loss = F.mse_loss(trainer.forward(x, reconstruct=True), x)
         trainer.optimizer_step(loss, step)
         total += loss.item()
         bar.update()

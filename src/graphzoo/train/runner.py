@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from .. import distributed
 from ..config import RunConfig
 from ..registry import Registry
 from ..rundir import RunDir
@@ -54,7 +55,10 @@ def run_training(cfg: RunConfig, resume: bool = False, imageset=None, *,
     metrics = evaluate(trainer)
     if trainer.state.get("pretrain"):
         metrics["pretrain"] = trainer.state["pretrain"]
+    metrics["world_size"] = distributed.world_size()  # processes that trained (torchrun --nproc-per-node)
     metrics["wall_time_s"] = round(trainer.elapsed_before + time.perf_counter() - trainer.t_start, 1)
-    write_history(trainer)
-    write_metrics(trainer, metrics)
+    if distributed.is_main():
+        write_history(trainer)
+        write_metrics(trainer, metrics)
+    distributed.barrier()  # no rank returns before the run is finished on disk
     return TrainingResult(metrics, trainer.rundir, trainer.data)

@@ -11,10 +11,16 @@ pseudo-labels, so a killed run continues exactly where its last epoch ended (``r
 :meth:`phase` skips the phases the checkpoint has finished and continues the one it was in.
 Batch order and augmentation come from a generator seeded by ``(seed, epoch)``, dropout from the
 global torch RNG saved in the checkpoint: same seed and config give the same numbers on a CPU.
+
+Under ``torchrun`` (:mod:`graphzoo.distributed`) every rank runs this same code: :meth:`forward` goes
+through DistributedDataParallel, each rank trains on its rows of every batch (:meth:`local`),
+:meth:`infer` embeds a block of the images per rank and gathers them on every rank, and only rank 0
+writes the run's files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -26,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import progress
+from .. import distributed, progress
 from ..config import RunConfig, config_diff
 from ..data.prepare import labels_line, prepare_data
 from ..data.splits import fingerprint
@@ -48,14 +54,19 @@ def default_run_name(cfg: RunConfig) -> str:
     return f"{stem}-{cfg.mode}-{cfg.backbone}-{cfg.energy}-{budget}-s{cfg.seed}"
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``amp`` ("auto", "bf16", "fp16", "off") on ``device``; None: full float32.
+
+    "auto" is bf16 on a CUDA GPU that supports it (same exponent range as float32: no loss scaling),
+    fp16 on an older one (with a gradient scaler, :class:`Trainer`), and off elsewhere: on a CPU, bf16
+    autocast is slower than float32 for these small convolutional nets."""
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError(f"amp='fp16' needs a CUDA device (this run is on {device}); use amp='bf16' or 'off'")
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
 def _rng_state() -> dict:
@@ -115,6 +126,7 @@ class Trainer:
         self.imageset = imageset
         self.stop_after_epochs = stop_after_epochs
         self.epochs_this_session = 0
+        self.device = distributed.init(cfg.device)  # under torchrun: joins the process group
         if resume:
             if not self.rundir.started or not self.rundir.config.is_file():
                 raise FileNotFoundError(f"--resume: no checkpoint in {self.rundir}; run it without --resume first")
@@ -127,6 +139,9 @@ class Trainer:
         elif self.rundir.started:
             raise ValueError(f"{self.rundir} already holds a run; use --resume to continue it, --overwrite to start it "
                              "again, or choose another --out / name")
+        distributed.barrier()  # every rank checked the folder before rank 0 creates it
+        distributed.set_resume_hint(f"The last checkpoint, {self.rundir.checkpoint('last')}, is intact: rerun the same "
+                                    "command with --resume to continue from it")
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -146,7 +161,6 @@ class Trainer:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        self.device = _resolve_device(cfg.device)
         self.data = d = prepare_data(**cfg.data_options(), imageset=self.imageset)
         self.idx_lab = d.idx("train", True)
         self.idx_unl = d.idx("train", False)
@@ -166,11 +180,17 @@ class Trainer:
                                    **cfg.backbone_kwargs)
         torch.manual_seed(cfg.seed)  # the head's initialisation does not depend on the backbone's draws
         self.model = HybridNet(backbone, d.n_outputs, cfg.dropout).to(self.device)
+        if self.device.type == "cuda":  # cuDNN's convolutions are fastest on NHWC tensors under mixed precision
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.amp_dtype = amp_dtype(cfg.amp, self.device)
+        # fp16's narrow range underflows small gradients: scale the loss (bf16 needs no scaler)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         if cfg.pretrain_freeze:
             from .pretrain_cache import freeze_backbone
 
             freeze_backbone(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self._ddp = None  # the DistributedDataParallel view of the model, made at the first training step
         self.state = {"phase": None, "finished_phases": [], "phase_epoch": 0, "epoch": 0, "best": None,
                       "best_epoch": -1, "bad": 0, "stop_reasons": {}, "history": [], "pseudo": None, "elapsed_s": 0.0}
         self.ema = None  # Dynamic Pass's mean-teacher copy of the network (``ema_decay`` > 0), else None
@@ -193,16 +213,23 @@ class Trainer:
         if not self.resume:  # before the run folder exists: a failed pretraining leaves no half-started run
             from .pretrain_cache import start_from_pretrained
 
-            start_from_pretrained(self)
-        self.rundir.checkpoints.mkdir(parents=True, exist_ok=True)
+            # Under torchrun rank 0 pretrains (or finds the cached encoder); the others then load it from the cache.
+            if distributed.is_main():
+                start_from_pretrained(self)
+            distributed.barrier()
+            if not distributed.is_main():
+                start_from_pretrained(self)
         if self.resume:
             self._check_same_data()
             self._load_last()
         else:
             if self.cfg.init_from:
                 self._check_same_split_as(RunDir(self.cfg.init_from))
-            self.cfg.dump(self.rundir.config)
-            self._write_split()
+            if distributed.is_main():
+                self.rundir.checkpoints.mkdir(parents=True, exist_ok=True)
+                self.cfg.dump(self.rundir.config)
+                self._write_split()
+            distributed.barrier()
         self.elapsed_before = self.state.get("elapsed_s", 0.0)
 
     def model_meta(self) -> dict:
@@ -270,9 +297,39 @@ class Trainer:
                 f"{previous.path / 'labels.csv'}), or start a new run without --init-from")
 
     # ------------------------------------------------------------------ batches and inference
+    def local(self, idx: torch.Tensor) -> torch.Tensor:
+        """This process's rows of a global batch of indices (all of them without torchrun)."""
+        return distributed.local_rows(idx)
+
+    def forward(self, x: torch.Tensor, reconstruct: bool = False) -> torch.Tensor:
+        """The training forward pass: logits (B, n_outputs), or the autoencoder's reconstruction of ``x``.
+
+        Under torchrun it goes through DistributedDataParallel, which averages the gradients of the
+        backward pass over the ranks; ``self.model`` itself (features, inference) is never wrapped."""
+        if self._ddp is None:
+            # An autoencoder's decoder is idle in supervised steps and its head in reconstruction steps.
+            self._ddp = distributed.wrap(_TrainStep(self.model), self.device,
+                                         find_unused_parameters=hasattr(self.model.backbone, "reconstruct"))
+        with self.autocast():
+            out = self._ddp(x, reconstruct)
+        return out.float()  # losses in float32
+
+    def autocast(self):
+        """Mixed precision (``cfg.amp``) for a forward pass; a no-op context in float32."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
     def batch(self, idx: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Normalised images ``idx`` on the device; augmented when a generator is given."""
-        x = self.data.images[idx].to(self.device, non_blocking=True)
+        """Normalised images ``idx`` on the device; augmented when a generator is given.
+
+        On CUDA the batch goes through pinned memory, so its copy overlaps the GPU's work, and is
+        channels-last like the network."""
+        x = self.data.images[idx]
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        else:
+            x = x.to(self.device)
         if self.augment is not None and generator is not None:
             # Augment before normalising, so that the area a rotation or shift uncovers is filled
             # with black (the background of cells, X-rays, mammograms), not with the mean gray.
@@ -294,23 +351,27 @@ class Trainer:
         up to 128², 167 at 224²): the network's activations, not the data, set the peak memory of a pass over a
         large set."""
         model = self.model if model is None else model
+        distributed.broadcast_buffers(model)  # one network: rank 0's BatchNorm statistics on every rank
         model.eval()
         batch_size = max(1, min(batch_size, 2**23 // math.prod(self.data.images.shape[-2:])))
         views = self.views() if tta else [(0, False)]
         logits, feats = [], []
-        batches = torch.as_tensor(idx, dtype=torch.long).split(batch_size)
+        mine = np.asarray(idx)[distributed.shard(len(idx))]  # this rank's block; all of idx in one process
+        batches = torch.as_tensor(mine, dtype=torch.long).split(batch_size)
         bar = progress.bar(len(batches), f"infer ×{len(views)}" if len(views) > 1 else "infer", self.cfg.progress)
         for b in batches:
-            lg, z = model.infer(self.batch(b, None), views)
+            with self.autocast():
+                lg, z = model.infer(self.batch(b, None), views)
             logits.append(lg.float().cpu())
             feats.append(z.float().cpu())
             bar.update()
         bar.close()
         model.train()
         if not logits:
-            return (np.zeros((0, self.data.n_outputs), np.float32),
-                    np.zeros((0, self.model.head.in_features), np.float32))
-        return torch.cat(logits).numpy(), torch.cat(feats).numpy()
+            logits = [torch.zeros((0, self.data.n_outputs))]
+            feats = [torch.zeros((0, self.model.head.in_features))]
+        return (distributed.gather_rows(torch.cat(logits).numpy()),
+                distributed.gather_rows(torch.cat(feats).numpy()))
 
     def views(self) -> list[tuple[int, bool]]:
         """The exact symmetries training augments with (:func:`tta_views`), for test-time averaging."""
@@ -361,8 +422,13 @@ class Trainer:
                 f"{kept}. Lower lr (now {self.cfg.lr:g}) or check the images for NaN / constant values."
             )
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        with distributed.peer_guard():  # DDP exchanges gradients during backward
+            (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:  # skips the step when the scaled gradients overflowed, then adapts the scale
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
 
     @torch.no_grad()
     def recalibrate_batchnorm(self, batch_size: int = 256, model: torch.nn.Module | None = None) -> None:
@@ -491,16 +557,27 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_last(self) -> None:
-        save_checkpoint({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                         "state": self.state, "rng": _rng_state(), "config": self.cfg.to_dict(),
-                         "meta": self.model_meta(), "ema": None if self.ema is None else self.ema.state_dict()},
-                        self.rundir.checkpoint("last"))
+        """checkpoints/last.pt, by rank 0; every rank returns once it is written.
+
+        Under torchrun the RNG states of all ranks are kept (``rng_ranks``): each rank's dropout draws
+        depend on its own batches, and a resumed rank continues from its own state."""
+        rngs = distributed.all_objects(_rng_state())
+        if distributed.is_main():
+            save_checkpoint({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                             "state": self.state, "rng": rngs[0], "rng_ranks": rngs if len(rngs) > 1 else None,
+                             "config": self.cfg.to_dict(), "meta": self.model_meta(),
+                             "ema": None if self.ema is None else self.ema.state_dict(),
+                             "scaler": None if self.scaler is None else self.scaler.state_dict()},
+                            self.rundir.checkpoint("last"))
+        distributed.barrier()
 
     def save_best(self, model: torch.nn.Module | None = None) -> None:
         """best.pt from ``model`` (default ``self.model``; Dynamic Pass's mean teacher when it validates better)."""
         weights = (self.model if model is None else model).state_dict()
-        save_checkpoint({"model": weights, "epoch": self.state["epoch"], "meta": self.model_meta(),
-                         "config": self.cfg.to_dict()}, self.rundir.checkpoint("best"))
+        if distributed.is_main():
+            save_checkpoint({"model": weights, "epoch": self.state["epoch"], "meta": self.model_meta(),
+                             "config": self.cfg.to_dict()}, self.rundir.checkpoint("best"))
+        distributed.barrier()
 
     def _load_last(self) -> None:
         ck = load_checkpoint(self.rundir.checkpoint("last"), map_location=self.device)
@@ -511,8 +588,12 @@ class Trainer:
 
             self.ema = copy.deepcopy(self.model).requires_grad_(False)
             self.ema.load_state_dict(ck["ema"])
+        if ck.get("scaler") is not None and self.scaler is not None:
+            self.scaler.load_state_dict(ck["scaler"])
         self.state = self._upgrade_state(ck["state"])
-        _set_rng_state(ck["rng"])
+        ranks = ck.get("rng_ranks")
+        # the same number of processes: each its own RNG; otherwise every rank continues from rank 0's
+        _set_rng_state(ranks[distributed.rank()] if ranks and len(ranks) == distributed.world_size() else ck["rng"])
 
     def _upgrade_state(self, state: dict) -> dict:
         """Checkpoints before graphzoo 0.2 count phases by position in the mode's list; name them."""
@@ -543,6 +624,17 @@ class Trainer:
         if self.cfg.final_model == "auto":
             return "last" if self.cfg.mode == "dynamic" else "best"
         return self.cfg.final_model
+
+
+class _TrainStep(torch.nn.Module):
+    """The one module DistributedDataParallel wraps: a training step's forward, logits or reconstruction."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, reconstruct: bool = False) -> torch.Tensor:
+        return self.model.backbone.reconstruct(x) if reconstruct else self.model(x)
 
 
 def _epoch_line(row: dict) -> str:
