@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
@@ -73,7 +75,10 @@ def test_torch_search_matches_brute_force_and_the_cpu_engines(rng, metric, k):
 def test_torch_search_with_queries(rng, metric):
     X = points_with_duplicates(rng, n=300)
     Q = np.vstack([X[:10], rng.normal(size=(25, 12)).astype(np.float32)])  # some queries sit on points
-    dist, idx = knn_search(X, 6, queries=Q, metric=metric, backend="torch")
+    X.setflags(write=False)  # e.g. memory-mapped features: torch must not warn about wrapping them
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dist, idx = knn_search(X, 6, queries=Q, metric=metric, backend="torch")
     D = cdist(Q.astype(np.float64), X.astype(np.float64), metric=metric)
     assert_same_neighbours(dist, idx, D, 6, metric, self_query=False)
     assert np.allclose(dist[:10, 0], 0, atol=2e-3) and set(idx[:10, :2].ravel()) >= set(range(10))

@@ -156,6 +156,12 @@ def _ties_by_index(val, ind):
     return val.gather(1, order), ind.gather(1, order)
 
 
+def _tensor(torch, a: np.ndarray, dev):
+    """``a`` on ``dev``, sharing memory on the CPU (read-only arrays, e.g. a memory map, are copied:
+    torch warns on wrapping them)."""
+    return torch.from_numpy(a if a.flags.writeable else a.copy()).to(dev)
+
+
 def torch_search(base: np.ndarray, queries: np.ndarray, k: int, inner_product: bool, device: str,
                  exclude_self: bool, block_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k of each query among ``base`` by blocked products on ``device``; (score, idx) best first.
@@ -169,8 +175,8 @@ def torch_search(base: np.ndarray, queries: np.ndarray, k: int, inner_product: b
 
     dev = torch.device(device)
     with torch.no_grad(), _full_fp32_matmul(torch):
-        B = torch.from_numpy(base).to(dev)
-        Q = B if queries is base else torch.from_numpy(queries).to(dev)
+        B = _tensor(torch, base, dev)
+        Q = B if queries is base else _tensor(torch, queries, dev)
         n, m = B.shape[0], Q.shape[0]
         block = max(1, (block_bytes or _BLOCK_BYTES) // (4 * n))
         b_sq = None if inner_product else (B * B).sum(1)
