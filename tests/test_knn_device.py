@@ -148,6 +148,39 @@ def test_bad_device_requests_are_named(rng, no_gpu, kwargs, message):
         knn_search(rng.normal(size=(30, 3)), 2, **kwargs)
 
 
+def test_plan_prefers_faiss_gpu_where_faiss_has_one(no_gpu, monkeypatch):
+    monkeypatch.setattr(knn_device, "_faiss_gpus", lambda faiss: 2)
+    assert knn_device.plan_device("auto", "exact", "cuda:1", 51, None) == ("faiss", "cuda:1")
+    assert knn_device.plan_device("faiss", "exact", "auto", 51, None) == ("faiss", "cuda:0")
+    # k beyond faiss's GPU selection, an index faiss does not see, or torch asked for: the torch path
+    for backend, device, k in [("auto", "cuda", 2000), ("auto", "cuda:2", 51), ("torch", "cuda", 51)]:
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            knn_device.plan_device(backend, "exact", device, k, None)
+
+
+def test_faiss_gpu_glue_with_a_stand_in_index(rng, monkeypatch):
+    """The faiss-GPU branch of knn_search (k + 1 search, own index dropped among duplicates), with
+    faiss's CPU flat index standing in for the GPU one: this machine's faiss has no GPU build."""
+    import types
+
+    import graphzoo.graph as graph
+
+    faiss = pytest.importorskip("faiss")
+    made = []
+    stand_in = types.SimpleNamespace(
+        StandardGpuResources=lambda: None, get_num_gpus=lambda: 1, GpuIndexFlatConfig=types.SimpleNamespace,
+        GpuIndexFlatIP=lambda res, d, config: made.append(config.device) or faiss.IndexFlatIP(d),
+        GpuIndexFlatL2=lambda res, d, config: made.append(config.device) or faiss.IndexFlatL2(d))
+    monkeypatch.setattr(graph, "faiss", stand_in)
+    X = points_with_duplicates(rng, n=200)
+    for metric in ("cosine", "euclidean"):
+        info = {}
+        dist, idx = knn_search(X, 5, metric=metric, device="cuda", info=info)
+        assert info["backend"] == "faiss:cuda:0" and made[-1] == 0
+        assert_same_neighbours(dist, idx, dense_distances(X, metric), 5, metric)
+        assert not (idx == np.arange(200)[:, None]).any()
+
+
 def test_full_fp32_restores_the_callers_matmul_precision(rng):
     before = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("high")  # what a mixed-precision training loop may set
