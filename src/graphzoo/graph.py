@@ -1,4 +1,4 @@
-"""k-nearest-neighbour graphs over feature vectors (numpy / scipy / faiss; never torch).
+"""k-nearest-neighbour graphs over feature vectors (numpy / scipy / faiss; torch only on request).
 
 The graph is the bridge between a deep feature extractor and a label-diffusion energy:
 ``W = knn_graph(Z, n_neighbors=50)`` gives a sparse, symmetric, non-negative CSR matrix with
@@ -7,8 +7,9 @@ a zero diagonal. Two steps, both usable on their own:
 1. :func:`knn_search` finds each point's ``k`` nearest neighbours (exact by default: with faiss
    installed, the upper block triangle of the symmetric ``X Xᵀ`` feeding faiss's top-k heaps, half
    the products of a flat index; a blocked matrix product + partial sort otherwise; an opt-in
-   approximate HNSW path for very large ``n``). Memory is O(n·k) plus one block: no n×n matrix
-   is ever formed.
+   approximate HNSW path for very large ``n``; on a GPU, with ``device=``, faiss's GPU index or a
+   blocked top-k in torch, :mod:`graphzoo.knn_device`). Memory is O(n·k) plus one block: no n×n
+   matrix is ever formed.
 2. :func:`knn_graph` turns ``(dist, idx)`` into edge weights and symmetrises, in float32 and
    building the CSR arrays directly.
 
@@ -37,7 +38,7 @@ METRICS = ("cosine", "euclidean")
 WEIGHTS = ("auto", "cosine", "self_tuning", "uniform")
 SYMMETRIZE = ("sum", "max", "mean", "none")
 METHODS = ("exact", "approximate")
-BACKENDS = ("auto", "faiss", "numpy")
+BACKENDS = ("auto", "faiss", "numpy", "torch")
 
 # Queries per block in the numpy path are chosen so that one block of similarities
 # (block × n float32) stays near this many bytes.
@@ -212,6 +213,35 @@ def _faiss_search(base, queries, k, inner_product, method, hnsw_m, ef_search):
     return scores.astype(np.float32, copy=False), idx.astype(np.int64, copy=False)
 
 
+def _plan(backend: str, method: str, device, k_search: int) -> tuple[str, str]:
+    """Choose ``(engine, device)``: engine "numpy", "faiss", "faiss-hnsw" or "torch"; device "cpu", "cuda:N", "mps"."""
+    if backend == "torch" or device not in (None, "cpu"):
+        from .knn_device import plan_device  # imports torch only when a device or torch is asked for
+
+        plan = plan_device(backend, method, device, k_search, faiss)
+        if plan is not None:
+            return plan
+    use_faiss = backend == "faiss" or (backend == "auto" and faiss is not None)
+    if (use_faiss or method == "approximate") and faiss is None:
+        raise ImportError("faiss is required for backend='faiss' or method='approximate': pip install faiss-cpu")
+    if method == "approximate":
+        return "faiss-hnsw", "cpu"
+    return ("faiss" if use_faiss else "numpy"), "cpu"
+
+
+def _drop_self(scores: np.ndarray, idx: np.ndarray, k: int):
+    """Drop each point's own index from its ``k + 1`` neighbours of a self-search.
+
+    With exact duplicates the point itself may not come first (or may be missing from an
+    approximate list), so drop by identity and fall back to dropping the last (farthest) entry.
+    """
+    n = len(idx)
+    is_self = idx == np.arange(n)[:, None]
+    is_self[~is_self.any(axis=1), -1] = True
+    keep = ~is_self
+    return scores[keep].reshape(n, k), idx[keep].reshape(n, k)
+
+
 def knn_search(
     X,
     n_neighbors: int = 50,
@@ -220,12 +250,14 @@ def knn_search(
     metric: str = "cosine",
     method: str = "exact",
     backend: str = "auto",
+    device: str | None = None,
     hnsw_m: int = 32,
     ef_search: int = 128,
+    info: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Find the ``n_neighbors`` nearest points of ``X`` for every query.
 
-    Long: its signature and this docstring take 44 of its 99 lines; the code is 55.
+    Long: its signature and this docstring take 56 of its 112 lines; the code is 56.
 
     Parameters
     ----------
@@ -239,15 +271,25 @@ def knn_search(
     metric : {"cosine", "euclidean"}, default="cosine"
         Cosine L2-normalises the rows first and ranks by inner product.
     method : {"exact", "approximate"}, default="exact"
-        ``"approximate"`` uses a faiss HNSW index (needs faiss). Measure before relying on it:
-        on 2 cores at 112k × 512 its index build made it slower than exact search, with recall
-        0.56 (``bench/graph_bench.py``); it pays off only for larger n or more cores.
-    backend : {"auto", "faiss", "numpy"}, default="auto"
+        ``"approximate"`` uses a faiss HNSW index (needs faiss; CPU only). Measure before relying
+        on it: on 2 cores at 112k × 512 its index build made it slower than exact search, with
+        recall 0.56 (``bench/graph_bench.py``); it pays off only for larger n or more cores.
+    backend : {"auto", "faiss", "numpy", "torch"}, default="auto"
         Exact search engine; ``"auto"`` takes faiss when importable. Searching ``X`` against
         itself, faiss runs over the upper block triangle of ``X Xᵀ`` (half the products of
         ``IndexFlatIP``; ``bench/graph_bench.py`` times both); with ``queries``, a flat index.
+        ``"torch"``: blocked products and ``torch.topk`` (:mod:`graphzoo.knn_device`), on the
+        CPU unless ``device`` names another.
+    device : {None, "cpu", "auto", "cuda", "cuda:N", "mps"}, default=None
+        Where the exact search runs. None / "cpu": the CPU engines above. A GPU: faiss's GPU flat
+        index where the installed faiss has GPU support, else the torch top-k on that device;
+        ``ValueError`` where there is no such device. "auto": the first GPU torch (or faiss) sees,
+        else the CPU. Same neighbours as the CPU up to ties (``bench/knn_device_bench.py``).
     hnsw_m, ef_search : int
         HNSW graph degree and search breadth (approximate method only).
+    info : dict, optional
+        Filled with ``info["backend"]``, the engine that ran and where, e.g. ``"faiss:cpu"``,
+        ``"numpy:cpu"``, ``"faiss-hnsw:cpu"``, ``"faiss:cuda:0"``, ``"torch:cuda:0"``.
 
     Returns
     -------
@@ -274,33 +316,34 @@ def knn_search(
             f"n_neighbors={k} is too large for {n} points "
             f"(at most {limit}{' once each point itself is excluded' if self_query else ''})"
         )
+    k_search = k + 1 if self_query else k
+    engine, where = _plan(backend, method, device, k_search)
+    if info is not None:
+        info["backend"] = f"{engine}:{where}"
     inner_product = metric == "cosine"
     if inner_product:
         X = _l2_normalize(X, "X")
         Q = X if self_query else _l2_normalize(Q, "queries")
 
-    use_faiss = backend == "faiss" or (backend == "auto" and faiss is not None)
-    if (use_faiss or method == "approximate") and faiss is None:
-        raise ImportError("faiss is required for backend='faiss' or method='approximate': pip install faiss-cpu")
-    k_search = k + 1 if self_query else k
     self_in_lists = self_query
-    if self_query and use_faiss and method == "exact":
+    if engine == "torch":
+        from .knn_device import torch_search
+
+        scores, idx = torch_search(X, Q, k, inner_product, where, exclude_self=self_query)
+        self_in_lists = False  # excluded inside the search
+    elif engine == "faiss" and where != "cpu":
+        from .knn_device import faiss_gpu_search
+
+        scores, idx = faiss_gpu_search(faiss, X, Q, k_search, inner_product, where)
+    elif self_query and engine == "faiss":
         scores, idx = _faiss_self_search(X, k, inner_product)
         self_in_lists = False  # excluded inside the search
-    elif use_faiss or method == "approximate":
+    elif engine.startswith("faiss"):
         scores, idx = _faiss_search(X, Q, k_search, inner_product, method, hnsw_m, ef_search)
     else:
         scores, idx = _numpy_search(X, Q, k_search, inner_product)
-
     if self_in_lists:
-        # Drop each point's own index. With exact duplicates the point itself may not come
-        # first (or may be missing from an approximate list), so drop by identity and fall back
-        # to dropping the last (farthest) entry.
-        is_self = idx == np.arange(n)[:, None]
-        is_self[~is_self.any(axis=1), -1] = True
-        keep = ~is_self
-        scores = scores[keep].reshape(n, k)
-        idx = idx[keep].reshape(n, k)
+        scores, idx = _drop_self(scores, idx, k)
 
     # In place: scores is this function's own (n, k) array by now.
     if inner_product:
@@ -411,7 +454,7 @@ def knn_graph(
         Precomputed neighbours (self excluded, nearest first), e.g. from :func:`knn_search`
         or your own index; skips the search.
     method, backend, **search_kwargs
-        Passed to :func:`knn_search`.
+        Passed to :func:`knn_search` (e.g. ``device="cuda"``, ``info={}`` to learn the engine that ran).
     dtype : numpy dtype, default=float32
         Dtype of the weights (computed in it). float32 halves the graph's memory and the
         time of every energy's sparse products (label spreading at 112k nodes × 14 classes:

@@ -85,17 +85,25 @@ def certainty(proba: np.ndarray, multilabel: bool = False) -> np.ndarray:
     return 1 - (-(q * np.log(q)).sum(1)) / math.log(proba.shape[1])
 
 
-def build_graph(Z: np.ndarray, n_neighbors: int = 50, metric: str = "cosine", **graph_kwargs):
+def build_graph(Z: np.ndarray, n_neighbors: int = 50, metric: str = "cosine", *, device: str | None = None,
+                info: dict | None = None, **graph_kwargs):
     """The kNN graph of the graph step (:func:`graphzoo.knn_graph`), refusing ``k ≥ n``.
 
     Callers that minimise several energies on one set of features build it once and pass it to
-    :func:`graph_step` as ``W`` (the kNN search dominates the cost of the step).
+    :func:`graph_step` as ``W`` (the kNN search dominates the cost of the step). ``device``: where
+    the exact kNN search runs (None / "cpu", "auto", "cuda", "cuda:N", "mps"; see
+    :func:`graphzoo.knn_search`). ``info``, a dict, gets ``"knn_backend"``: the engine that ran and
+    where, e.g. ``"faiss:cpu"`` or ``"torch:cuda:0"``.
     """
     n = len(Z)
     if n_neighbors >= n:
         raise ValueError(f"n_neighbors={n_neighbors} must be smaller than the number of nodes ({n}); "
                          f"lower n_neighbors to at most {n - 1}")
-    return knn_graph(Z, n_neighbors=n_neighbors, metric=metric, **graph_kwargs)
+    search: dict = {}
+    W = knn_graph(Z, n_neighbors=n_neighbors, metric=metric, device=device, info=search, **graph_kwargs)
+    if info is not None:
+        info["knn_backend"] = search.get("backend")
+    return W
 
 
 @dataclass
@@ -107,8 +115,9 @@ class GraphStep:
     certainty : same shape as ``reachable``; ξ = 1 − H(p)/log c, 0 where unreachable (tv_ratio: from a
         label-spreading solve, see the module docstring).
     scores : (n, c) raw energy scores (multiclass; None for multi-label).
-    info : diagnostics: graph_edges, graph_s, energy_n_iter, energy_residual, energy_converged,
-        n_unreachable, energy_warnings, energy_s (and labels_skipped for multi-label).
+    info : diagnostics: graph_edges, graph_s, knn_backend (the kNN engine and device, e.g. "faiss:cpu";
+        None when ``W`` was given), energy_n_iter, energy_residual, energy_converged, n_unreachable,
+        energy_warnings, energy_s (and labels_skipped for multi-label).
     W : the (n, n) sparse graph the labels were diffused on.
     energy_info : the energy's own diagnostics (``EnergyResult.info``; multiclass only).
     """
@@ -140,6 +149,7 @@ def graph_step(
     n_classes: int | None = None,
     multilabel: bool = False,
     W=None,
+    device: str | None = None,
     **graph_kwargs,
 ) -> GraphStep:
     """Build the kNN graph over ``Z`` (unless ``W`` is given) and diffuse the labels of ``y``.
@@ -154,6 +164,8 @@ def graph_step(
     n_neighbors, metric, **graph_kwargs : the kNN graph (:func:`build_graph`).
     n_classes : number of classes (default ``max(y) + 1``); every class needs a labelled node.
     W : (n, n) sparse graph already built over ``Z`` (``graph_s`` is then 0).
+    device : where the exact kNN search runs (None / "cpu", "auto", "cuda", "cuda:N", "mps");
+        ``info["knn_backend"]`` says which engine ran where.
 
     Returns
     -------
@@ -161,10 +173,11 @@ def graph_step(
     """
     params = dict(energy_params or {})
     t0 = time.perf_counter()
+    built: dict = {"knn_backend": None}
     if W is None:
-        W = build_graph(Z, n_neighbors, metric, **graph_kwargs)
+        W = build_graph(Z, n_neighbors, metric, device=device, info=built, **graph_kwargs)
     t_graph = time.perf_counter() - t0
-    info = {"graph_edges": int(W.nnz), "graph_s": round(t_graph, 3)}
+    info = {"graph_edges": int(W.nnz), "graph_s": round(t_graph, 3), "knn_backend": built["knn_backend"]}
     y = np.asarray(y)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
