@@ -1,4 +1,4 @@
-"""The image readers' shared decoding options (DecodeOptions)."""
+"""The image readers' shared decoding options (DecodeOptions) and a run's ``reader_options`` config key."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from conftest import write_png
 from PIL import Image
 
 import graphzoo.data as gd
+from graphzoo.config import RunConfig, load_config
 from graphzoo.data import DecodeOptions
 from graphzoo.data._images import DataWarning, decode_many
+from graphzoo.data.prepare import prepare_data, read_source
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -71,6 +73,33 @@ def test_readers_list_the_shared_keywords_and_only_those_they_take(films):
     # The patch readers decode the films gray and whole: channels / size / stack stay refused, as before.
     with pytest.raises(ValueError, match=r"'mias_patches' does not take option\(s\) 'size'"):
         gd.load(films, format="mias_patches", size=64)
+
+
+def test_reader_options_reach_the_reader(films, class_folder):
+    side = {mm: read_source(str(films), data_format="mias_patches", reader_options={"patch_mm": mm}).images.shape[1]
+            for mm in (16.0, 32.0)}
+    assert side == {16.0: 10, 32.0: 20}  # patch_mm / 1.6 mm per film pixel
+    cfg = load_config(overrides={"data": str(class_folder), "reader_options": "{size: 4, channels: 3}"})
+    assert cfg.reader_options == {"size": 4, "channels": 3}
+    d = prepare_data(**cfg.validate().data_options())
+    assert tuple(d.images.shape) == (12, 3, 4, 4)  # decoded at 4 px in colour; image_size=0 keeps that
+
+
+def test_unknown_reader_option_names_it_and_lists_the_valid_ones(films, class_folder):
+    cfg = RunConfig(data=str(films), data_format="mias_patches", reader_options={"patch_size": 16})
+    with pytest.raises(ValueError, match=r"reader_options: the 'mias_patches' reader does not take 'patch_size'\. "
+                                         r"Did you mean 'patch_mm'\? Valid: allow_missing, patch_mm, .*cache_dir\."):
+        cfg.validate()
+    # Detected format (a class folder) when data_format is empty; the run's own keys are not reader options.
+    with pytest.raises(ValueError, match=r"the 'folder' reader does not take 'patch_mm'\. Valid: channels, size"):
+        RunConfig(data=str(class_folder), reader_options={"patch_mm": 16}).validate()
+    with pytest.raises(ValueError, match=r"'skip_corrupt' is a setting of its own\. Fix: set skip_corrupt instead"):
+        RunConfig(data=str(class_folder), reader_options={"skip_corrupt": True}).validate()
+    with pytest.raises(ValueError, match=r"--set: reader_options must be dict"):
+        load_config(overrides={"reader_options": "[1, 2]"})
+    # prepare_data refuses them too (a notebook that never builds a RunConfig).
+    with pytest.raises(ValueError, match=r"does not take 'patch_mm'"):
+        prepare_data(str(class_folder), reader_options={"patch_mm": 16})
 
 
 def test_decode_kwargs_call_decode_many(tmp_path):
