@@ -44,6 +44,8 @@ from .data import IMAGE_SUFFIXES
 #: An image whose mean intensity lies further than this many training standard deviations (of
 #: the pixel values) from the training mean is reported as unlike the training data.
 INTENSITY_K = 2.0
+#: Nearest labelled training images listed as evidence for each prediction (here and in a run's predictions.csv).
+N_EVIDENCE = 3
 
 
 def positive_int(text: str) -> int:
@@ -212,8 +214,6 @@ def evidence(run, features: np.ndarray, which: str, metrics: dict) -> tuple[list
     The metric is the run's graph metric, so the evidence is what the graph would connect the image to.
     """
     from .config import load_config
-    from .graph import knn_search
-    from .train.evaluate import N_EVIDENCE
 
     if metrics.get("final_model") != which:
         return None, (f"the run's saved features come from its {metrics.get('final_model') or 'final'} model, "
@@ -225,11 +225,33 @@ def evidence(run, features: np.ndarray, which: str, metrics: dict) -> tuple[list
     lab = [i for i, r in enumerate(rows) if r["split"] == "train" and r["labelled"] == "1"]
     if not lab or not len(features):
         return None, "the run has no labelled training images"
-    Z = np.load(run.features, mmap_mode="r")
-    _, nb = knn_search(np.asarray(Z[lab]), min(N_EVIDENCE, len(lab)), queries=features,
-                       metric=load_config(run.config).graph_metric)
-    ids = [rows[i]["filename"] or rows[i]["index"] for i in lab]
-    return ["|".join(ids[j] for j in row) for row in nb], ""
+    names = [r["filename"] or r["index"] for r in rows]
+    return nearest_labelled(np.load(run.features, mmap_mode="r"), lab, names, load_config(run.config).graph_metric,
+                            queries=features), ""
+
+
+def nearest_labelled(features, labelled, names=None, metric: str = "cosine", queries=None) -> list[str]:
+    """The evidence of each prediction: the ids of the :data:`N_EVIDENCE` labelled training images nearest in ψ,
+    joined by "|" (the ``evidence`` column of a run's predictions.csv and of ``graphzoo predict``).
+
+    features : (n, d) ψ of the run's images (an array or a memory map); labelled : (n_l,) int, the rows of
+    ``features`` that are labelled training images; names : (n,) the images' ids (file names), default the row
+    index; metric : the graph's metric, so that the evidence is what the graph connects an image to.
+    queries : (m, d) ψ of new images; None: the run's own n images, each then left out of its own list.
+    Returns m (or n) strings of min(N_EVIDENCE, n_l) ids, nearest first.
+    """
+    from .graph import knn_search
+
+    lab = np.asarray(labelled, dtype=np.int64)
+    own = queries is None
+    # One neighbour more for the run's own images: a labelled image is its own nearest and is dropped.
+    _, nb = knn_search(np.asarray(features[lab]), min(N_EVIDENCE + int(own), len(lab)),
+                       queries=features if own else queries, metric=metric)
+    ids = lab[nb]  # (m, k) rows of features
+    name = str if names is None else (lambda i: str(names[i]))  # noqa: E731
+    if not own:
+        return ["|".join(name(j) for j in row) for row in ids]
+    return ["|".join(name(j) for j in row[row != i][:N_EVIDENCE]) for i, row in enumerate(ids)]
 
 
 def _warn_unlike(notes: dict, n: int, meta: dict) -> None:
