@@ -1,11 +1,11 @@
-"""predict.nearest_labelled, the one home of a prediction's evidence, against a brute-force search."""
+"""graphzoo.evidence.nearest_labelled, the one home of a prediction's evidence, against a brute-force search."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from graphzoo.predict import N_EVIDENCE, nearest_labelled
+from graphzoo.evidence import N_EVIDENCE, nearest_labelled
 
 
 def brute(features, lab, queries, metric, exclude=None):

@@ -40,12 +40,11 @@ from pathlib import Path
 import numpy as np
 
 from .data import IMAGE_SUFFIXES
+from .evidence import nearest_labelled
 
 #: An image whose mean intensity lies further than this many training standard deviations (of
 #: the pixel values) from the training mean is reported as unlike the training data.
 INTENSITY_K = 2.0
-#: Nearest labelled training images listed as evidence for each prediction (here and in a run's predictions.csv).
-N_EVIDENCE = 3
 
 
 def positive_int(text: str) -> int:
@@ -228,30 +227,6 @@ def evidence(run, features: np.ndarray, which: str, metrics: dict) -> tuple[list
     names = [r["filename"] or r["index"] for r in rows]
     return nearest_labelled(np.load(run.features, mmap_mode="r"), lab, names, load_config(run.config).graph_metric,
                             queries=features), ""
-
-
-def nearest_labelled(features, labelled, names=None, metric: str = "cosine", queries=None) -> list[str]:
-    """The evidence of each prediction: the ids of the :data:`N_EVIDENCE` labelled training images nearest in ψ,
-    joined by "|" (the ``evidence`` column of a run's predictions.csv and of ``graphzoo predict``).
-
-    features : (n, d) ψ of the run's images (an array or a memory map); labelled : (n_l,) int, the rows of
-    ``features`` that are labelled training images; names : (n,) the images' ids (file names), default the row
-    index; metric : the graph's metric, so that the evidence is what the graph connects an image to.
-    queries : (m, d) ψ of new images; None: the run's own n images, each then left out of its own list.
-    Returns m (or n) strings of min(N_EVIDENCE, n_l) ids, nearest first.
-    """
-    from .graph import knn_search
-
-    lab = np.asarray(labelled, dtype=np.int64)
-    own = queries is None
-    # One neighbour more for the run's own images: a labelled image is its own nearest and is dropped.
-    _, nb = knn_search(np.asarray(features[lab]), min(N_EVIDENCE + int(own), len(lab)),
-                       queries=features if own else queries, metric=metric)
-    ids = lab[nb]  # (m, k) rows of features
-    name = str if names is None else (lambda i: str(names[i]))  # noqa: E731
-    if not own:
-        return ["|".join(name(j) for j in row) for row in ids]
-    return ["|".join(name(j) for j in row[row != i][:N_EVIDENCE]) for i, row in enumerate(ids)]
 
 
 def _warn_unlike(notes: dict, n: int, meta: dict) -> None:
