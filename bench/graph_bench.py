@@ -279,17 +279,21 @@ def run_block(n, c, args, budget: PeerBudget) -> list[dict]:
     log(f"n={n} c={c} d={args.dim} k={k} labels={lab.sum()}")
     warnings.simplefilter("ignore")  # convergence warnings are reported in the note column instead
 
+    def energy_rows(W, knn_m, suffix=""):
+        """A row per energy on the graph W: "ours <energy><suffix>"."""
+        for energy in ("label_spreading", "laplace", "poisson"):
+            m = {}
+            with measure(m):
+                res = graphzoo.diffuse(W, y_lab, energy)
+            add(f"ours {energy}{suffix}", knn_m, m, accuracy(res.scores, y, unl), 1.0,
+                f"{res.n_iter} it{'' if res.converged else ' (cap)'}")
+
     # ---- ours, exact
     m_knn = {}
     with measure(m_knn):
         dist_ex, idx_ex = graphzoo.knn_search(X, k, metric="cosine")
         W = graphzoo.knn_graph(knn=(dist_ex, idx_ex), metric="cosine")
-    for energy in ("label_spreading", "laplace", "poisson"):
-        m = {}
-        with measure(m):
-            res = graphzoo.diffuse(W, y_lab, energy)
-        add(f"ours {energy}", m_knn, m, accuracy(res.scores, y, unl), 1.0,
-            f"{res.n_iter} it{'' if res.converged else ' (cap)'}")
+    energy_rows(W, m_knn)
     if args.poisson_tol:
         m = {}
         with measure(m):
@@ -308,14 +312,7 @@ def run_block(n, c, args, budget: PeerBudget) -> list[dict]:
     # The graph is float32 (knn_graph's default) and every energy solves in its precision; the
     # same weights in float64 show that the accuracy is the float64 solve's.
     if not args.no_float64:
-        W64 = W.astype(np.float64)
-        for energy in ("label_spreading", "laplace", "poisson"):
-            m = {}
-            with measure(m):
-                res = graphzoo.diffuse(W64, y_lab, energy)
-            add(f"ours {energy}, float64 W", m_knn, m, accuracy(res.scores, y, unl), 1.0,
-                f"{res.n_iter} it{'' if res.converged else ' (cap)'}")
-        del W64
+        energy_rows(W.astype(np.float64), m_knn, ", float64 W")  # the float64 copy is freed on return
     W_ours, m_knn_ours = W, m_knn
     del W
 

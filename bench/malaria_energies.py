@@ -36,6 +36,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 import graphzoo
+from graph_bench import sample_labels  # bench/ is on sys.path when a script of it runs
 from graphzoo import ENERGIES
 
 try:  # registers "tv_ratio" even where graphzoo.energies does not import it (yet)
@@ -63,16 +64,6 @@ def load_features(kind: str, n_components: int, seed: int = 0) -> tuple[np.ndarr
     if kind == "pca":
         X = PCA(n_components=n_components, random_state=seed).fit_transform(X).astype(np.float32)
     return X, y
-
-
-def sample_labels(y: np.ndarray, rate: float, seed: int) -> np.ndarray:
-    """Stratified boolean mask: round(rate * n_c) cells of every class, at least one."""
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(len(y), dtype=bool)
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        mask[rng.choice(idx, max(1, round(rate * len(idx))), replace=False)] = True
-    return mask
 
 
 def main(argv=None) -> int:

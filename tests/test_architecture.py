@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "graphzoo"
 # The graph core and everything a user of plain features needs: numpy / scipy / scikit-learn only.
 TORCH_FREE = ["graphzoo", "graphzoo.graph", "graphzoo.graph_step", "graphzoo.energies", "graphzoo.classifier",
               "graphzoo.registry", "graphzoo.rundir", "graphzoo.config", "graphzoo.data", "graphzoo.acquisition",
-              "graphzoo.calibration",
+              "graphzoo.calibration", "graphzoo.evidence",
               "graphzoo.knn_device"]  # imports torch inside its functions, only when a device is asked for
 
 

@@ -38,6 +38,10 @@ class RunConfig:
     --------------
     data : path of the dataset (any format the readers detect).
     data_format : reader name, default auto-detected.
+    reader_options : options of that reader, as a mapping (e.g. ``{patch_mm: 24}`` for ``mias_patches``,
+        ``{image: patch}`` for ``cbis_ddsm``, ``{workers: 4}`` for any image-file reader; each reader's docstring
+        lists them); a key the reader does not take is refused, naming the valid ones. Not ``data_options``:
+        that name is the method below.
     task : "multiclass", "multilabel" (uses the set's ``multilabels``) or "auto" (multiclass).
     split : how to split train / val / test. "patient": patient-grouped (default where the set has
         patient ids; the malaria npz's own split shares patients between its parts); "source": the
@@ -142,6 +146,7 @@ class RunConfig:
     # data
     data: str = ""
     data_format: str = ""
+    reader_options: dict = field(default_factory=dict)
     task: str = "auto"
     split: str = "auto"
     split_fractions: list = field(default_factory=lambda: [0.7, 0.1, 0.2])
@@ -311,6 +316,9 @@ class RunConfig:
         lost = [f for f in self.add_labels if not isinstance(f, str) or not Path(f).is_file()]
         if lost:
             raise ValueError(f"add_labels: no such file {lost[0]!r}; give the labels CSVs to add (path,label)")
+        from .data.prepare import check_run_reader_options
+
+        check_run_reader_options(self.data, self.data_format, self.reader_options)
         if str(self.data_in_memory).lower() not in ("auto", "true", "false"):
             raise ValueError(f"data_in_memory must be auto, true or false, got {self.data_in_memory!r}")
         if self.image_size and self.image_size < 16:

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import IMAGE_SUFFIXES
+from .evidence import nearest_labelled
 
 #: An image whose mean intensity lies further than this many training standard deviations (of
 #: the pixel values) from the training mean is reported as unlike the training data.
@@ -212,8 +213,6 @@ def evidence(run, features: np.ndarray, which: str, metrics: dict) -> tuple[list
     The metric is the run's graph metric, so the evidence is what the graph would connect the image to.
     """
     from .config import load_config
-    from .graph import knn_search
-    from .train.evaluate import N_EVIDENCE
 
     if metrics.get("final_model") != which:
         return None, (f"the run's saved features come from its {metrics.get('final_model') or 'final'} model, "
@@ -225,11 +224,9 @@ def evidence(run, features: np.ndarray, which: str, metrics: dict) -> tuple[list
     lab = [i for i, r in enumerate(rows) if r["split"] == "train" and r["labelled"] == "1"]
     if not lab or not len(features):
         return None, "the run has no labelled training images"
-    Z = np.load(run.features, mmap_mode="r")
-    _, nb = knn_search(np.asarray(Z[lab]), min(N_EVIDENCE, len(lab)), queries=features,
-                       metric=load_config(run.config).graph_metric)
-    ids = [rows[i]["filename"] or rows[i]["index"] for i in lab]
-    return ["|".join(ids[j] for j in row) for row in nb], ""
+    names = [r["filename"] or r["index"] for r in rows]
+    return nearest_labelled(np.load(run.features, mmap_mode="r"), lab, names, load_config(run.config).graph_metric,
+                            queries=features), ""
 
 
 def _warn_unlike(notes: dict, n: int, meta: dict) -> None:

@@ -34,7 +34,7 @@ from ._images import IMAGE_SUFFIXES, CorruptImageError, DataWarning, decode_imag
 from .readers import READERS, detect_format, load
 from .prepare import PreparedData, prepare_data
 from .splits import label_budget, load_split, patient_split, save_split
-from .types import ImageSet
+from .types import DecodeOptions, ImageSet
 
 # Importing the readers registers them (and their format tests) in READERS.
 from . import folder, npz  # noqa: E402,F401  isort: skip
@@ -44,6 +44,7 @@ __all__ = [
     "load",
     "detect_format",
     "ImageSet",
+    "DecodeOptions",
     "READERS",
     "label_budget",
     "patient_split",

@@ -60,8 +60,8 @@ import numpy as np
 from ._images import DICOM_SUFFIXES, IMAGE_SUFFIXES, decode_many, finish_images, note
 from ._tables import check_missing, read_csv_rows
 from ._cbis_patches import lesion_patches
-from .readers import _decode_opts, register_reader, top_files
-from .types import ImageSet
+from .readers import register_reader, takes_decode_options, top_files
+from .types import DecodeOptions, ImageSet
 
 __all__ = ["read_cbis_ddsm", "NoImagesFoundError"]
 
@@ -173,10 +173,11 @@ def detect(path: Path) -> bool:
 
 
 @register_reader("cbis_ddsm", detect=detect, priority=20)
+@takes_decode_options()
 def read_cbis_ddsm(
     path: Path,
     *,
-    skip_corrupt: bool = False,
+    decode: DecodeOptions,
     image: str = "cropped",
     abnormality: str = "both",
     bwc: str = "benign",
@@ -184,18 +185,12 @@ def read_cbis_ddsm(
     metadata_only: bool = False,
     allow_missing: bool = False,
     patch_px: int = 640,
-    channels: int | None = None,
-    size=None,
-    stack: bool | None = None,
-    workers: int | None = None,
-    cache: bool = True,
-    cache_dir: str | os.PathLike | None = None,
 ) -> ImageSet:
     """CBIS-DDSM lesions: the case-description CSVs with the DICOM crops, mammograms or ROI masks.
 
     See the module docstring for how CSV paths are matched to files and how labels are made.
 
-    Long: its signature and this docstring take 54 of its 99 lines; the code is 45; the steps are the
+    Long: its signature and this docstring take 49 of its 92 lines; the code is 43; the steps are the
     helpers below.
 
     Parameters
@@ -220,8 +215,9 @@ def read_cbis_ddsm(
     allow_missing : bool
         False (default): more than half of the rows' images missing is an error (usually the wrong
         ``image_root``); fewer are left out with a warning. True: load what is found.
-    channels, size, stack, workers, cache, cache_dir
-        See :func:`graphzoo.data.load`.
+    decode : DecodeOptions
+        ``skip_corrupt``, ``channels``, ``size``, ``stack``, ``workers``, ``cache``, ``cache_dir``, given as
+        keywords or as one object (see :func:`~graphzoo.data.load`).
 
     Returns
     -------
@@ -251,23 +247,19 @@ def read_cbis_ddsm(
         rows = _match_images(rows, csvs, root, "full", allow_missing, notes)
         index = _DiskIndex(root)
         rows, patches, _ = lesion_patches(rows, lambda r: index.find(r.get("roi_mask_file_path", ""), "roi"),
-                                          patch_px=patch_px, size=size, skip_corrupt=skip_corrupt, notes=notes)
+                                          patch_px=patch_px, size=decode.size, skip_corrupt=decode.skip_corrupt,
+                                          notes=notes)
         files = [f"{r['_file'].relative_to(root)}#{r['_centre_row']},{r['_centre_col']}" for r in rows]
-        images = finish_images(patches, stack=stack, where=str(root), names=files, notes=notes)
+        images = finish_images(patches, stack=decode.stack, where=str(root), names=files, notes=notes)
     else:
         rows = _match_images(rows, csvs, root, image, allow_missing, notes)
         if image == "full":
             rows = _one_per_mammogram(rows, notes)
-        decoded, ok = decode_many(
-            [r["_file"] for r in rows],
-            skip_corrupt=skip_corrupt,
-            notes=notes,
-            desc="decoding CBIS-DDSM",
-            **_decode_opts(channels, size, workers, cache, cache_dir),
-        )
+        decoded, ok = decode_many([r["_file"] for r in rows], notes=notes, desc="decoding CBIS-DDSM",
+                                  **decode.decode_kwargs())
         rows = [r for r, good in zip(rows, ok) if good]
         files = [str(r["_file"].relative_to(root)) for r in rows]
-        images = finish_images(decoded, stack=stack, where=str(root), names=files, notes=notes)
+        images = finish_images(decoded, stack=decode.stack, where=str(root), names=files, notes=notes)
 
     meta = {c: np.array([r.get(c, "") for r in rows]) for c in _META_COLUMNS}
     meta["pathology"] = np.array([r["pathology"] for r in rows])

@@ -35,8 +35,8 @@ import numpy as np
 
 from ._images import IMAGE_SUFFIXES, decode_many, finish_images, note
 from ._tables import check_missing, read_csv_rows
-from .readers import SPLIT_NAMES, _decode_opts, register_reader, top_files
-from .types import ImageSet
+from .readers import SPLIT_NAMES, register_reader, takes_decode_options, top_files
+from .types import DecodeOptions, ImageSet
 
 __all__ = ["PATHOLOGIES", "read_chestxray14"]
 
@@ -98,25 +98,20 @@ def detect(path: Path) -> bool:
 
 
 @register_reader("chestxray14", detect=detect, priority=10)
+@takes_decode_options()
 def read_chestxray14(
     path: Path,
     *,
-    skip_corrupt: bool = False,
+    decode: DecodeOptions,
     csv: str | os.PathLike | None = None,
     label_mode: str = "binary",
     allow_missing: bool = False,
-    channels: int | None = None,
-    size=None,
-    stack: bool | None = None,
-    workers: int | None = None,
-    cache: bool = True,
-    cache_dir: str | os.PathLike | None = None,
 ) -> ImageSet:
     """NIH ChestX-ray14: PNG images with the findings of the Data_Entry_2017 CSV (normal / abnormal, or 14).
 
     See the module docstring for the layout, the label modes and the split.
 
-    Long: its signature and this docstring take 43 of its 90 lines; the code is 47; the steps are the
+    Long: its signature and this docstring take 38 of its 80 lines; the code is 42; the steps are the
     helpers below.
 
     Parameters
@@ -131,8 +126,10 @@ def read_chestxray14(
     allow_missing : bool
         False (default): more than half of the CSV's images missing below ``path`` is an error
         (usually the wrong folder); fewer are left out with a warning. True: load what is found.
-    channels, size, stack, workers, cache, cache_dir
-        See :func:`graphzoo.data.load`. Copies saved as gray-replicated RGB come back gray.
+    decode : DecodeOptions
+        ``skip_corrupt``, ``channels``, ``size``, ``stack``, ``workers``, ``cache``, ``cache_dir``, given as
+        keywords or as one object (see :func:`~graphzoo.data.load`). Copies saved as gray-replicated RGB
+        come back gray.
 
     Returns
     -------
@@ -154,13 +151,7 @@ def read_chestxray14(
     labels, class_names = _labels(multilabels, label_mode, notes)
 
     files = [p for p, _ in kept]
-    images, ok = decode_many(
-        files,
-        skip_corrupt=skip_corrupt,
-        notes=notes,
-        desc="decoding ChestX-ray14",
-        **_decode_opts(channels, size, workers, cache, cache_dir),
-    )
+    images, ok = decode_many(files, notes=notes, desc="decoding ChestX-ray14", **decode.decode_kwargs())
     kept = [k for k, good in zip(kept, ok) if good]
     labels, multilabels = labels[ok], multilabels[ok]
     split = _split(kept, root, csv_path, notes)
@@ -176,7 +167,7 @@ def read_chestxray14(
         "follow_up": np.array([_int_or_minus1(r.get("Follow-up #", "")) for _, r in kept], np.int64),
     }
     return ImageSet(
-        images=finish_images(images, stack=stack, where=str(root), names=rel, notes=notes),
+        images=finish_images(images, stack=decode.stack, where=str(root), names=rel, notes=notes),
         labels=labels,
         class_names=class_names,
         split=split,

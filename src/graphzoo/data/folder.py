@@ -17,8 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from ._images import IMAGE_SUFFIXES, decode_many, finish_images, note
-from .readers import SPLIT_NAMES, _decode_opts, _has_images_below, register_reader
-from .types import ImageSet
+from .readers import SPLIT_NAMES, _has_images_below, register_reader, takes_decode_options
+from .types import DecodeOptions, ImageSet
 
 __all__ = ["read_folder"]
 
@@ -90,17 +90,12 @@ def _is_image_folder(path: Path) -> bool:
 
 
 @register_reader("folder", detect=_is_image_folder, priority=90)
+@takes_decode_options()
 def read_folder(
     path: Path,
     *,
-    skip_corrupt: bool = False,
+    decode: DecodeOptions,
     class_names: Sequence[str] | None = None,
-    channels: int | None = None,
-    size=None,
-    stack: bool | None = None,
-    workers: int | None = None,
-    cache: bool = True,
-    cache_dir: str | os.PathLike | None = None,
     unlabelled_dirs: Sequence[str] = ("unlabelled",),
 ) -> ImageSet:
     """Class-per-folder images (png, jpg, tif, bmp, pgm, dcm).
@@ -110,16 +105,15 @@ def read_folder(
     folder's parent name when that is ``train``, ``training``, ``valid``, ``validation``, ``val``,
     ``test`` or ``testing`` (lower-cased, otherwise as written), else ``None`` for the whole set.
 
-    Long: its signature and this docstring take 35 of its 84 lines; the code is 49.
-
     Parameters
     ----------
     class_names : sequence of str, optional
         Class order (label i is ``class_names[i]``). Default: sorted folder names, as torchvision's
         ``ImageFolder``. Folders not listed are left out, with a note; a listed name with no
         folder is an error.
-    channels, size, stack, workers, cache, cache_dir
-        See :func:`load`.
+    decode : DecodeOptions
+        ``skip_corrupt``, ``channels``, ``size``, ``stack``, ``workers``, ``cache``, ``cache_dir``, given as
+        keywords or as one object (see :func:`~graphzoo.data.load`).
     unlabelled_dirs : sequence of str
         Folder names (compared case-insensitively) whose images belong to no class: they are read
         with label -1 (unlabelled: they join the graph, never the evaluation). Default
@@ -158,13 +152,7 @@ def read_folder(
             items = [it for it in items if it[1] in class_names or it[1].lower() in free]
     index = {c: i for i, c in enumerate(class_names)}
     files = [p for p, _, _ in items]
-    images, ok = decode_many(
-        files,
-        skip_corrupt=skip_corrupt,
-        notes=notes,
-        desc=f"decoding {path.name}",
-        **_decode_opts(channels, size, workers, cache, cache_dir),
-    )
+    images, ok = decode_many(files, notes=notes, desc=f"decoding {path.name}", **decode.decode_kwargs())
     items = [it for it, k in zip(items, ok) if k]
     rel = np.array([str(p.relative_to(path)) for p, _, _ in items])
     labels = np.array([-1 if c.lower() in free else index[c] for _, c, _ in items], dtype=np.int64)
@@ -176,7 +164,7 @@ def read_folder(
         if blank.any():
             note(notes, f"{path}: {int(blank.sum())} images are not under a split folder; their split is ''")
     return ImageSet(
-        images=finish_images(images, stack=stack, where=str(path), names=rel, notes=notes),
+        images=finish_images(images, stack=decode.stack, where=str(path), names=rel, notes=notes),
         labels=labels,
         class_names=list(class_names),
         split=split,

@@ -43,8 +43,8 @@ from typing import Sequence
 import numpy as np
 
 from ._images import IMAGE_SUFFIXES, decode_many, finish_images
-from .readers import _decode_opts
-from .types import ImageSet
+from .readers import takes_decode_options
+from .types import DecodeOptions, ImageSet
 
 __all__ = ["read_labels_csv", "load_with_labels", "overlay_labels", "csv_is_label_source", "class_folders"]
 
@@ -133,20 +133,18 @@ def _classes(labels: dict[Path, tuple[str, int]], class_names, csv_path) -> list
     return class_names
 
 
+@takes_decode_options()
 def load_with_labels(
     root: str | os.PathLike,
     labels_csv: str | os.PathLike,
     *,
+    decode: DecodeOptions,
     class_names: Sequence[str] | None = None,
-    skip_corrupt: bool = False,
-    channels: int | None = None,
-    size=None,
-    stack: bool | None = None,
-    workers: int | None = None,
-    cache: bool = True,
-    cache_dir: str | os.PathLike | None = None,
 ) -> ImageSet:
     """Read every image below ``root``, labelled from ``labels_csv`` (-1 where it gives none).
+
+    ``decode`` (:class:`~graphzoo.data.types.DecodeOptions`): the shared decoding keywords, as for
+    :func:`~graphzoo.data.load`.
 
     Returns
     -------
@@ -176,12 +174,11 @@ def load_with_labels(
     names = _classes(labels, class_names, labels_csv)
     index = {c: i for i, c in enumerate(names)}
     notes: list[str] = []
-    images, ok = decode_many(files, skip_corrupt=skip_corrupt, notes=notes, desc=f"decoding {root.name}",
-                             **_decode_opts(channels, size, workers, cache, cache_dir))
+    images, ok = decode_many(files, notes=notes, desc=f"decoding {root.name}", **decode.decode_kwargs())
     files = [f for f, k in zip(files, ok) if k]
     y = np.array([index[labels[f][0]] if labels.get(f, ("", 0))[0] else -1 for f in files], dtype=np.int64)
     rel = np.array([str(f.relative_to(root.resolve())) for f in files])
-    return ImageSet(images=finish_images(images, stack=stack, where=str(root), names=rel, notes=notes), labels=y,
+    return ImageSet(images=finish_images(images, stack=decode.stack, where=str(root), names=rel, notes=notes), labels=y,
                     class_names=names, filenames=rel, source=f"folder+labels:{root} {labels_csv}", notes=notes)
 
 

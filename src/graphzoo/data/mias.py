@@ -28,7 +28,6 @@ run on it gets a patient-grouped split. ``format="npz"`` reads the same file wit
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -38,8 +37,8 @@ import numpy as np
 from ._images import decode_many, finish_images, note
 from ._tables import check_missing
 from .npz import read_npz
-from .readers import _decode_opts, npz_keys, register_reader
-from .types import ImageSet
+from .readers import npz_keys, register_reader, takes_decode_options
+from .types import DecodeOptions, ImageSet
 
 __all__ = ["parse_info", "read_mias", "MIAS_CLASSES"]
 
@@ -135,18 +134,8 @@ def _read_films_npz(path: Path) -> ImageSet:
 
 
 @register_reader("mias", detect=detect, priority=30)
-def read_mias(
-    path: Path,
-    *,
-    skip_corrupt: bool = False,
-    allow_missing: bool = False,
-    channels: int | None = None,
-    size=None,
-    stack: bool | None = None,
-    workers: int | None = None,
-    cache: bool = True,
-    cache_dir: str | os.PathLike | None = None,
-) -> ImageSet:
+@takes_decode_options()
+def read_mias(path: Path, *, decode: DecodeOptions, allow_missing: bool = False) -> ImageSet:
     """mini-MIAS mammograms: the .pgm films with Info.txt, or our npz of them (normal / benign / malignant).
 
     Reads the films listed in ``Info.txt`` and present as ``.pgm`` (see the module docstring).
@@ -159,12 +148,14 @@ def read_mias(
     allow_missing : bool
         False (default): more than half of the films in ``Info.txt`` without a ``.pgm`` is an error
         (usually the wrong folder); fewer are left out with a warning. True: load what is found.
-    channels, size, stack, workers, cache, cache_dir
-        See :func:`graphzoo.data.load`; ``size=256`` gives the films of our ``mini_mias_256.npz``.
-        They apply to the ``.pgm`` films, not to the npz (its films are decoded already).
+    decode : DecodeOptions
+        ``skip_corrupt``, ``channels``, ``size``, ``stack``, ``workers``, ``cache``, ``cache_dir``, given as
+        keywords or as one object (see :func:`~graphzoo.data.load`).
+        ``size=256`` gives the films of our ``mini_mias_256.npz``. ``channels``, ``size`` and ``stack``
+        apply to the ``.pgm`` films, not to the npz (its films are decoded already).
     """
     if path.suffix.lower() == ".npz":
-        given = [k for k, v in (("channels", channels), ("size", size), ("stack", stack)) if v is not None]
+        given = [k for k in ("channels", "size", "stack") if getattr(decode, k) is not None]
         if given:
             raise ValueError(
                 f"{path} holds decoded films: {', '.join(given)} apply to the .pgm files only. "
@@ -195,17 +186,11 @@ def read_mias(
     if extra:
         note(notes, f"{folder}: {len(extra)} .pgm files are not in Info.txt and were ignored ({', '.join(extra[:3])})")
 
-    images, ok = decode_many(
-        [pgms[r] for r in refs],
-        skip_corrupt=skip_corrupt,
-        notes=notes,
-        desc="decoding MIAS",
-        **_decode_opts(channels, size, workers, cache, cache_dir),
-    )
+    images, ok = decode_many([pgms[r] for r in refs], notes=notes, desc="decoding MIAS", **decode.decode_kwargs())
     refs = [r for r, good in zip(refs, ok) if good]
     labels, meta = _labels_and_meta(refs, films)
     return ImageSet(
-        images=finish_images(images, stack=stack, where=str(folder), names=refs, notes=notes),
+        images=finish_images(images, stack=decode.stack, where=str(folder), names=refs, notes=notes),
         labels=labels,
         class_names=list(MIAS_CLASSES),
         patient_ids=mias_patient_ids(refs),

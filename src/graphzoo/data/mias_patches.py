@@ -31,8 +31,8 @@ of one woman), so a patient-grouped split keeps all patches of a woman on one si
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +40,8 @@ import numpy as np
 from ._images import note
 from ._patches import breast_mask, crop, normal_centres
 from .mias import mias_patient_ids, read_mias
-from .readers import register_reader
-from .types import ImageSet
+from .readers import register_reader, takes_decode_options
+from .types import DecodeOptions, ImageSet
 
 __all__ = ["read_mias_patches", "read_mias_patches_malignancy", "extract_patches", "lesion_position", "MM_1024"]
 
@@ -176,22 +176,27 @@ def _never(path: Path) -> bool:
     return False
 
 
-def _read(path, labels, skip_corrupt, allow_missing, patch_mm, normal_per_film, min_tissue, threshold, seed,
-          workers, cache, cache_dir) -> ImageSet:
-    if Path(path).suffix.lower() == ".npz":
-        films = read_mias(Path(path), skip_corrupt=skip_corrupt, allow_missing=allow_missing)
+# The decoding options a patch reader takes; the films are always read gray, whole and as one array.
+_PATCH_DECODE = ("skip_corrupt", "workers", "cache", "cache_dir")
+
+
+def _read(path, labels, decode: DecodeOptions, allow_missing, patch_mm, normal_per_film, min_tissue, threshold,
+          seed) -> ImageSet:
+    if Path(path).suffix.lower() == ".npz":  # decoded films: only skip_corrupt means anything
+        films = read_mias(Path(path), decode=DecodeOptions(skip_corrupt=decode.skip_corrupt),
+                          allow_missing=allow_missing)
     else:
-        films = read_mias(Path(path), skip_corrupt=skip_corrupt, allow_missing=allow_missing, channels=1,
-                          stack=True, workers=workers, cache=cache, cache_dir=cache_dir)
+        films = read_mias(Path(path), decode=dataclasses.replace(decode, channels=1, size=None, stack=True),
+                          allow_missing=allow_missing)
     return extract_patches(films, labels=labels, patch_mm=patch_mm, normal_per_film=normal_per_film,
                            min_tissue=min_tissue, threshold=threshold, seed=seed)[0]
 
 
 @register_reader("mias_patches", detect=_never, priority=95)  # never detected: the order is moot
-def read_mias_patches(path: Path, *, skip_corrupt: bool = False, allow_missing: bool = False, patch_mm: float = 32.0,
-                      normal_per_film: int = 1, min_tissue: float = 0.9, threshold: int = 20, seed: int = 0,
-                      workers: int | None = None, cache: bool = True,
-                      cache_dir: str | os.PathLike | None = None) -> ImageSet:
+@takes_decode_options(*_PATCH_DECODE)
+def read_mias_patches(path: Path, *, decode: DecodeOptions, allow_missing: bool = False, patch_mm: float = 32.0,
+                      normal_per_film: int = 1, min_tissue: float = 0.9, threshold: int = 20,
+                      seed: int = 0) -> ImageSet:
     """Abnormal vs normal tissue: a patch on every MIAS abnormality and ``normal_per_film`` per normal film.
 
     Parameters
@@ -202,21 +207,21 @@ def read_mias_patches(path: Path, *, skip_corrupt: bool = False, allow_missing: 
     min_tissue : the least fraction of a normal patch inside the breast mask.
     threshold : the breast mask's grey-level threshold (:func:`~graphzoo.data._patches.breast_mask`).
     seed : the normal patches' draw (fixed by default, so every run sees the same patches).
-    skip_corrupt, allow_missing, workers, cache, cache_dir : as for :func:`~graphzoo.data.mias.read_mias`.
+    allow_missing : as for :func:`~graphzoo.data.mias.read_mias`.
+    decode : :class:`~graphzoo.data.types.DecodeOptions`; of its keywords only ``skip_corrupt``, ``workers``,
+        ``cache`` and ``cache_dir`` are taken (the films are read gray, at full size).
 
     See the module docstring for the geometry and the skipped input; :func:`extract_patches` for the arrays.
     """
-    return _read(path, "abnormal", skip_corrupt, allow_missing, patch_mm, normal_per_film, min_tissue, threshold,
-                 seed, workers, cache, cache_dir)
+    return _read(path, "abnormal", decode, allow_missing, patch_mm, normal_per_film, min_tissue, threshold, seed)
 
 
 @register_reader("mias_patches_malignancy", detect=_never, priority=96)
-def read_mias_patches_malignancy(path: Path, *, skip_corrupt: bool = False, allow_missing: bool = False,
-                                 patch_mm: float = 32.0, threshold: int = 20, workers: int | None = None,
-                                 cache: bool = True, cache_dir: str | os.PathLike | None = None) -> ImageSet:
+@takes_decode_options(*_PATCH_DECODE)
+def read_mias_patches_malignancy(path: Path, *, decode: DecodeOptions, allow_missing: bool = False,
+                                 patch_mm: float = 32.0, threshold: int = 20) -> ImageSet:
     """Benign vs malignant: one patch on every MIAS lesion, labelled by its ``Info.txt`` severity.
 
     Options as for :func:`read_mias_patches` (no normal patches here).
     """
-    return _read(path, "malignancy", skip_corrupt, allow_missing, patch_mm, 0, 0.9, threshold, 0,
-                 workers, cache, cache_dir)
+    return _read(path, "malignancy", decode, allow_missing, patch_mm, 0, 0.9, threshold, 0)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PreparedData", "prepare_data", "read_source", "label_counts", "labels_line", "DATA_OPTIONS"]
+__all__ = ["PreparedData", "prepare_data", "read_source", "label_counts", "labels_line", "DATA_OPTIONS",
+           "check_run_reader_options"]
 
 # The RunConfig keys prepare_data takes (they decide the images, the split and the labelled mask).
 #: The part of an image without a label whose patient is in the validation or test part.
@@ -21,7 +22,12 @@ EXCLUDED = "excluded"
 
 DATA_OPTIONS = ("data", "data_format", "task", "split", "split_fractions", "label_fraction", "labels_per_class",
                 "val_labels", "seed", "image_size", "in_chans", "skip_corrupt", "labels", "class_names",
-                "unlabelled_dirs", "holdout", "add_labels", "data_in_memory")
+                "unlabelled_dirs", "holdout", "add_labels", "data_in_memory", "reader_options")
+
+# Reader options a run sets through keys of its own (and ``decode``, an object no config can hold): refused in
+# ``reader_options``, so that one setting has one place.
+OWN_KEYS = {"skip_corrupt": "skip_corrupt", "class_names": "class_names", "unlabelled_dirs": "unlabelled_dirs",
+            "decode": "the option's own fields (channels, size, ...)"}
 
 # ImageSet.meta key: the images a labels CSV added to a source with labels of its own named (bool (N,)).
 NAMED_BY_CSV = "named_by_labels_csv"
@@ -136,21 +142,52 @@ def _draw_budget(targets, split, pids, *, label_fraction, labels_per_class, val_
     return labelled
 
 
+def check_run_reader_options(data, data_format: str, reader_options) -> None:
+    """Refuse ``reader_options`` (a run's options of its reader, e.g. ``{"patch_mm": 24}`` for ``mias_patches``)
+    that the reader of ``data`` does not take: one ``ValueError`` naming them and listing the valid ones.
+
+    The format is ``data_format``, else detected from ``data`` (names only); when ``data`` does not exist yet
+    only the keys a run sets elsewhere (:data:`OWN_KEYS`) are checked, the rest when the data is read.
+    """
+    from ..registry import did_you_mean
+    from .readers import detect_format, reader_option_names
+
+    options = dict(reader_options or {})
+    own = [k for k in options if k in OWN_KEYS]
+    if own:
+        raise ValueError(f"reader_options: {', '.join(map(repr, own))} "
+                         f"{'is a setting' if len(own) == 1 else 'are settings'} of its own. Fix: set "
+                         f"{' and '.join(OWN_KEYS[k] for k in own)} instead.")
+    fmt = data_format or (detect_format(data) if options and data and Path(data).exists() else "")
+    if not fmt:
+        return
+    valid = [k for k in reader_option_names(fmt) if k not in OWN_KEYS]
+    unknown = [k for k in options if k not in valid]
+    if unknown:
+        raise ValueError(f"reader_options: the {fmt!r} reader does not take {', '.join(map(repr, unknown))}."
+                         f"{did_you_mean(unknown[0], valid)} Valid: {', '.join(valid) or 'none'}.")
+
+
 def read_source(data, imageset=None, *, data_format="", skip_corrupt=False, labels="", class_names=(),
-                unlabelled_dirs=("unlabelled",)):
+                unlabelled_dirs=("unlabelled",), reader_options=None):
     """The ImageSet of a run: given, or read from ``data`` by :func:`load`, with the labels of ``labels``.
 
     ``labels`` (a ``path,label`` CSV) is, by :func:`~graphzoo.data.labels_csv.csv_is_label_source`, either the
     label source of a folder of plain images (:func:`~graphzoo.data.labels_csv.load_with_labels`) or labels
     *added* to a source that has its own (:func:`~graphzoo.data.labels_csv.overlay_labels`; the images it names
     are then marked in ``meta[NAMED_BY_CSV]``). Every image, labelled or not, in the order
-    :func:`prepare_data` keeps them (the rows of a run's predictions.csv)."""
+    :func:`prepare_data` keeps them (the rows of a run's predictions.csv). ``reader_options`` go to the reader
+    (checked by :func:`check_run_reader_options`)."""
     from .labels_csv import csv_is_label_source, load_with_labels, overlay_labels
     from .readers import detect_format, load
 
+    reader_options = dict(reader_options or {})
+    if imageset is None:
+        check_run_reader_options(data, data_format, reader_options)
     if imageset is None and labels and csv_is_label_source(data, labels, data_format=data_format,
                                                            unlabelled_dirs=unlabelled_dirs):
-        return load_with_labels(data, labels, class_names=class_names or None, skip_corrupt=skip_corrupt)
+        return load_with_labels(data, labels, class_names=class_names or None, skip_corrupt=skip_corrupt,
+                                **reader_options)
     ds = imageset
     if ds is None:
         fmt = data_format or (detect_format(data) if Path(data).exists() else "")
@@ -158,7 +195,7 @@ def read_source(data, imageset=None, *, data_format="", skip_corrupt=False, labe
         extra = {"unlabelled_dirs": tuple(unlabelled_dirs)} if fmt == "folder" else {}
         if class_names and fmt == "folder":
             extra["class_names"] = list(class_names)
-        ds = load(data, format=data_format or None, skip_corrupt=skip_corrupt, **extra)
+        ds = load(data, format=data_format or None, skip_corrupt=skip_corrupt, **extra, **reader_options)
     if labels:
         root = data if data and Path(data).is_dir() else None
         new, named, _ = overlay_labels(ds.labels, ds.filenames, ds.class_names, labels, root=root)
@@ -218,6 +255,7 @@ def prepare_data(
     holdout: bool = True,
     add_labels=(),
     data_in_memory: str = "auto",
+    reader_options=None,
 ) -> PreparedData:
     """Load ``data`` (or use ``imageset``), split it and draw the label budget.
 
@@ -248,6 +286,8 @@ def prepare_data(
     data_in_memory : "auto" (default), "true" or "false": hold the images in memory as one tensor, or read
         them from disk as batches need them (a :class:`~graphzoo.data.torchdata.LazyImages`, the same pixels);
         "auto" keeps a set in memory when its decoded size is at most 1 GiB (:mod:`graphzoo.data.store`).
+    reader_options : a dict of options for the reader (e.g. ``{"patch_mm": 24}`` for ``mias_patches``,
+        ``{"image": "patch"}`` for ``cbis_ddsm``); keys it does not take are refused, naming the valid ones.
 
     Images without a label in the source (multiclass target -1) are kept: they go to the training
     part, are never labelled and join the graph. The split and the budget are drawn over the
@@ -265,7 +305,7 @@ def prepare_data(
 
     with image_mode(data_in_memory):
         ds = read_source(data, imageset, data_format=data_format, skip_corrupt=skip_corrupt, labels=labels,
-                         class_names=class_names, unlabelled_dirs=unlabelled_dirs)
+                         class_names=class_names, unlabelled_dirs=unlabelled_dirs, reader_options=reader_options)
     where = data or "the image set"
     multilabel = task == "multilabel"
     if multilabel and (labels or add_labels):

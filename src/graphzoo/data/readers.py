@@ -15,6 +15,8 @@ import (``graphzoo.data`` imports them all):
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 import os
 import zipfile
@@ -23,9 +25,10 @@ from typing import Callable
 
 from ..registry import Registry
 from ._images import IMAGE_SUFFIXES
-from .types import ImageSet
+from .types import DecodeOptions, ImageSet
 
-__all__ = ["READERS", "load", "detect_format", "register_reader", "SPLIT_NAMES"]
+__all__ = ["READERS", "load", "detect_format", "register_reader", "takes_decode_options", "check_reader_options",
+           "SPLIT_NAMES"]
 
 READERS: Registry[Callable[..., ImageSet]] = Registry("data format")
 
@@ -54,7 +57,8 @@ def load(path: str | os.PathLike, format: str | None = None, *, skip_corrupt: bo
         Passed to the reader; each reader's docstring lists its options. Image-file readers share
         ``channels`` (None | 1 | 3), ``size`` (resize on read), ``stack`` (None: array when sizes
         agree, else list; True: array or error; False: list), ``workers``, ``cache`` and
-        ``cache_dir``.
+        ``cache_dir``, the fields of :class:`~graphzoo.data.types.DecodeOptions`, also given as one
+        ``decode=DecodeOptions(...)``.
 
     Returns
     -------
@@ -91,14 +95,9 @@ def load(path: str | os.PathLike, format: str | None = None, *, skip_corrupt: bo
     if format is None:
         format, path = _detect(path)
     reader = READERS.get(format)
-    params = inspect.signature(reader).parameters
-    unknown = [k for k in options if k not in params]
-    if unknown:
-        accepted = [k for k, p in params.items() if p.kind == p.KEYWORD_ONLY and k != "skip_corrupt"]
-        raise ValueError(
-            f"format {format!r} does not take option(s) {', '.join(map(repr, unknown))}; "
-            f"it takes: {', '.join(accepted)}."
-        )
+    check_reader_options(format, options)
+    if isinstance(options.get("decode"), DecodeOptions):  # skip_corrupt=True in either place skips
+        skip_corrupt = skip_corrupt or options["decode"].skip_corrupt
     ds = reader(path, skip_corrupt=skip_corrupt, **options)
     if len(ds) == 0:
         raise ValueError(
@@ -106,6 +105,24 @@ def load(path: str | os.PathLike, format: str | None = None, *, skip_corrupt: bo
             "image, or pass format= if it was read as the wrong format."
         )
     return ds
+
+
+def reader_option_names(format: str) -> list[str]:
+    """The options the reader of ``format`` takes (its keyword-only parameters, but ``skip_corrupt``)."""
+    params = inspect.signature(READERS.get(format)).parameters
+    return [k for k, p in params.items() if p.kind == p.KEYWORD_ONLY and k != "skip_corrupt"]
+
+
+def check_reader_options(format: str, options) -> None:
+    """Raise ``ValueError`` naming the options (keys of ``options``) that the reader of ``format`` does not
+    take, and listing those it does; an unknown ``format`` raises with "did you mean"."""
+    params = inspect.signature(READERS.get(format)).parameters
+    unknown = [k for k in options if k not in params]
+    if unknown:
+        raise ValueError(
+            f"format {format!r} does not take option(s) {', '.join(map(repr, unknown))}; "
+            f"it takes: {', '.join(reader_option_names(format))}."
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,6 +236,45 @@ def detect_format(path: str | os.PathLike) -> str:
     return _detect(Path(path))[0]
 
 
-def _decode_opts(channels, size, workers, cache, cache_dir) -> dict:
-    """The image-file readers' shared options (see :func:`load`) as keyword arguments of ``decode_many``."""
-    return {"channels": channels, "size": size, "workers": workers, "cache": cache, "cache_dir_": cache_dir}
+DECODE_KEYWORDS = tuple(f.name for f in dataclasses.fields(DecodeOptions))
+
+
+def takes_decode_options(*names: str):
+    """Decorator: a reader that takes one ``decode: DecodeOptions`` is called with the shared keywords.
+
+    The decorated reader is written ``reader(path, *, decode: DecodeOptions, <its own options>)``; its callers
+    pass either ``decode=DecodeOptions(...)`` or the keywords ``names`` (default: every field of
+    :class:`~graphzoo.data.types.DecodeOptions`) one by one, as :func:`load` documents them, or both (a
+    keyword then replaces that field of ``decode``). The wrapper's signature lists those keywords, so that
+    :func:`load`'s check of unknown options and its message see them like any other option.
+    """
+    names = names or DECODE_KEYWORDS
+    unknown = set(names) - set(DECODE_KEYWORDS)
+    if unknown:
+        raise TypeError(f"takes_decode_options: {sorted(unknown)} are not DecodeOptions fields {DECODE_KEYWORDS}")
+    defaults = DecodeOptions()
+    kw = inspect.Parameter.KEYWORD_ONLY
+    shared = {f.name: inspect.Parameter(f.name, kw, default=f.default, annotation=f.type)
+              for f in dataclasses.fields(DecodeOptions) if f.name in names}
+    decode_param = inspect.Parameter("decode", kw, default=None, annotation="DecodeOptions | None")
+
+    def decorator(reader: Callable[..., ImageSet]) -> Callable[..., ImageSet]:
+        @functools.wraps(reader)
+        def wrapper(*args, decode: DecodeOptions | None = None, **kwargs) -> ImageSet:
+            if decode is not None and not isinstance(decode, DecodeOptions):
+                raise ValueError(f"decode must be a graphzoo.data.DecodeOptions, got {type(decode).__name__}. Fix: "
+                                 f"give its fields as options of their own ({', '.join(names)}).")
+            given = {k: kwargs.pop(k) for k in names if k in kwargs}
+            opts = decode if decode is not None else defaults
+            return reader(*args, decode=dataclasses.replace(opts, **given) if given else opts, **kwargs)
+
+        sig = inspect.signature(reader)
+        own = [p for p in sig.parameters.values() if p.name != "decode"]
+        # Positional parameters, skip_corrupt (load passes it to every reader), the reader's own options, the
+        # other shared keywords, decode.
+        order = ([p for p in own if p.kind != kw] + [shared[k] for k in ("skip_corrupt",) if k in shared]
+                 + [p for p in own if p.kind == kw] + [p for k, p in shared.items() if k != "skip_corrupt"])
+        wrapper.__signature__ = sig.replace(parameters=order + [decode_param])  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator

@@ -1,7 +1,9 @@
-"""The form every reader returns (torch-free): in memory, or lazily for sets over the memory budget."""
+"""The form every reader returns (torch-free): in memory, or lazily for sets over the memory budget; and the
+decoding options the image-file readers share."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,3 +56,37 @@ class ImageSet:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How an image-file reader decodes its files: the options every such reader shares.
+
+    The readers (``folder``, ``chestxray14``, ``mias``, ``cbis_ddsm``, ``mias_patches``, and
+    :func:`~graphzoo.data.labels_csv.load_with_labels`) take these as plain keywords, as
+    :func:`graphzoo.data.load` documents them, or as one object, ``decode=DecodeOptions(...)``
+    (:func:`~graphzoo.data.readers.takes_decode_options`); a keyword given beside ``decode`` wins.
+
+    Attributes
+    ----------
+    channels : None (as stored) | 1 | 3
+    size : None, an int (square side) or (height, width): resize on read
+    stack : None (array when the sizes agree, else a list) | True (array or error) | False (list)
+    workers : decoding threads (None: ``min(8, os.cpu_count())``)
+    cache, cache_dir : use the decoded-image cache, and where it lives (None: ``$GRAPHZOO_CACHE``)
+    skip_corrupt : False: an undecodable file is an error naming it; True: skipped, counted in one warning
+    """
+
+    channels: int | None = None
+    size: Any = None
+    stack: bool | None = None
+    workers: int | None = None
+    cache: bool = True
+    cache_dir: str | os.PathLike | None = None
+    skip_corrupt: bool = False
+
+    def decode_kwargs(self) -> dict:
+        """The keyword arguments of :func:`~graphzoo.data._images.decode_many` (all but ``stack``, which
+        :func:`~graphzoo.data._images.finish_images` takes)."""
+        return {"channels": self.channels, "size": self.size, "skip_corrupt": self.skip_corrupt,
+                "workers": self.workers, "cache": self.cache, "cache_dir_": self.cache_dir}

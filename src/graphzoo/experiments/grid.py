@@ -77,8 +77,8 @@ __all__ = ["GridSpec", "MethodSpec", "Cell", "load_grid", "plan_cells", "run_gri
            "write_summary", "SPLIT_KEYS", "BASELINES"]
 
 # Keys that decide the split and the labelled mask: identical for every cell of a (fraction, seed).
-SPLIT_KEYS = ("data", "data_format", "task", "split", "split_fractions", "label_fraction", "labels_per_class",
-              "val_labels", "seed")
+SPLIT_KEYS = ("data", "data_format", "reader_options", "task", "split", "split_fractions", "label_fraction",
+              "labels_per_class", "val_labels", "seed")
 MODE_LABELS = {"one-pass": "One Pass", "dynamic": "Dynamic Pass"}
 _GRID_KEYS = {"name", "out", "base", "set", "label_fractions", "seeds", "methods", "baselines", "baseline_backbone",
               "report", "dynamic_last", "active"}

@@ -231,7 +231,8 @@ def _images(run: RunRecord, index: np.ndarray):
 
     cfg = run.cfg
     ds = read_source(cfg.data, data_format=cfg.data_format, skip_corrupt=cfg.skip_corrupt, labels=cfg.labels,
-                     class_names=cfg.class_names, unlabelled_dirs=cfg.unlabelled_dirs)
+                     class_names=cfg.class_names, unlabelled_dirs=cfg.unlabelled_dirs,
+                     reader_options=cfg.reader_options)
     sel = np.arange(len(ds.labels))  # a run keeps every image (graphzoo.data.prepare_data), labelled or not
     if len(sel) != len(run.split):
         raise ValueError(f"{cfg.data} now holds {len(sel)} images, the run {run.rd} used {len(run.split)}. "
