@@ -89,7 +89,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
 # that no test image of the first run trains the second), and the network the weights are for.
 KEPT_ON_INIT = ("data", "data_format", "task", "split", "split_fractions", "label_fraction", "labels_per_class",
                 "val_labels", "seed", "labels", "class_names", "unlabelled_dirs", "holdout", "add_labels",
-                "backbone", "backbone_kwargs", "in_chans")
+                "backbone", "backbone_kwargs", "in_chans", "reader_options")
 
 
 def next_round_name(run: Path, out: Path) -> str:

@@ -66,7 +66,8 @@ def _pseudo_labels_from(trainer, Z: np.ndarray) -> tuple[dict, dict]:
     lab_mask = d.labelled[trainer.idx_train]
     y = np.where(lab_mask[:, None] if d.multilabel else lab_mask, d.targets[trainer.idx_train], -1)
     step = graph_step(Z, y, energy=cfg.energy, energy_params=cfg.energy_params, n_neighbors=cfg.n_neighbors,
-                      metric=cfg.graph_metric, n_classes=d.n_outputs, multilabel=d.multilabel)
+                      metric=cfg.graph_metric, n_classes=d.n_outputs, multilabel=d.multilabel,
+                      device=trainer.graph_device)
     u = ~lab_mask
     P, R, xi = step.proba[u], step.reachable[u], step.certainty[u]
     truth = d.targets[trainer.idx_unl]

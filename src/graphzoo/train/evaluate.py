@@ -44,15 +44,13 @@ import numpy as np
 
 from .. import calibration as cal
 from .. import distributed, progress
-from ..graph import knn_search
+from ..evidence import N_EVIDENCE, nearest_labelled
 from ..graph_step import graph_step
 
 __all__ = ["evaluate", "collapsed_classes", "write_history", "write_metrics", "COVERAGES", "N_EVIDENCE"]
 
 #: Coverages whose conformal threshold q̂ a run saves for ``graphzoo predict --coverage``.
 COVERAGES = (0.8, 0.85, 0.9, 0.95, 0.975, 0.99)
-#: Nearest labelled training images listed as evidence for each prediction.
-N_EVIDENCE = 3
 #: Shares of the least confident test images referred in ``calibration.test.selective_accuracy``.
 REFER_FRACTIONS = (0.05, 0.1, 0.2)
 
@@ -85,7 +83,11 @@ def _evaluate_embedded(trainer, logits: np.ndarray, Z: np.ndarray, t0: float) ->
     p_net = trainer.proba(logits)
     y = np.where(d.graph_labels[:, None] if d.multilabel else d.graph_labels, d.targets, -1)
     step = graph_step(Z, y, energy=cfg.energy, energy_params=cfg.energy_params, n_neighbors=cfg.n_neighbors,
-                      metric=cfg.graph_metric, n_classes=d.n_outputs, multilabel=d.multilabel)
+                      metric=cfg.graph_metric, n_classes=d.n_outputs, multilabel=d.multilabel,
+                      device=trainer.graph_device)
+    info = step.info
+    progress.say(f"graph: {len(Z)} images, k={cfg.n_neighbors}: kNN by {info['knn_backend']} "
+                 f"in {info['graph_s']:.1f} s, {cfg.energy} in {info['energy_s']:.1f} s", cfg.progress)
     p_graph = step.proba
     kind = cfg.test_prediction
     if kind == "auto":
@@ -118,7 +120,8 @@ def _evaluate_embedded(trainer, logits: np.ndarray, Z: np.ndarray, t0: float) ->
         metrics["collapsed"] = _collapse_report(d, test, p_net, p_graph, trainer.cfg.progress)
     _add_label_accounting(trainer, metrics, Z, step.W)
     metrics["calibration"], per_image = calibrate(trainer, p_main, p_net, kind)
-    _write_predictions(trainer, p_net, p_graph, p_main, per_image, _evidence(trainer, Z))
+    evidence = nearest_labelled(Z, trainer.idx_lab, d.filenames, cfg.graph_metric)
+    _write_predictions(trainer, p_net, p_graph, p_main, per_image, evidence)
     return metrics
 
 
@@ -207,17 +210,6 @@ def _test_block(trainer, p_main, calibrated, sets, refer) -> dict:
             "accuracy_not_referred": float(correct[kept].mean()) if kept.any() else None,
             "selective_accuracy": {f"{f:g}": float(a) for f, a in
                                    zip(REFER_FRACTIONS, cal.selective_accuracy(conf, correct, REFER_FRACTIONS))}}
-
-
-def _evidence(trainer, Z: np.ndarray) -> list[str]:
-    """Per image: the ids (file names, else row indices) of the nearest labelled training images in ψ,
-    itself excluded, joined by "|"."""
-    d, lab = trainer.data, trainer.idx_lab
-    k = min(N_EVIDENCE + 1, len(lab))
-    _, nb = knn_search(Z[lab], k, queries=Z, metric=trainer.cfg.graph_metric)
-    ids = lab[nb]  # (n, k) image indices
-    name = (lambda i: str(i)) if d.filenames is None else (lambda i: str(d.filenames[i]))  # noqa: E731
-    return ["|".join(name(j) for j in row[row != i][:N_EVIDENCE]) for i, row in enumerate(ids)]
 
 
 def _collapse_report(d, test, p_net, p_graph, verbose: bool) -> dict:

@@ -72,10 +72,17 @@ def pretrain_request(cfg, data, idx_train: np.ndarray) -> dict:
     """The key of the encoder ``cfg`` asks for on ``data`` (plain values; see the module docstring)."""
     settings = resolve_settings(cfg.pretrain, cfg.pretrain_params, cfg.pretrain_epochs)
     source = str(Path(cfg.data).resolve()) if cfg.data else "<in memory>"
-    return {"method": cfg.pretrain, "settings": settings, "backbone": cfg.backbone,
-            "backbone_kwargs": dict(sorted(cfg.backbone_kwargs.items())), "source": source,
-            "image_shape": list(data.images.shape[1:]), "n_train": int(len(idx_train)),
-            "train_indices_sha1": hashlib.sha1(np.asarray(idx_train, dtype=np.int64).tobytes()).hexdigest()}
+    key = {"method": cfg.pretrain, "settings": settings, "backbone": cfg.backbone,
+           "backbone_kwargs": dict(sorted(cfg.backbone_kwargs.items())), "source": source,
+           "image_shape": list(data.images.shape[1:]), "n_train": int(len(idx_train)),
+           "train_indices_sha1": hashlib.sha1(np.asarray(idx_train, dtype=np.int64).tobytes()).hexdigest()}
+    # How the file is read (e.g. MIAS patches of another size) names another encoder. Only when set, so the
+    # keys of encoders cached before these settings existed stay the same.
+    if cfg.data_format:
+        key["data_format"] = cfg.data_format
+    if cfg.reader_options:
+        key["reader_options"] = dict(sorted(cfg.reader_options.items()))
+    return key
 
 
 def _entry(cfg, key: dict) -> Path:

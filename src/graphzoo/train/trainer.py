@@ -314,6 +314,12 @@ class Trainer:
             out = self._ddp(x, reconstruct)
         return out.float()  # losses in float32
 
+    @property
+    def graph_device(self) -> str | None:
+        """Where the graph step's exact kNN search runs: this process's GPU when it trains on one
+        (faiss's GPU index or a blocked top-k in torch, :mod:`graphzoo.knn_device`), else the CPU."""
+        return str(self.device) if self.device.type == "cuda" else None
+
     def autocast(self):
         """Mixed precision (``cfg.amp``) for a forward pass; a no-op context in float32."""
         if self.amp_dtype is None:
