@@ -211,3 +211,27 @@ def test_bf16_autocast_on_cpu_trains_and_scores(tmp_path):
         torch.set_num_threads(old)
     assert np.isfinite(m16["auc"]) and m16["n_test"] == m32["n_test"]
     assert abs(m16["val"]["auc"] - m32["val"]["auc"]) < 0.15
+
+
+@needs_torchrun
+def test_experiment_grid_under_torchrun_trains_together_and_writes_each_cell_once(tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text(f"""name: g
+out: {tmp_path / "runs"}
+set: {{data: {MALARIA_DEMO}, image_size: 32, backbone_kwargs: {{width: 8}}, epochs: 2, min_epoch_steps: 4,
+       tta: false, precise_bn: 256, n_neighbors: 10, threads: 1, device: cpu}}
+label_fractions: [0.2]
+seeds: [0]
+methods:
+  - {{mode: one-pass, backbones: [small_cnn], energies: [label_spreading, poisson]}}
+baselines: [sklearn_label_spreading]
+""")
+    proc = subprocess.run(_torchrun("-m", "graphzoo", "experiment", "--config", str(grid), "--no-report"),
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = (tmp_path / "runs" / "g" / "results.jsonl").read_text().splitlines()
+    records = [json.loads(x) for x in lines]
+    assert len(records) == len({r["cell"] for r in records}) == 3  # one run, its second energy, one baseline
+    run = next(r for r in records if r["kind"] == "run")
+    assert _metrics(tmp_path / "runs" / "g" / run["run_dir"])["world_size"] == 2
+    assert proc.stdout.count("grid finished") + proc.stderr.count("grid finished") == 1  # rank 0 alone reports

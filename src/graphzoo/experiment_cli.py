@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 
@@ -48,8 +49,10 @@ def main(args: argparse.Namespace) -> int:
     records = {r["cell"]: r for r in read_results(spec.results_path)}
     stale = stale_cells(cells, records)
     n_done = len(set(records) & {c.id for c in cells})
-    print(f"experiment {spec.name}: {len(cells)} cells ({n_done} done"
-          f"{f', {len(stale)} of them with another config' if stale else ''}) -> {spec.folder}", file=sys.stderr)
+    rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun rank 0 speaks and writes for all
+    if rank0:
+        print(f"experiment {spec.name}: {len(cells)} cells ({n_done} done"
+              f"{f', {len(stale)} of them with another config' if stale else ''}) -> {spec.folder}", file=sys.stderr)
     if args.dry_run:
         for c in cells:
             status = "stale" if c.id in stale else "done " if c.id in records else "todo "
@@ -58,6 +61,8 @@ def main(args: argparse.Namespace) -> int:
         return 0
     t0 = time.perf_counter()
     run_grid(spec)
+    if not rank0:
+        return 0
     print(f"grid finished in {time.perf_counter() - t0:.0f} s; table: {spec.folder / 'summary.md'}",
           file=sys.stderr)
     print((spec.folder / "summary.md").read_text())

@@ -57,6 +57,7 @@ there (and refuses a cell whose config changed since), and resumes a run killed 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import sys
 import time
@@ -373,15 +374,22 @@ def run_grid(spec: GridSpec, log=sys.stderr) -> list[dict]:
     """Run every cell of ``spec`` not yet in its ``results.jsonl``; return all records.
 
     One line per cell goes to ``log``; ``summary.md`` and ``results.csv`` are rewritten at the end.
+
+    Under torchrun every rank trains each run cell together (DistributedDataParallel,
+    :mod:`graphzoo.distributed`); the cells that only read a run (energies, baselines on its features)
+    run on rank 0, which alone writes the experiment's files and log lines.
     """
+    from .. import distributed
+
+    if distributed.launched():
+        distributed.init(spec.base.device)
+    main = distributed.is_main()
+    if not main:
+        log = io.StringIO()  # rank 0 alone says how the cells went
     spec.folder.mkdir(parents=True, exist_ok=True)
     options = {b: spec.baseline_options.get(b, {}) for b in BASELINES if BASELINES.get(b).options}
-    (spec.folder / "experiment.yaml").write_text(yaml.safe_dump({
-        "source": spec.source, "label_fractions": spec.label_fractions, "seeds": spec.seeds,
-        "methods": [dataclasses.asdict(m) for m in spec.methods], "baselines": spec.baselines,
-        "baseline_backbone": spec.baseline_backbone, **options,
-        **({"active": dataclasses.asdict(spec.active)} if spec.active else {}), "base": spec.base.to_dict()},
-        sort_keys=False))
+    if main:
+        _write_plan(spec, options)
     cells = plan_cells(spec)
     done = {r["cell"]: r for r in read_results(spec.results_path)}
     stale = stale_cells(cells, done)  # a cell whose config changed since it ran is not silently reused
@@ -398,20 +406,34 @@ def run_grid(spec: GridSpec, log=sys.stderr) -> list[dict]:
             print(f"{tag}: done, skipped", file=log, flush=True)
             continue
         t0 = time.perf_counter()
+        fields = runner.run_cell(c) if c.kind == "run" else distributed.on_main(runner.run_cell, c)
         rec = {"cell": c.id, "method": c.method, "label": c.label, "kind": c.kind, "role": c.role, "mode": c.mode,
                "backbone": c.backbone, "energy": c.energy if c.kind in ("run", "energy") else "",
-               "label_fraction": c.label_fraction, "seed": c.seed, **runner.run_cell(c),
+               "label_fraction": c.label_fraction, "seed": c.seed, **fields,
                "wall_s": round(time.perf_counter() - t0, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         _check_split(rec, done)
-        _append_record(spec.results_path, rec)
+        if main:
+            _append_record(spec.results_path, rec)
         done[c.id] = rec
         auc = f" auc {rec['auc']:.3f}" if rec.get("auc") is not None else ""
         acc = f"accuracy {rec['accuracy']:.3f}" if rec.get("accuracy") is not None else "accuracy -"
         print(f"{tag}: {acc}{auc} ({rec['wall_s']:.1f} s, grid {time.perf_counter() - t_grid:.0f} s)", file=log,
               flush=True)
     records = [done[c.id] for c in cells if c.id in done]
-    write_summary(spec.folder, records)
+    if main:
+        write_summary(spec.folder, records)
+    distributed.barrier()
     return records
+
+
+def _write_plan(spec: GridSpec, options: dict) -> None:
+    """``experiment.yaml``: the grid as run (its source, fractions, seeds, methods, baselines, base config)."""
+    (spec.folder / "experiment.yaml").write_text(yaml.safe_dump({
+        "source": spec.source, "label_fractions": spec.label_fractions, "seeds": spec.seeds,
+        "methods": [dataclasses.asdict(m) for m in spec.methods], "baselines": spec.baselines,
+        "baseline_backbone": spec.baseline_backbone, **options,
+        **({"active": dataclasses.asdict(spec.active)} if spec.active else {}), "base": spec.base.to_dict()},
+        sort_keys=False))
 
 
 def _check_split(rec: dict, done: dict) -> None:
