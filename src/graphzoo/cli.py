@@ -83,9 +83,9 @@ def _main(args: argparse.Namespace) -> int:
             raise  # a bug: the traceback is what a bug report needs
     except KeyboardInterrupt:
         line, code = describe(KeyboardInterrupt(), args.command)
-    rank = os.environ.get("RANK", "0")  # under torchrun every rank fails alike: rank 0 says it for all
-    if rank == "0" or "another process of this torchrun job" in line:
-        print(f"graphzoo {args.command}: error: {line}", file=sys.stderr)
+    # Under torchrun every rank says it (the first to fail may take the others down before they speak).
+    rank = f" (rank {os.environ['RANK']})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+    print(f"graphzoo {args.command}: error{rank}: {line}", file=sys.stderr)
     return code
 
 
