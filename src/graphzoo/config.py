@@ -135,7 +135,8 @@ class RunConfig:
     name, out, seed, threads (0: torch's default), device, deterministic, progress,
     checkpoint_every.
     amp: automatic mixed precision of training and inference: "auto" (bf16 on a CUDA GPU that has it,
-    fp16 with a gradient scaler on an older one, off on the CPU), "bf16", "fp16" (CUDA only), "off".
+    fp16 with a gradient scaler on an older one, off on the CPU), "bf16" (also on a CPU with AVX-512 BF16,
+    where it is faster), "fp16" (CUDA only), "off".
     On CUDA the network also runs channels-last and batches travel from pinned memory.
 
     ``threads`` counts as a result key (it must match on ``--resume`` and in the grid's cache):

@@ -58,8 +58,11 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of ``amp`` ("auto", "bf16", "fp16", "off") on ``device``; None: full float32.
 
     "auto" is bf16 on a CUDA GPU that supports it (same exponent range as float32: no loss scaling),
-    fp16 on an older one (with a gradient scaler, :class:`Trainer`), and off elsewhere: on a CPU, bf16
-    autocast is slower than float32 for these small convolutional nets."""
+    fp16 on an older one (with a gradient scaler, :class:`Trainer`), and off elsewhere. Off on a CPU
+    because its speed depends on the CPU: with AVX-512 BF16 (this project's 2-core AMD EPYC) bf16 trained
+    small_cnn at 50 px 1.7× faster (``bench/gpu_bench.py --device cpu``), without it autocast emulates bf16
+    and is slower; and a default that changes the numbers from one CPU to another would break
+    reproducibility. ``amp=bf16`` turns it on."""
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None
     if amp == "fp16" and device.type != "cuda":
