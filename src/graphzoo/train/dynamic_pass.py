@@ -153,6 +153,7 @@ def dynamic_epoch(trainer) -> dict:
         # random subset of the unlabelled images and rebuilds the graph.
         ubatches = ubatches[: cfg.max_epoch_steps]
     lstream = trainer.labelled_stream(len(ubatches) * bl, g).split(bl)
+    g = trainer.augment_generator(g)  # the batch order above is the same on every rank, the augmentations not
     targets = torch.as_tensor(d.targets)
     p_index, p_label, p_weight = (torch.as_tensor(pseudo[k]) for k in ("index", "label", "weight"))
     tot = tot_l = tot_u = 0.0

@@ -29,6 +29,7 @@ def supervised_epoch(trainer) -> dict:
     else:
         stream = torch.as_tensor(idx_lab)[torch.randperm(len(idx_lab), generator=g)]
     batches = stream.split(cfg.batch_size)
+    g = trainer.augment_generator(g)  # the batch order above is the same on every rank, the augmentations not
     targets = torch.as_tensor(trainer.data.targets)
     total, bar = 0.0, trainer.bar(len(batches), "supervised")
     for step, b in enumerate(batches):

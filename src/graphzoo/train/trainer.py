@@ -420,6 +420,13 @@ class Trainer:
         """This epoch's generator for batch order and augmentation: seeded by (seed, epoch)."""
         return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.state["epoch"])
 
+    def augment_generator(self, g: torch.Generator) -> torch.Generator:
+        """The generator this process's augmentations draw from once the epoch's batch order is drawn from
+        ``g``: ``g`` itself in one process and on rank 0; on rank r > 0 a generator seeded by (g's seed, r),
+        or every rank would turn its k-th row of a batch the same way."""
+        r = distributed.rank()
+        return g if r == 0 else torch.Generator().manual_seed(g.initial_seed() * 1_000_003 + r)
+
     def optimizer_step(self, loss: torch.Tensor, step: int) -> None:
         """One gradient step on ``loss``, refusing a NaN / inf loss before it reaches the weights."""
         if not torch.isfinite(loss):
