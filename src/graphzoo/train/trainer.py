@@ -197,6 +197,10 @@ class Trainer:
         self.state = {"phase": None, "finished_phases": [], "phase_epoch": 0, "epoch": 0, "best": None,
                       "best_epoch": -1, "bad": 0, "stop_reasons": {}, "history": [], "pseudo": None, "elapsed_s": 0.0}
         self.ema = None  # Dynamic Pass's mean-teacher copy of the network (``ema_decay`` > 0), else None
+        if distributed.rank() > 0:
+            # The weights are the same on every rank (same seed; DDP also copies rank 0's); the dropout draws
+            # must not be, or every rank would drop the same units of its k-th image.
+            torch.manual_seed(cfg.seed * 1_000_003 + distributed.rank())
         self.data_sha1 = data_fingerprint(d)
 
     def _check_graph_size(self) -> None:
