@@ -162,12 +162,14 @@ def dynamic_epoch(trainer) -> dict:
     if cfg.dynamic_lr == "cosine":
         row["lr"] = cosine_lr(cfg.lr, first, total)
     bar = trainer.bar(len(ubatches), "dynamic")
-    for step, (ub, lb) in enumerate(zip(ubatches, lstream)):
+    # this process's rows (all of them without torchrun): labelled first, then pseudo-labelled
+    pairs = [(trainer.local(lb), trainer.local(ub)) for ub, lb in zip(ubatches, lstream)]
+    images = trainer.read_ahead([torch.cat([lb, p_index[ub]]) for lb, ub in pairs])
+    for step, ((lb, ub), (idx, raw)) in enumerate(zip(pairs, images)):
         if cfg.dynamic_lr == "cosine":
             for group in trainer.optimizer.param_groups:
                 group["lr"] = cosine_lr(cfg.lr, first + step, total)
-        lb, ub = trainer.local(lb), trainer.local(ub)  # this process's rows (all of them without torchrun)
-        x = trainer.batch(torch.cat([lb, p_index[ub]]), g)
+        x = trainer.batch(idx, g, raw)
         logits = trainer.forward(x)
         loss_l = trainer.loss(logits[: len(lb)], targets[lb].to(trainer.device)).mean()
         lu = trainer.loss(logits[len(lb):], p_label[ub].to(trainer.device))

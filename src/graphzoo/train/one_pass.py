@@ -32,9 +32,9 @@ def supervised_epoch(trainer) -> dict:
     g = trainer.augment_generator(g)  # the batch order above is the same on every rank, the augmentations not
     targets = torch.as_tensor(trainer.data.targets)
     total, bar = 0.0, trainer.bar(len(batches), "supervised")
-    for step, b in enumerate(batches):
-        b = trainer.local(b)  # this process's rows (all of them without torchrun)
-        x = trainer.batch(b, g)
+    mine = [trainer.local(b) for b in batches]  # this process's rows (all of them without torchrun)
+    for step, (b, raw) in enumerate(trainer.read_ahead(mine)):
+        x = trainer.batch(b, g, raw)
         loss = trainer.loss(trainer.forward(x), targets[b].to(trainer.device)).mean()
         trainer.optimizer_step(loss, step)
         total += loss.item()

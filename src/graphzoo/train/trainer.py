@@ -333,14 +333,43 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def batch(self, idx: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Normalised images ``idx`` on the device; augmented when a generator is given.
-
-        On CUDA the batch goes through pinned memory, so its copy overlaps the GPU's work, and is
-        channels-last like the network."""
+    def _read(self, idx: torch.Tensor) -> torch.Tensor:
+        """uint8 images ``idx`` on the host (decoded, for a lazily read set); pinned when they go to a GPU."""
         x = self.data.images[idx]
+        return x.pin_memory() if self.device.type == "cuda" else x
+
+    def read_ahead(self, index_batches: list[torch.Tensor]):
+        """Yield ``(idx, images)`` for each batch of ``index_batches``, the next batch read in a background
+        thread while the caller computes on this one.
+
+        Reading is the data side's cost where images are decoded from disk (a lazily read set) or copied to a
+        GPU through pinned memory; an in-memory set on the CPU is read in place (a gather costs less than the
+        hand-over). Only that thread touches the images while the loop runs, in the loop's order, so the
+        batches are those of a plain loop."""
+        if isinstance(self.data.images, torch.Tensor) and self.device.type != "cuda":
+            for b in index_batches:
+                yield b, self.data.images[b]
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="graphzoo-read") as pool:
+            ahead = pool.submit(self._read, index_batches[0]) if len(index_batches) else None
+            for i, b in enumerate(index_batches):
+                x = ahead.result()
+                if i + 1 < len(index_batches):
+                    ahead = pool.submit(self._read, index_batches[i + 1])
+                yield b, x
+
+    def batch(self, idx: torch.Tensor, generator: torch.Generator | None, images: torch.Tensor | None = None
+              ) -> torch.Tensor:
+        """Normalised images ``idx`` on the device; augmented when a generator is given. ``images``: the uint8
+        ``images[idx]`` already read (:meth:`read_ahead`).
+
+        On CUDA the batch comes from pinned memory, so its copy overlaps the GPU's work, and is
+        channels-last like the network."""
+        x = self._read(idx) if images is None else images
         if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         else:
             x = x.to(self.device)
         if self.augment is not None and generator is not None:
@@ -372,9 +401,9 @@ class Trainer:
         mine = np.asarray(idx)[distributed.shard(len(idx))]  # this rank's block; all of idx in one process
         batches = torch.as_tensor(mine, dtype=torch.long).split(batch_size)
         bar = progress.bar(len(batches), f"infer ×{len(views)}" if len(views) > 1 else "infer", self.cfg.progress)
-        for b in batches:
+        for b, raw in self.read_ahead(batches):
             with self.autocast():
-                lg, z = model.infer(self.batch(b, None), views)
+                lg, z = model.infer(self.batch(b, None, raw), views)
             logits.append(lg.float().cpu())
             feats.append(z.float().cpu())
             bar.update()
