@@ -67,8 +67,13 @@ def main(args: argparse.Namespace) -> int:
 
     from .data.prepare import labels_line, prepare_data
     from .data.torchdata import Normalizer
+    from .distributed import launched, resolve_device
     from .train.pretrain_cache import ensure_pretrained
-    from .distributed import resolve_device
+
+    if launched():  # N processes would train N encoders into one cache entry
+        raise ValueError("graphzoo pretrain runs in one process: start it without torchrun (python -m graphzoo "
+                         "pretrain ...); a torchrun job of graphzoo run --pretrain NAME pretrains on its rank 0 and "
+                         "reuses the cached encoder")
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
