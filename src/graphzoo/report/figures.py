@@ -20,8 +20,8 @@ import io
 
 import numpy as np
 
-__all__ = ["png", "fraction_curves", "embed_2d", "embedding_map", "embedding_pairs", "graph_map", "example_grid", "confusion_figure",
-           "per_label_auc_figure", "dynamic_curves", "dynamic_figure", "reliability_figure",
+__all__ = ["png", "fraction_curves", "embed_2d", "embedding_map", "embedding_pairs", "graph_map", "example_grid",
+           "confusion_figure", "per_label_auc_figure", "dynamic_curves", "dynamic_figure", "reliability_figure",
            "coverage_accuracy_figure", "evidence_grid", "active_curves"]
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]

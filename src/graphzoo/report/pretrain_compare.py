@@ -65,7 +65,8 @@ def knn_agreement(Z: np.ndarray, y: np.ndarray, k: int = 10, metric: str = "cosi
 
 
 def chance_agreement(y: np.ndarray) -> float:
-    """a_k of a ψ that carries no class information: Σ_c n_c (n_c − 1) / (n (n − 1)) over the images with a class."""
+    """a_k of a ψ that carries no class information: Σ_c n_c (n_c − 1) / (n (n − 1)), over the n images with a
+    class (n_c of class c): the chance that another image drawn at random shares the class."""
     y = np.asarray(y)
     y = y[y >= 0]
     counts = np.bincount(y).astype(float)
@@ -189,9 +190,10 @@ def pair_figure(pairs: list[tuple[Psi, Psi]], max_points: int = 1500, seed: int 
     draw the same ones), both made by :func:`graphzoo.report.figures.embed_2d` with ``seed``; a_k is
     computed on all test images. Returns (PNG bytes, table rows, the map method's name).
     """
+    for a, b in pairs:  # every pair checked before the first (slow) map
+        check_same_split(a.run, b.run)
     rows, table, how = [], [], "t-SNE"
     for a, b in pairs:
-        check_same_split(a.run, b.run)
         scores = [p.agreement(k) for p in (a, b)]
         pick = np.sort(np.random.default_rng(seed).choice(len(a.y), min(max_points, len(a.y)), replace=False))
         say(log, f"2-D maps of {len(pick)} of {len(a.y)} test images for {a.run.rd.name} and {b.run.rd.name}…")
