@@ -139,13 +139,14 @@ def maps(monkeypatch):
 
 
 def test_section_appears_exactly_when_the_grid_has_a_pair(tmp_path, monkeypatch, maps):
-    _, _, y, split = two_runs(tmp_path)
+    _, _, _, split = two_runs(tmp_path)
     records = [record("op"), record("op-ssl", pretrain="simclr")]
     s = pretrain_section(tmp_path, records, max_points=20)
     assert s.title == "ψ from scratch vs from the pretrained encoder"
     assert s.figures[0][0] == "psi_scratch_vs_pretrained" and s.figures[0][1].startswith(b"\x89PNG")
     (_, header, rows), = s.tables
-    # a_10 on all 30 test images: separated features agree fully; the mixed ones near chance (14/29 ≈ 0.48)
+    # a_10 on all 30 test images (15 per class): separated features agree fully, random ones lie near chance,
+    # 2 · 15 · 14 / (30 · 29) = 0.483
     assert rows == [["10 %", "0", "op", "op-ssl", rows[0][4], "1.000", rows[0][6], "0.483"]]
     assert float(rows[0][4]) < 0.75
     # both maps: 20 of the 30 test images, the same ones, with the same seed
@@ -169,7 +170,7 @@ def test_section_appears_exactly_when_the_grid_has_a_pair(tmp_path, monkeypatch,
 def test_compare_writes_the_figure_and_refuses_other_splits_or_data(tmp_path, capsys, maps):
     from graphzoo.cli import main
 
-    a, b, y, split = two_runs(tmp_path)
+    a, b, _, split = two_runs(tmp_path)
     out = tmp_path / "fig" / "pair.png"
     assert main(["report", "--compare", str(a), str(b), "--out", str(out), "--max-points", "20"]) == 0
     assert out.read_bytes().startswith(b"\x89PNG")
