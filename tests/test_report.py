@@ -71,6 +71,7 @@ def test_experiment_report_has_all_sections(tmp_path, monkeypatch):
     imgs = images_in(html)
     assert imgs and all(src.startswith("data:image/png;base64,") for src in imgs)  # self-contained
     assert "http://" not in html and "https://" not in html
+    assert "ψ from scratch vs from the pretrained encoder" not in html  # no run pair differs only by pretrain
     # the seed's table: methods and baselines as rows, the prediction each reports, fractions as columns
     assert "<th>Method</th><th>Prediction</th><th>20 %</th><th>50 %</th><th>100 %</th>" in html
     for row in ("One Pass · small_cnn · label_spreading", "Dynamic Pass · small_cnn · label_spreading",

@@ -5,7 +5,8 @@ baselines, each with the prediction it reports: the graph's (transductive) or th
 (inductive); columns label fractions; cells mean ± std over seeds) and metric-vs-fraction curves;
 per-class (per-label) metrics and the pooled confusion matrix at the largest label fraction; then
 the run sections of one featured run: the best method's, or the one the caller names. A grid with
-an ``active:`` block gets a section of its simulated active-labelling curves (graph only).
+an ``active:`` block gets a section of its simulated active-labelling curves (graph only); one with
+run cells that differ only by ``pretrain`` gets their ψ maps side by side (:mod:`.pretrain_compare`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..experiments.active import GRAPH_ONLY, active_curves, active_sentence, act
 from ..experiments.aggregate import collapsed_class, format_mean_std, fraction_label, results_table, summarise
 from ..experiments.grid import read_results
 from . import figures as F
+from .pretrain_compare import pretrain_section
 from .render import Section, say
 from .run_sections import run_sections
 
@@ -262,6 +264,9 @@ def experiment_sections(folder: Path, featured: str | None = None, log=None, **k
     below = [r["label_fraction"] for r in shown if r["label_fraction"] < 1.0]
     fr = max(below) if below else 1.0
     out.append(_per_class_section(shown, fr, ml, records[0].get("names") or []))
+    pre = pretrain_section(folder, records, max_points=kw.get("max_points", 1500), log=log)
+    if pre is not None:  # the grid has runs that differ only by their self-supervised start
+        out.append(pre)
     rec, why = choose_featured(shown, fr, *_primary(ml), featured=featured)
     if rec is not None:
         title = f"{rec['label']}, {fraction_label(fr)} labels, seed {rec['seed']}"

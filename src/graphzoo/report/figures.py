@@ -3,6 +3,7 @@
 * :func:`fraction_curves`: a metric against the label fraction, mean ± std error bars per method.
 * :func:`embedding_map`: 2-D map of ψ features (t-SNE, UMAP when installed), coloured by class,
   labelled points marked (as in the paper's Fig. 2).
+* :func:`embedding_pairs`: such maps side by side, one row per pair of runs (ψ from scratch vs pretrained).
 * :func:`graph_map`: the kNN graph drawn on that map, edges subsampled, nodes coloured by the
   predicted class (as in the paper's Fig. 4).
 * :func:`example_grid`: test images with truth and prediction, misclassifications included (the paper's Fig. 3).
@@ -19,8 +20,8 @@ import io
 
 import numpy as np
 
-__all__ = ["png", "fraction_curves", "embed_2d", "embedding_map", "graph_map", "example_grid", "confusion_figure",
-           "per_label_auc_figure", "dynamic_curves", "dynamic_figure", "reliability_figure",
+__all__ = ["png", "fraction_curves", "embed_2d", "embedding_map", "embedding_pairs", "graph_map", "example_grid",
+           "confusion_figure", "per_label_auc_figure", "dynamic_curves", "dynamic_figure", "reliability_figure",
            "coverage_accuracy_figure", "evidence_grid", "active_curves"]
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
@@ -119,6 +120,34 @@ def embedding_map(Y: np.ndarray, classes: np.ndarray, names: list, labelled: np.
     ax.legend(fontsize=8, loc="best", markerscale=1.5)
     ax.set_title(f"{method} of the ψ features, coloured by true class", fontsize=10)
     return png(fig)
+
+
+def embedding_pairs(rows: list, names: list, method: str, dpi: int = 80) -> bytes:
+    """Maps side by side: ``rows`` is a list of pairs ``((Y, classes, title), (Y, classes, title))``.
+
+    ``Y`` (m, 2): the 2-D map of m images, ``classes`` (m,) their true class (-1: none), coloured
+    alike in every panel; ``title`` above the panel. The legend sits in the first panel only.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(len(rows), 2, figsize=(10, 4.6 * len(rows)), squeeze=False)
+    for r, pair in enumerate(rows):
+        for c, (Y, classes, title) in enumerate(pair):
+            ax = axes[r, c]
+            unknown = classes < 0
+            if unknown.any():
+                ax.scatter(Y[unknown, 0], Y[unknown, 1], s=5, alpha=0.4, color="0.6", lw=0, label="no label")
+            for k, name in enumerate(names):
+                s = classes == k
+                ax.scatter(Y[s, 0], Y[s, 1], s=5, alpha=0.55, color=PALETTE[k % len(PALETTE)], lw=0,
+                           label=f"{name} ({s.sum()})")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title, fontsize=9)
+            if r == 0 and c == 0:
+                ax.legend(fontsize=8, loc="best", markerscale=2)
+    fig.suptitle(f"{method} of ψ of the same test images, coloured by true class", fontsize=10)
+    fig.tight_layout()
+    return png(fig, dpi=dpi)
 
 
 def graph_map(Y: np.ndarray, W, pred: np.ndarray, names: list, max_edges: int = 4000, seed: int = 0) -> bytes:
