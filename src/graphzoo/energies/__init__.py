@@ -24,14 +24,12 @@ from ._base import (
     DegenerateSolutionWarning,
     EnergyResult,
     UnlabelledComponentWarning,
-    check_graph,
     check_labels,
     diffuse,
     diffuse_per_label,
-    induced_subgraph,
-    locality_order,
     one_hot,
 )
+from ._graph import PreparedGraph, check_graph, induced_subgraph, locality_order, prepare_graph
 from ._solvers import block_cg
 from .quadratic import fit_class_offsets, label_spreading, laplace, poisson
 from .mbo import poisson_mbo, volume_weights
@@ -42,6 +40,7 @@ __all__ = [
     "ConvergenceWarning",
     "DegenerateSolutionWarning",
     "EnergyResult",
+    "PreparedGraph",
     "UnlabelledComponentWarning",
     "block_cg",
     "check_graph",
@@ -56,6 +55,7 @@ __all__ = [
     "one_hot",
     "poisson",
     "poisson_mbo",
+    "prepare_graph",
     "tv_ratio",
     "volume_weights",
 ]

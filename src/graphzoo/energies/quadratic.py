@@ -10,9 +10,9 @@ from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
-from ._base import ENERGIES, EnergyResult, induced_subgraph, one_hot
+from ._base import ENERGIES, EnergyResult, one_hot
+from ._graph import graph_components, induced_subgraph
 from ._solvers import SparseProduct, block_cg
 
 __all__ = ["label_spreading", "laplace", "poisson", "fit_class_offsets"]
@@ -259,7 +259,7 @@ def poisson(
     Y = one_hot(y, n_classes)
     lab = y >= 0
     d = _degrees(W)
-    _, comp = connected_components(W, directed=False)
+    _, comp = graph_components(W)
     # Per-component mean of the labelled one-hot vectors: (n_components, c)
     n_comp = comp.max() + 1
     lab_per_comp = np.bincount(comp[lab], minlength=n_comp).astype(float)
