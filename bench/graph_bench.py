@@ -84,7 +84,7 @@ except OSError:  # pragma: no cover - non-glibc systems
 
 @contextmanager
 def measure(out: dict):
-    """Record wall seconds in out['s'] and peak-RSS-above-start in out['mb'].
+    """Record wall seconds in out['s'], CPU seconds of all threads in out['cpu'] and peak-RSS-above-start in out['mb'].
 
     ``malloc_trim`` first hands freed heap back to the OS, so a previous row's garbage does not
     inflate the baseline; writing 5 to ``clear_refs`` resets the high-water mark to the current RSS.
@@ -99,11 +99,12 @@ def measure(out: dict):
     except OSError:
         hwm_ok = False
     rss0 = _status_mb("VmRSS")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         yield out
     finally:
         out["s"] = time.perf_counter() - t0
+        out["cpu"] = time.process_time() - c0
         out["mb"] = (_status_mb("VmHWM") - rss0) if hwm_ok else float("nan")
         out["rss_end"] = _status_mb("VmRSS") - rss0
 
@@ -288,7 +289,10 @@ def run_block(n, c, args, budget: PeerBudget) -> list[dict]:
                 res = fn()
             ms.append(m)
         m = dict(ms[0], s=float(np.median([x["s"] for x in ms])), mb=max(x["mb"] for x in ms),
-                 rss_end=max(x["rss_end"] for x in ms))
+                 rss_end=max(x["rss_end"] for x in ms), cpu=float(np.median([x["cpu"] for x in ms])))
+        # CPU seconds of all threads: on a shared machine the wall time also holds the waits for cores
+        # that other jobs hold (a thread of a split product that is not scheduled stalls the other).
+        m["note"] = f", {'median ' if args.repeats > 1 else ''}cpu {m['cpu']:.2f} s"
         return m, res
 
     rep = f", median of {args.repeats}" if args.repeats > 1 else ""
@@ -301,13 +305,13 @@ def run_block(n, c, args, budget: PeerBudget) -> list[dict]:
     for energy in ("label_spreading", "laplace", "poisson"):
         m, res = timed(lambda: graphzoo.diffuse(W, y_lab, energy))
         add(f"ours {energy}", m_knn, m, accuracy(res.scores, y, unl), 1.0,
-            f"{res.n_iter} it{'' if res.converged else ' (cap)'}{rep}")
+            f"{res.n_iter} it{'' if res.converged else ' (cap)'}{rep}{m['note']}")
     # The graph checked, its components and locality order found once (prepare_graph), as a caller
     # diffusing several times on one graph does; the row's time is the diffusion alone.
     m_prep, G = timed(lambda: graphzoo.prepare_graph(W))
     m, res = timed(lambda: graphzoo.diffuse(G, y_lab, "label_spreading"))
     add("ours label_spreading, prepared graph", m_knn, m, accuracy(res.scores, y, unl), 1.0,
-        f"{res.n_iter} it{rep}; prepare_graph {m_prep['s']:.2f} s once")
+        f"{res.n_iter} it{rep}{m['note']}; prepare_graph {m_prep['s']:.2f} s once")
     del G
     if args.poisson_tol:
         m = {}
@@ -321,10 +325,11 @@ def run_block(n, c, args, budget: PeerBudget) -> list[dict]:
     m, res = timed(lambda: graphzoo.diffuse(W, y_lab, "label_spreading"))
     solvers.SPMM_THREADS = None
     add("ours label_spreading, 1 thread", m_knn, m, accuracy(res.scores, y, unl), 1.0,
-        f"{res.n_iter} it (default: {solvers.spmm_threads()} threads){rep}")
+        f"{res.n_iter} it (default: {solvers.spmm_threads()} threads){rep}{m['note']}")
     # One CG recursion per class (the solver before the coupled block CG; still used for 2 classes).
     m, res = timed(lambda: graphzoo.diffuse(W, y_lab, "label_spreading", solver="per_column"))
-    add("ours label_spreading, per-class CG", m_knn, m, accuracy(res.scores, y, unl), 1.0, f"{res.n_iter} it{rep}")
+    add("ours label_spreading, per-class CG", m_knn, m, accuracy(res.scores, y, unl), 1.0,
+        f"{res.n_iter} it{rep}{m['note']}")
     # The graph is float32 (knn_graph's default) and every energy solves in its precision; the
     # same weights in float64 show that the accuracy is the float64 solve's.
     if not args.no_float64:
