@@ -127,12 +127,27 @@ def test_coupled_block_cg_with_dependent_and_zero_columns():
 
 
 def test_coupled_block_cg_leaves_blas_threads_as_they_were():
+    """One BLAS thread while it runs, the original limits after, also when solves overlap in threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from threadpoolctl import threadpool_info
 
-    before = [i["num_threads"] for i in threadpool_info()]
-    A = _spd(20, 9)
-    coupled_block_cg(lambda P: A @ P, np.ones((20, 3)), tol=1e-10)
-    assert [i["num_threads"] for i in threadpool_info()] == before
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    A = _spd(200, 9)
+    seen = []
+
+    def matmul(P):
+        seen.append(max(blas_threads()))
+        return A @ P
+
+    coupled_block_cg(matmul, np.ones((200, 3)), tol=1e-10)
+    assert set(seen) == {1} and blas_threads() == before
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda s: coupled_block_cg(lambda P: A @ P, np.full((200, 3), float(s)), tol=1e-10), range(1, 9)))
+    assert blas_threads() == before
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

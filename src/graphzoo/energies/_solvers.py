@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -269,17 +270,38 @@ def coupled_block_cg(
         return _coupled_block_cg(matmul, B, x0, tol, max_iter)
 
 
+_BLAS_LOCK = threading.Lock()
+_BLAS_USERS = 0
+_BLAS_LIMITER = None
+
+
+@contextlib.contextmanager
 def _one_blas_thread():
     """Context in which BLAS (numpy's OpenBLAS / MKL) uses one thread; a no-op without threadpoolctl.
 
-    threadpoolctl comes with scikit-learn (a dependency of graphzoo). The limit is process-wide while
-    it holds, so another thread's BLAS work in that time also runs on one thread.
+    threadpoolctl comes with scikit-learn (a dependency of graphzoo). The limit is process-wide, so
+    it is counted: the first of several concurrent solves (e.g. graph steps run from threads) sets
+    it and the last one out restores the original limits; meanwhile other BLAS work of the process
+    also runs on one thread.
     """
+    global _BLAS_USERS, _BLAS_LIMITER
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - scikit-learn requires it
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+        yield
+        return
+    with _BLAS_LOCK:
+        if _BLAS_USERS == 0:
+            _BLAS_LIMITER = threadpool_limits(limits=1, user_api="blas")
+        _BLAS_USERS += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_USERS -= 1
+            if _BLAS_USERS == 0:
+                _BLAS_LIMITER.restore_original_limits()
+                _BLAS_LIMITER = None
 
 
 def _coupled_block_cg(matmul, B, x0, tol, max_iter):
