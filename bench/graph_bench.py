@@ -257,6 +257,66 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def timed(fn, repeats: int):
+    """Run ``fn`` ``repeats`` times: a measure dict (median wall and CPU time, largest peak) and fn's result.
+
+    ``m["note"]`` names the CPU seconds of all threads: on a shared machine the wall time also holds
+    the waits for cores that other jobs hold (a thread of a split product that is not scheduled
+    stalls the other).
+    """
+    ms, res = [], None
+    for _ in range(repeats):
+        m = {}
+        with measure(m):
+            res = fn()
+        ms.append(m)
+    m = dict(ms[0], s=float(np.median([x["s"] for x in ms])), mb=max(x["mb"] for x in ms),
+             rss_end=max(x["rss_end"] for x in ms), cpu=float(np.median([x["cpu"] for x in ms])))
+    m["note"] = (f", median of {repeats}, median " if repeats > 1 else ", ") + f"cpu {m['cpu']:.2f} s"
+    return m, res
+
+
+def our_diffusion_rows(W, y_lab, acc, m_knn, add, args) -> None:
+    """Our rows on the exact graph W: each energy, a prepared graph, Poisson at a loose tolerance,
+    one thread, the per-class solver, and (unless --no-float64) the float64 graph."""
+    for energy in ("label_spreading", "laplace", "poisson"):
+        m, res = timed(lambda: graphzoo.diffuse(W, y_lab, energy), args.repeats)
+        add(f"ours {energy}", m_knn, m, acc(res), 1.0, f"{res.n_iter} it{'' if res.converged else ' (cap)'}{m['note']}")
+    # The graph checked, its components and locality order found once (prepare_graph), as a caller
+    # diffusing several times on one graph does; the row's time is the diffusion alone.
+    m_prep, G = timed(lambda: graphzoo.prepare_graph(W), args.repeats)
+    m, res = timed(lambda: graphzoo.diffuse(G, y_lab, "label_spreading"), args.repeats)
+    add("ours label_spreading, prepared graph", m_knn, m, acc(res), 1.0,
+        f"{res.n_iter} it{m['note']}; prepare_graph {m_prep['s']:.2f} s once")
+    del G
+    if args.poisson_tol:
+        m = {}
+        with measure(m):
+            res = graphzoo.diffuse(W, y_lab, "poisson", tol=args.poisson_tol)
+        add(f"ours poisson tol={args.poisson_tol:g}", m_knn, m, acc(res), 1.0, f"{res.n_iter} it")
+    # The same solve with scipy's single-threaded product: what splitting the rows over threads buys.
+    import graphzoo.energies._solvers as solvers
+
+    solvers.SPMM_THREADS = 1
+    m, res = timed(lambda: graphzoo.diffuse(W, y_lab, "label_spreading"), args.repeats)
+    solvers.SPMM_THREADS = None
+    add("ours label_spreading, 1 thread", m_knn, m, acc(res), 1.0,
+        f"{res.n_iter} it (default: {solvers.spmm_threads()} threads){m['note']}")
+    # One CG recursion per class (the solver before the coupled block CG; still used for 2 classes).
+    m, res = timed(lambda: graphzoo.diffuse(W, y_lab, "label_spreading", solver="per_column"), args.repeats)
+    add("ours label_spreading, per-class CG", m_knn, m, acc(res), 1.0, f"{res.n_iter} it{m['note']}")
+    # The graph is float32 (knn_graph's default) and every energy solves in its precision; the
+    # same weights in float64 show that the accuracy is the float64 solve's.
+    if not args.no_float64:
+        W64 = W.astype(np.float64)
+        for energy in ("label_spreading", "laplace", "poisson"):
+            m = {}
+            with measure(m):
+                res = graphzoo.diffuse(W64, y_lab, energy)
+            add(f"ours {energy}, float64 W", m_knn, m, acc(res), 1.0,
+                f"{res.n_iter} it{'' if res.converged else ' (cap)'}")
+
+
 def run_block(n, c, args, budget: PeerBudget) -> list[dict]:
     k = args.n_neighbors
     X, y = make_data(n, c, args.dim, args.separation, seed=args.seed)
@@ -280,67 +340,12 @@ def run_block(n, c, args, budget: PeerBudget) -> list[dict]:
     log(f"n={n} c={c} d={args.dim} k={k} labels={lab.sum()}")
     warnings.simplefilter("ignore")  # convergence warnings are reported in the note column instead
 
-    def timed(fn):
-        """Run ``fn`` --repeats times: its result, and a measure dict with the median time and the largest peak."""
-        ms, res = [], None
-        for _ in range(args.repeats):
-            m = {}
-            with measure(m):
-                res = fn()
-            ms.append(m)
-        m = dict(ms[0], s=float(np.median([x["s"] for x in ms])), mb=max(x["mb"] for x in ms),
-                 rss_end=max(x["rss_end"] for x in ms), cpu=float(np.median([x["cpu"] for x in ms])))
-        # CPU seconds of all threads: on a shared machine the wall time also holds the waits for cores
-        # that other jobs hold (a thread of a split product that is not scheduled stalls the other).
-        m["note"] = f", {'median ' if args.repeats > 1 else ''}cpu {m['cpu']:.2f} s"
-        return m, res
-
-    rep = f", median of {args.repeats}" if args.repeats > 1 else ""
-
     # ---- ours, exact
     m_knn = {}
     with measure(m_knn):
         dist_ex, idx_ex = graphzoo.knn_search(X, k, metric="cosine")
         W = graphzoo.knn_graph(knn=(dist_ex, idx_ex), metric="cosine")
-    for energy in ("label_spreading", "laplace", "poisson"):
-        m, res = timed(lambda: graphzoo.diffuse(W, y_lab, energy))
-        add(f"ours {energy}", m_knn, m, accuracy(res.scores, y, unl), 1.0,
-            f"{res.n_iter} it{'' if res.converged else ' (cap)'}{rep}{m['note']}")
-    # The graph checked, its components and locality order found once (prepare_graph), as a caller
-    # diffusing several times on one graph does; the row's time is the diffusion alone.
-    m_prep, G = timed(lambda: graphzoo.prepare_graph(W))
-    m, res = timed(lambda: graphzoo.diffuse(G, y_lab, "label_spreading"))
-    add("ours label_spreading, prepared graph", m_knn, m, accuracy(res.scores, y, unl), 1.0,
-        f"{res.n_iter} it{rep}{m['note']}; prepare_graph {m_prep['s']:.2f} s once")
-    del G
-    if args.poisson_tol:
-        m = {}
-        with measure(m):
-            res = graphzoo.diffuse(W, y_lab, "poisson", tol=args.poisson_tol)
-        add(f"ours poisson tol={args.poisson_tol:g}", m_knn, m, accuracy(res.scores, y, unl), 1.0, f"{res.n_iter} it")
-    # The same solve with scipy's single-threaded product: what splitting the rows over threads buys.
-    import graphzoo.energies._solvers as solvers
-
-    solvers.SPMM_THREADS = 1
-    m, res = timed(lambda: graphzoo.diffuse(W, y_lab, "label_spreading"))
-    solvers.SPMM_THREADS = None
-    add("ours label_spreading, 1 thread", m_knn, m, accuracy(res.scores, y, unl), 1.0,
-        f"{res.n_iter} it (default: {solvers.spmm_threads()} threads){rep}{m['note']}")
-    # One CG recursion per class (the solver before the coupled block CG; still used for 2 classes).
-    m, res = timed(lambda: graphzoo.diffuse(W, y_lab, "label_spreading", solver="per_column"))
-    add("ours label_spreading, per-class CG", m_knn, m, accuracy(res.scores, y, unl), 1.0,
-        f"{res.n_iter} it{rep}{m['note']}")
-    # The graph is float32 (knn_graph's default) and every energy solves in its precision; the
-    # same weights in float64 show that the accuracy is the float64 solve's.
-    if not args.no_float64:
-        W64 = W.astype(np.float64)
-        for energy in ("label_spreading", "laplace", "poisson"):
-            m = {}
-            with measure(m):
-                res = graphzoo.diffuse(W64, y_lab, energy)
-            add(f"ours {energy}, float64 W", m_knn, m, accuracy(res.scores, y, unl), 1.0,
-                f"{res.n_iter} it{'' if res.converged else ' (cap)'}")
-        del W64
+    our_diffusion_rows(W, y_lab, lambda res: accuracy(res.scores, y, unl), m_knn, add, args)
     W_ours, m_knn_ours = W, m_knn
     del W
 
@@ -615,7 +620,8 @@ def main(argv=None) -> int:
         f"# {platform.machine()}, {len(os.sched_getaffinity(0))} usable cores, numpy {np.__version__}, "
         f"faiss {getattr(faiss, '__version__', '?')}, "
         f"BLAS threads {[i.get('num_threads') for i in threadpoolctl.threadpool_info()]}; "
-        f"wall {time.perf_counter() - t0:.0f} s; 1-min load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end"
+        f"wall {time.perf_counter() - t0:.0f} s; 1-min load average {load0:.1f} at start, "
+        f"{os.getloadavg()[0]:.1f} at end"
     )
     print_table(rows, header)
     return 0
