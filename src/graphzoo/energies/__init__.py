@@ -6,6 +6,8 @@ Every energy is a plain function registered by name in :data:`ENERGIES`,
 
 and :func:`diffuse` is the front door that validates inputs, handles components without a label,
 and warns when a solver hits its iteration cap or returns a degenerate (all one class) answer.
+:func:`prepare_graph` does the graph's share of that (check, components, locality order) once, for
+callers that diffuse on one graph many times.
 
 =====================  ====================================================================
 name                   energy
