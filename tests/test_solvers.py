@@ -1,4 +1,4 @@
-"""The graph core's fast paths: threaded sparse products, float32 solves, blocked CG buffers."""
+"""The graph core's fast paths: threaded sparse products, float32 solves, blocked CG buffers, coupled block CG."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sklearn.datasets import make_blobs
 import graphzoo.energies._solvers as solvers
 from graphzoo import knn_graph
 from graphzoo.energies import diffuse
-from graphzoo.energies._solvers import SparseProduct, block_cg
+from graphzoo.energies._solvers import SparseProduct, block_cg, coupled_block_cg
 
 
 @pytest.fixture
@@ -89,3 +89,84 @@ def test_graph_without_edges_keeps_the_labels(dtype):
     y = np.array([0, -1, 1, -1])
     res = diffuse(sp.csr_matrix((4, 4), dtype=dtype), y, "label_spreading", reorder=False)
     np.testing.assert_array_equal(res.scores, [[1, 0], [0, 0], [0, 1], [0, 0]])
+
+
+def _spd(n: int, seed: int) -> np.ndarray:
+    M = np.random.default_rng(seed).normal(size=(n, n))
+    return M @ M.T / n + 0.05 * np.eye(n)  # condition number in the hundreds
+
+
+def test_coupled_block_cg_matches_dense_solve_from_zero_and_warm_start():
+    A = _spd(80, 3)
+    B = np.random.default_rng(4).normal(size=(80, 5))
+    ref = np.linalg.solve(A, B)
+    for x0 in (None, ref + 1e-3):
+        X, n_iter, res, ok = coupled_block_cg(lambda P: A @ P, B, x0=x0, tol=1e-12, max_iter=200)
+        assert ok and res <= 1e-12
+        np.testing.assert_allclose(X, ref, atol=1e-9)
+    # Every column's step uses all 5 columns' directions: the block Krylov space after j steps has
+    # dimension 5j, so it needs far fewer steps than one CG recursion per column.
+    _, per_column_iter, _, _ = block_cg(lambda P: A @ P, B, tol=1e-12, max_iter=200)
+    assert n_iter < per_column_iter
+
+
+def test_coupled_block_cg_with_dependent_and_zero_columns():
+    """Equal columns, a zero column and more columns than unknowns: the block shrinks instead of
+    dividing by zero, and every column is still solved."""
+    A = _spd(30, 5)
+    b = np.random.default_rng(6).normal(size=(30, 1))
+    B = np.hstack([b, 2 * b, np.zeros((30, 1)), b])
+    X, _, res, ok = coupled_block_cg(lambda P: A @ P, B, tol=1e-12, max_iter=100)
+    assert ok
+    np.testing.assert_allclose(X, np.linalg.solve(A, B), atol=1e-9)
+    A4 = _spd(4, 7)
+    B4 = np.random.default_rng(8).normal(size=(4, 6))
+    X4, _, _, ok = coupled_block_cg(lambda P: A4 @ P, B4, tol=1e-12, max_iter=20)
+    assert ok
+    np.testing.assert_allclose(X4, np.linalg.solve(A4, B4), atol=1e-9)
+
+
+def test_coupled_block_cg_leaves_blas_threads_as_they_were():
+    """One BLAS thread while it runs, the original limits after, also when solves overlap in threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    A = _spd(200, 9)
+    seen = []
+
+    def matmul(P):
+        seen.append(max(blas_threads()))
+        return A @ P
+
+    coupled_block_cg(matmul, np.ones((200, 3)), tol=1e-10)
+    assert set(seen) == {1} and blas_threads() == before
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda s: coupled_block_cg(lambda P: A @ P, np.full((200, 3), float(s)), tol=1e-10), range(1, 9)))
+    assert blas_threads() == before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_label_spreading_block_and_per_column_solvers_agree(dtype):
+    """Both solve (I - αS) H = Y to the tolerance; on 8 classes the block solver needs fewer products."""
+    X, y = make_blobs(800, centers=8, cluster_std=2.5, random_state=2)
+    W = knn_graph(X, 10, metric="euclidean", dtype=dtype)
+    rng = np.random.default_rng(0)
+    y_lab = np.full(800, -1)
+    for c in range(8):
+        y_lab[rng.choice(np.flatnonzero(y == c), 2, replace=False)] = c
+    tol = 1e-5 if dtype == np.float32 else 1e-10
+    per_column = diffuse(W, y_lab, "label_spreading", solver="per_column", tol=tol)
+    block = diffuse(W, y_lab, "label_spreading", tol=tol)
+    assert block.info["solver"] == "block" and block.converged and block.scores.dtype == dtype
+    assert block.n_iter < per_column.n_iter
+    scale = np.abs(per_column.scores).max()
+    np.testing.assert_allclose(block.scores, per_column.scores, atol=(1e-3 if dtype == np.float32 else 1e-7) * scale)
+    assert (block.scores.argmax(1) == per_column.scores.argmax(1)).all()
+    assert diffuse(W, np.where(y < 2, y_lab, -1), "label_spreading").info["solver"] == "per_column"  # 2 classes
+    with pytest.raises(ValueError, match="solver"):
+        diffuse(W, y_lab, "label_spreading", solver="lu")

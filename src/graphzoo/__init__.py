@@ -13,9 +13,11 @@ from .energies import (
     ConvergenceWarning,
     DegenerateSolutionWarning,
     EnergyResult,
+    PreparedGraph,
     UnlabelledComponentWarning,
     diffuse,
     diffuse_per_label,
+    prepare_graph,
 )
 from .graph import edge_weights, knn_graph, knn_search
 from .graph_step import GraphStep, certainty, graph_step, scores_to_proba
@@ -30,6 +32,7 @@ __all__ = [
     "EnergyResult",
     "GraphSSLClassifier",
     "GraphStep",
+    "PreparedGraph",
     "Registry",
     "UnlabelledComponentWarning",
     "diffuse",
@@ -39,5 +42,6 @@ __all__ = [
     "graph_step",
     "knn_graph",
     "knn_search",
+    "prepare_graph",
     "scores_to_proba",
 ]

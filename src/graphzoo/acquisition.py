@@ -322,6 +322,7 @@ def simulate(strategy, y_true, labelled0, candidates, test, *, W=None, Z=None, r
     -------
     list of :class:`Round`, ``rounds + 1`` entries; ``n_labels`` grows by ``batch`` each round.
     """
+    from .energies import prepare_graph
     from .graph_step import build_graph, graph_step
 
     y = np.asarray(y_true)
@@ -340,10 +341,12 @@ def simulate(strategy, y_true, labelled0, candidates, test, *, W=None, Z=None, r
                          f"{int(lab.sum()) + rounds * batch} candidates, {int(cand.sum())} given; ask for fewer")
     if W is None:
         W = build_graph(Z, n_neighbors, metric)
+    G = prepare_graph(W)  # checked, components and renumbering once for all rounds
+    W = G.W
     c = int(y.max()) + 1
     curve: list[Round] = []
     for r in range(rounds + 1):
-        step = graph_step(None, np.where(lab, y, -1), energy=energy, energy_params=energy_params, W=W, n_classes=c)
+        step = graph_step(None, np.where(lab, y, -1), energy=energy, energy_params=energy_params, W=G, n_classes=c)
         pred = step.predictions[test]
         curve.append(Round(int(lab.sum()), float((pred == y[test]).mean()), _test_auc(y[test], step.proba[test])))
         if r == rounds:

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .energies import diffuse, diffuse_per_label
+from .energies import PreparedGraph, diffuse, diffuse_per_label, prepare_graph
 from .graph import knn_graph
 
 __all__ = ["GraphStep", "graph_step", "build_graph", "certainty", "scores_to_proba"]
@@ -118,7 +118,7 @@ class GraphStep:
     info : diagnostics: graph_edges, graph_s, knn_backend (the kNN engine and device, e.g. "faiss:cpu";
         None when ``W`` was given), energy_n_iter, energy_residual, energy_converged, n_unreachable,
         energy_warnings, energy_s (and labels_skipped for multi-label).
-    W : the (n, n) sparse graph the labels were diffused on.
+    W : the (n, n) sparse graph the labels were diffused on (a PreparedGraph's ``W`` when one was passed).
     energy_info : the energy's own diagnostics (``EnergyResult.info``; multiclass only).
     """
 
@@ -163,7 +163,10 @@ def graph_step(
         arguments.
     n_neighbors, metric, **graph_kwargs : the kNN graph (:func:`build_graph`).
     n_classes : number of classes (default ``max(y) + 1``); every class needs a labelled node.
-    W : (n, n) sparse graph already built over ``Z`` (``graph_s`` is then 0).
+    W : (n, n) sparse graph already built over ``Z`` (``graph_s`` is then 0), or its
+        :func:`graphzoo.prepare_graph` result: callers that run several steps on one graph
+        (several energies or label sets) prepare it once and skip its check, components and
+        locality renumbering on every later step.
     device : where the exact kNN search runs (None / "cpu", "auto", "cuda", "cuda:N", "mps");
         ``info["knn_backend"]`` says which engine ran where.
 
@@ -179,13 +182,15 @@ def graph_step(
     t_graph = time.perf_counter() - t0
     info = {"graph_edges": int(W.nnz), "graph_s": round(t_graph, 3), "knn_backend": built["knn_backend"]}
     y = np.asarray(y)
+    # Once per step: the tv_ratio certainty diffuses a second time on the same graph.
+    G = prepare_graph(W)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if multilabel:
-            proba, reachable, more = _per_label(W, y, energy, params)
+            proba, reachable, more = _per_label(G, y, energy, params)
             scores, energy_info = None, {}
         else:
-            res = diffuse(W, y, energy, n_classes=n_classes, **params)
+            res = diffuse(G, y, energy, n_classes=n_classes, **params)
             scores, energy_info = res.scores, dict(res.info or {})
             proba = scores_to_proba(scores)
             reachable = ~res.unreachable
@@ -200,14 +205,14 @@ def graph_step(
     info["energy_warnings"] = len(caught)
     info["energy_s"] = round(time.perf_counter() - t0 - t_graph, 3)
     if not multilabel and energy == "tv_ratio":
-        xi = _tv_certainty(W, y, n_classes, proba)
+        xi = _tv_certainty(G, y, n_classes, proba)
     else:
         xi = certainty(proba, multilabel)
     xi = np.where(reachable, xi, 0.0)
-    return GraphStep(proba, reachable, xi, scores, info, W, energy_info)
+    return GraphStep(proba, reachable, xi, scores, info, G.W, energy_info)
 
 
-def _tv_certainty(W, y: np.ndarray, n_classes: int | None, proba: np.ndarray) -> np.ndarray:
+def _tv_certainty(W: PreparedGraph, y: np.ndarray, n_classes: int | None, proba: np.ndarray) -> np.ndarray:
     """ξ for tv_ratio (module docstring): label spreading's certainty where it agrees with ``proba``, else 0."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the unreachable-node warning was already issued by the main solve
@@ -215,7 +220,7 @@ def _tv_certainty(W, y: np.ndarray, n_classes: int | None, proba: np.ndarray) ->
     return np.where(q.argmax(1) == proba.argmax(1), certainty(q), 0.0)
 
 
-def _per_label(W, Y: np.ndarray, energy, params: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+def _per_label(W: PreparedGraph, Y: np.ndarray, energy, params: dict) -> tuple[np.ndarray, np.ndarray, dict]:
     """Multi-label diffusion: one two-class problem per label on the shared graph."""
     n, L = Y.shape
     labelled = Y[:, 0] >= 0

@@ -6,6 +6,8 @@ Every energy is a plain function registered by name in :data:`ENERGIES`,
 
 and :func:`diffuse` is the front door that validates inputs, handles components without a label,
 and warns when a solver hits its iteration cap or returns a degenerate (all one class) answer.
+:func:`prepare_graph` does the graph's share of that (check, components, locality order) once, for
+callers that diffuse on one graph many times.
 
 =====================  ====================================================================
 name                   energy
@@ -24,14 +26,12 @@ from ._base import (
     DegenerateSolutionWarning,
     EnergyResult,
     UnlabelledComponentWarning,
-    check_graph,
     check_labels,
     diffuse,
     diffuse_per_label,
-    induced_subgraph,
-    locality_order,
     one_hot,
 )
+from ._graph import PreparedGraph, check_graph, induced_subgraph, locality_order, prepare_graph
 from ._solvers import block_cg
 from .quadratic import fit_class_offsets, label_spreading, laplace, poisson
 from .mbo import poisson_mbo, volume_weights
@@ -42,6 +42,7 @@ __all__ = [
     "ConvergenceWarning",
     "DegenerateSolutionWarning",
     "EnergyResult",
+    "PreparedGraph",
     "UnlabelledComponentWarning",
     "block_cg",
     "check_graph",
@@ -56,6 +57,7 @@ __all__ = [
     "one_hot",
     "poisson",
     "poisson_mbo",
+    "prepare_graph",
     "tv_ratio",
     "volume_weights",
 ]

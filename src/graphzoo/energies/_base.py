@@ -22,9 +22,9 @@ from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components, reverse_cuthill_mckee
 
 from ..registry import Registry, did_you_mean
+from ._graph import PreparedGraph, check_graph, induced_subgraph, prepare_graph  # noqa: F401 (re-exported)
 
 __all__ = [
     "ENERGIES",
@@ -117,66 +117,6 @@ class EnergyResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def check_graph(W, *, symmetric_tol: float = 1e-8) -> sp.csr_matrix:
-    """Return ``W`` as a CSR matrix after checking it is square, finite, non-negative, symmetric.
-
-    A dense ndarray is refused: the point of the graph core is that no n×n dense matrix exists.
-    """
-    if not sp.issparse(W):
-        raise TypeError(f"W must be a scipy sparse matrix, got {type(W).__name__}; build one with knn_graph")
-    # float32 graphs stay float32 (half the memory traffic in every sparse product).
-    W = sp.csr_matrix(W, dtype=W.dtype if W.dtype in (np.float32, np.float64) else np.float64)
-    n, m = W.shape
-    if n != m:
-        raise ValueError(f"W must be square, got shape {W.shape}")
-    if W.nnz and not np.isfinite(W.data).all():
-        raise ValueError("W has NaN or inf weights")
-    if W.nnz and W.data.min() < 0:
-        raise ValueError(f"W has negative weights (min {W.data.min():.3g}); graph energies need w_ij >= 0")
-    if not _is_symmetric(W, symmetric_tol):
-        raise ValueError("W is not symmetric; symmetrise it (knn_graph(..., symmetrize='sum'))")
-    return W
-
-
-def _is_symmetric(W: sp.csr_matrix, tol: float) -> bool:
-    """Whether W equals its transpose up to ``tol`` relative to its largest weight.
-
-    Compares W with the CSR form of Wᵀ array by array (one transpose), falling back to the
-    slower ``|W - Wᵀ|`` only when the stored patterns differ (e.g. explicit zeros).
-    """
-    if W.nnz == 0:
-        return True
-    T = W.T.tocsr()
-    T.sort_indices()
-    S = W if W.has_sorted_indices else W.sorted_indices()
-    scale = tol * max(1.0, float(np.abs(S.data).max()))
-    if np.array_equal(S.indptr, T.indptr) and np.array_equal(S.indices, T.indices):
-        return bool(np.abs(S.data - T.data).max() <= scale)
-    diff = abs(S - T)
-    return diff.nnz == 0 or diff.max() <= scale
-
-
-def induced_subgraph(W: sp.csr_matrix, nodes: np.ndarray) -> sp.csr_matrix:
-    """``W[nodes][:, nodes]`` for an index array (a permutation or a subset), in O(nnz).
-
-    scipy's column fancy-indexing is several times slower than gathering rows and relabelling
-    their column indices, which is all a symmetric renumbering needs. Column indices within a row
-    come out unsorted; sparse products do not need them sorted.
-    """
-    n = W.shape[0]
-    new_index = np.full(n, -1, dtype=W.indices.dtype)
-    new_index[nodes] = np.arange(len(nodes), dtype=W.indices.dtype)
-    rows = W[nodes]
-    cols = new_index[rows.indices]
-    if len(nodes) == n:
-        return sp.csr_matrix((rows.data, cols, rows.indptr), shape=(n, n))
-    keep = cols >= 0
-    row_of = np.repeat(np.arange(len(nodes)), np.diff(rows.indptr))
-    indptr = np.zeros(len(nodes) + 1, dtype=rows.indptr.dtype)
-    np.cumsum(np.bincount(row_of[keep], minlength=len(nodes)), out=indptr[1:])
-    return sp.csr_matrix((rows.data[keep], cols[keep], indptr), shape=(len(nodes), len(nodes)))
-
-
 def check_labels(y, n: int, n_classes: int | None = None) -> tuple[np.ndarray, int]:
     """Validate node labels: ints, shape (n,), ``-1`` or a class index; every class labelled.
 
@@ -215,21 +155,6 @@ def one_hot(y: np.ndarray, n_classes: int) -> np.ndarray:
     return Y
 
 
-#: Graphs at least this large are renumbered for cache locality before an energy runs.
-REORDER_MIN_NODES = 20_000
-
-
-def locality_order(W: sp.csr_matrix) -> np.ndarray:
-    """Node order that puts graph neighbours at nearby indices (reverse Cuthill-McKee).
-
-    A sparse product ``W @ X`` gathers rows of X at the column indices of W; in data order a kNN
-    graph's neighbours are scattered over all of X and almost every gather misses the cache.
-    Measured here on a 112k-node, k = 50 graph: 0.73 s per product in data order, 0.14 s after
-    this renumbering, which costs about 0.3 s once.
-    """
-    return reverse_cuthill_mckee(W, symmetric_mode=True).astype(np.int64)
-
-
 def diffuse(
     W,
     y,
@@ -243,8 +168,10 @@ def diffuse(
 
     Parameters
     ----------
-    W : scipy sparse matrix of shape (n, n)
-        Symmetric non-negative weights (:func:`graphzoo.knn_graph`).
+    W : scipy sparse matrix of shape (n, n), or a :class:`PreparedGraph`
+        Symmetric non-negative weights (:func:`graphzoo.knn_graph`). A sparse matrix is checked,
+        its components found and (if large) its locality order computed on every call; pass
+        :func:`prepare_graph`'s result to do that once for many calls on one graph.
     y : array-like of int, shape (n,)
         Class index for labelled nodes, ``-1`` for unlabelled ones.
     energy : str or callable, default="label_spreading"
@@ -255,7 +182,8 @@ def diffuse(
     reorder : bool or "auto", default="auto"
         Renumber the nodes for cache locality (:func:`locality_order`) before running the
         energy and restore the order afterwards; ``"auto"`` does it from
-        ``REORDER_MIN_NODES`` nodes on. Results are the same up to solver tolerance.
+        ``REORDER_MIN_NODES`` nodes on. Results are the same up to solver tolerance. For a
+        PreparedGraph, "auto" keeps its choice.
     **params
         Passed to the energy. Array parameters with one row per node (e.g. a warm start
         ``x0``) are renumbered with the graph.
@@ -281,10 +209,10 @@ def diffuse(
         one's, e.g. Laplace learning at one label per class (Calder et al. 2020), or a solver stuck
         at its start.
     """
-    W = check_graph(W)
-    y, n_classes = check_labels(y, W.shape[0], n_classes)
+    G = prepare_graph(W, reorder=reorder)
+    y, n_classes = check_labels(y, G.shape[0], n_classes)
     fn = _energy_fn(energy)
-    plan = _plan(W, y >= 0, reorder)
+    plan = _plan(G, y >= 0)
     result = _run(plan, fn, y, n_classes, params)
     free = (y < 0) & ~result.unreachable
     labelled_classes = np.unique(y[y >= 0])
@@ -322,7 +250,7 @@ def diffuse_per_label(
 
     Parameters
     ----------
-    W : scipy sparse matrix of shape (n, n)
+    W : scipy sparse matrix of shape (n, n), or a :class:`PreparedGraph`
         As in :func:`diffuse`.
     Y : array-like of int, shape (n, L)
         ``1`` / ``0`` where label ``j`` is present / absent on a labelled node, ``-1`` on the
@@ -338,10 +266,11 @@ def diffuse_per_label(
         all carry the same value of label ``j``: no two-class problem to solve there.
 
     Same results as calling :func:`diffuse` per column, but the graph check, the connected
-    components and the locality renumbering (≈ 0.5 s each at 112k nodes) are done once, not L times.
+    components and the locality renumbering (≈ 0.3 s together at 112k nodes) are done once, not L
+    times (:func:`prepare_graph`).
     """
-    W = check_graph(W)
-    n = W.shape[0]
+    G = prepare_graph(W, reorder=reorder)
+    n = G.shape[0]
     Y = np.asarray(Y)
     if Y.ndim != 2 or Y.shape[0] != n:
         raise ValueError(f"Y must have shape ({n}, n_labels) to match W, got {Y.shape}")
@@ -351,7 +280,7 @@ def diffuse_per_label(
     if Y[labelled].size and not np.isin(Y[labelled], (0, 1)).all():
         raise ValueError("Y must hold 0 / 1 on labelled rows (label absent / present)")
     fn = _energy_fn(energy)
-    plan = _plan(W, labelled, reorder)
+    plan = _plan(G, labelled)
     out: list[EnergyResult | None] = []
     for j in range(Y.shape[1]):
         y = Y[:, j]
@@ -380,11 +309,10 @@ def _energy_fn(energy) -> Callable[..., Any]:
     return fn
 
 
-def _plan(W: sp.csr_matrix, labelled: np.ndarray, reorder: bool | str) -> _Plan:
-    n = W.shape[0]
-    n_comp, comp = connected_components(W, directed=False)
-    has_label = np.bincount(comp[labelled], minlength=n_comp) > 0
-    reachable = has_label[comp]
+def _plan(G: PreparedGraph, labelled: np.ndarray) -> _Plan:
+    n = G.shape[0]
+    has_label = np.bincount(G.components[labelled], minlength=G.n_components) > 0
+    reachable = has_label[G.components]
     if not reachable.all():
         warnings.warn(
             f"{int((~reachable).sum())} of {n} nodes lie in {int((~has_label).sum())} connected component(s) "
@@ -393,16 +321,17 @@ def _plan(W: sp.csr_matrix, labelled: np.ndarray, reorder: bool | str) -> _Plan:
             UnlabelledComponentWarning,
             stacklevel=3,
         )
-    if reorder == "auto":
-        reorder = n >= REORDER_MIN_NODES
-    # The energy runs on `nodes`: the reachable ones, renumbered for locality if asked.
-    nodes = None
-    if reorder:
-        order = locality_order(W)
-        nodes = order[reachable[order]]
-    elif not reachable.all():
+    # The energy runs on `nodes`: the reachable ones, in the prepared locality order if there is one.
+    if G.order is None:
+        if reachable.all():
+            return _Plan(G.W, reachable, None, G.W)
         nodes = np.flatnonzero(reachable)
-    return _Plan(W, reachable, nodes, W if nodes is None else induced_subgraph(W, nodes))
+        return _Plan(G.W, reachable, nodes, induced_subgraph(G.W, nodes))
+    keep = reachable[G.order]
+    if keep.all():
+        return _Plan(G.W, reachable, G.order, G.W_ordered)
+    # Cutting the reordered graph gives the same arrays as renumbering W by order[keep].
+    return _Plan(G.W, reachable, G.order[keep], induced_subgraph(G.W_ordered, np.flatnonzero(keep)))
 
 
 def _run(plan: _Plan, fn, y: np.ndarray, n_classes: int, params: dict) -> EnergyResult:

@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from ..energies import prepare_graph
 from ..graph_step import build_graph, graph_step
 from .metrics import classification_metrics
 
@@ -72,6 +73,7 @@ def graph_step_cv(Z: np.ndarray, data, *, energy, energy_params, n_neighbors: in
     fold, how = _folds(y, groups, k, seed)
     if W is None:
         W = build_graph(Z, n_neighbors=n_neighbors, metric=metric)
+    W = prepare_graph(W)  # checked, components and renumbering once for all folds
     proba = np.zeros((len(idx), data.n_outputs))
     fold_acc = []
     for f in range(k):
