@@ -198,13 +198,49 @@ class StageRecorder:
         return True
 
 
-def child(folder: str, mode: str, out: str) -> None:
+def preallocated_infer():
+    """``Trainer.infer`` writing each batch into arrays allocated once before the first batch — the change
+    proposed for ``trainer.py`` (issue 15), applied at run time by ``--preallocated-infer``.
+
+    Why: the current ``infer`` keeps each batch's logits and ψ as small tensors in lists. Each is
+    allocated while the batch's activations (8–33 MB, under glibc's dynamic mmap threshold, so on the
+    heap) are being freed, lands in one of their holes and stays for the whole pass: the heap cannot
+    shrink below the highest such survivor, and resident memory grows with the number of batches."""
+    import math
+
+    import torch
+
+    from graphzoo.train.trainer import Trainer
+
+    @torch.no_grad()
+    def infer(self, idx, tta=False, batch_size=512, model=None):
+        model = self.model if model is None else model
+        model.eval()
+        batch_size = max(1, min(batch_size, 2**23 // math.prod(self.data.images.shape[-2:])))
+        views = self.views() if tta else [(0, False)]
+        logits = np.empty((len(idx), self.data.n_outputs), np.float32)
+        feats = np.empty((len(idx), model.head.in_features), np.float32)
+        start = 0
+        for b in torch.as_tensor(idx, dtype=torch.long).split(batch_size):
+            lg, z = model.infer(self.batch(b, None), views)
+            logits[start: start + len(b)] = lg.float().cpu().numpy()
+            feats[start: start + len(b)] = z.float().cpu().numpy()
+            start += len(b)
+        model.train()
+        return logits, feats
+
+    Trainer.infer = infer
+
+
+def child(folder: str, mode: str, out: str, patch: str = "no") -> None:
     """One run in this process; prints a JSON line with its stages' peak memory and times."""
     import torch  # noqa: F401
 
     from graphzoo.config import RunConfig
     from graphzoo.train import run_training
 
+    if patch == "yes":
+        preallocated_infer()
     rec = StageRecorder()
     missing = [label for module, attr, label in STAGES if not rec.wrap(module, attr, label)]
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
@@ -221,7 +257,8 @@ def child(folder: str, mode: str, out: str) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
     print(json.dumps({"n": len(feats), "mode": mode, "base": base, "peak": peak, "features": feats.nbytes / GIB,
                       "d": feats.shape[1], "total_s": total, "stages": rec.rows, "exact": rec.exact,
-                      "not_found": missing, "lazy": type(result.data.images).__name__ == "LazyImages"}))
+                      "not_found": missing, "lazy": type(result.data.images).__name__ == "LazyImages",
+                      "preallocated_infer": patch == "yes"}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,6 +272,7 @@ def print_run(r: dict) -> None:
     print(f"\nn = {r['n']:,}, data_in_memory={r['mode']} ({'lazy' if r['lazy'] else 'in memory'}): peak "
           f"{r['peak']:.2f} GiB, base {r['base']:.2f} GiB, features {r['features'] * 1024:.1f} MiB (d = {r['d']}), "
           f"beyond {beyond:.2f} GiB, run {r['total_s']:.0f} s"
+          + (", Trainer.infer into preallocated arrays" if r.get("preallocated_infer") else "")
           + ("" if r["exact"] else " (peaks sampled every 50 ms: /proc/self/clear_refs not writable)"))
     print(f"| stage | s | peak RSS GiB | beyond base + features GiB | RSS at end GiB | malloc free GiB |\n"
           f"| --- | ---: | ---: | ---: | ---: | ---: |")
@@ -254,7 +292,9 @@ def main() -> None:
     ap.add_argument("--images", help="a folder of images this script wrote before (--keep); reused, never removed")
     ap.add_argument("--keep", action="store_true", help="keep the images and runs (the folder is printed)")
     ap.add_argument("--workers", type=int, default=2, help="processes that write the PNGs")
-    ap.add_argument("--child", nargs=3, metavar=("FOLDER", "MODE", "OUT"), help=argparse.SUPPRESS)
+    ap.add_argument("--preallocated-infer", action="store_true",
+                    help="run with Trainer.infer writing into preallocated arrays (the change proposed for trainer.py)")
+    ap.add_argument("--child", nargs=4, metavar=("FOLDER", "MODE", "OUT", "PATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(*args.child)
@@ -270,7 +310,8 @@ def main() -> None:
         for n in args.sizes:
             folder = folder_of(root, pool, n)
             for mode in ("false", "true") if n <= args.in_memory_up_to else ("false",):
-                out = subprocess.run([sys.executable, __file__, "--child", str(folder), mode, str(root / "runs")],
+                patch = "yes" if args.preallocated_infer else "no"
+                out = subprocess.run([sys.executable, __file__, "--child", str(folder), mode, str(root / "runs"), patch],
                                      capture_output=True, text=True)
                 if out.returncode:
                     print(out.stderr[-3000:], file=sys.stderr)
