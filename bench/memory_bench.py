@@ -254,7 +254,8 @@ def child(folder: str, mode: str, out: str, patch: str = "no") -> None:
     rec.start(None)
     total = time.perf_counter() - t0
     feats = np.load(result.rundir.features, mmap_mode="r")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
+    # The run's peak: the largest stage peak (resetting VmHWM resets ru_maxrss too; before the first stage: base).
+    peak = max([base] + [row["peak"] for row in rec.rows])
     print(json.dumps({"n": len(feats), "mode": mode, "base": base, "peak": peak, "features": feats.nbytes / GIB,
                       "d": feats.shape[1], "total_s": total, "stages": rec.rows, "exact": rec.exact,
                       "not_found": missing, "lazy": type(result.data.images).__name__ == "LazyImages",
@@ -311,8 +312,8 @@ def main() -> None:
             folder = folder_of(root, pool, n)
             for mode in ("false", "true") if n <= args.in_memory_up_to else ("false",):
                 patch = "yes" if args.preallocated_infer else "no"
-                out = subprocess.run([sys.executable, __file__, "--child", str(folder), mode, str(root / "runs"), patch],
-                                     capture_output=True, text=True)
+                cmd = [sys.executable, __file__, "--child", str(folder), mode, str(root / "runs"), patch]
+                out = subprocess.run(cmd, capture_output=True, text=True)
                 if out.returncode:
                     print(out.stderr[-3000:], file=sys.stderr)
                     raise SystemExit(f"the run n={n} data_in_memory={mode} failed")

@@ -320,7 +320,8 @@ class LazyImages:
     path would give for the same indices, bit for bit: each image is decoded, converted to ``C``
     channels and resized to ``H = W = size`` by the same functions. ``len``, ``shape`` and ``dtype``
     are the tensor's. Decoded (converted) images are kept in a least-recently-used cache of at most
-    ``cache_bytes``, so memory stays bounded however many images the set has.
+    ``cache_bytes`` — one slab of ``capacity`` images whose slots are reused — so memory stays bounded
+    however many images the set has.
 
     Parameters
     ----------
