@@ -119,6 +119,42 @@ def test_decode_cache_is_bounded(tmp_path):
     assert torch.equal(lazy[[29, 0, 29]], full[[29, 0, 29]])
 
 
+def test_decode_cache_reuses_its_slots_and_decodes_only_misses():
+    """Random batches (repeats, batches larger than the cache) against a reference LRU: every batch is the
+    source's pixels, only the images the reference misses are decoded, and the cache is one slab of
+    ``capacity`` images however many are read (a new image takes the slot of the one it evicts)."""
+    import pickle
+    from collections import OrderedDict
+
+    rng = np.random.default_rng(0)
+    src = rng.integers(0, 256, (50, 8, 8), dtype=np.uint8)
+    lazy = LazyImages(src, cache_bytes=7 * 64)
+    decoded: list[int] = []
+    raw = lazy._raw
+    lazy._raw = lambda idx: (decoded.extend(idx), raw(idx))[1]
+    ref: OrderedDict[int, None] = OrderedDict()
+    for step in range(300):
+        order = rng.integers(0, 50, int(rng.integers(1, 12))).tolist()
+        miss = list(dict.fromkeys(i for i in order if i not in ref))
+        for i in order:
+            if i in ref:
+                ref.move_to_end(i)
+        for i in miss[-7:]:
+            ref[i] = None
+            if len(ref) > 7:
+                ref.popitem(last=False)
+        decoded.clear()
+        batch = lazy[order]
+        assert torch.equal(batch, torch.from_numpy(src[order])[:, None]), step
+        assert decoded == miss and list(lazy._cache) == list(ref), step
+        batch.fill_(0)  # the caller's batch is its own: writing to it never reaches the cache
+    assert lazy._slab.shape == (7, 1, 8, 8) and sorted(lazy._cache.values()) == list(range(7))
+    assert torch.equal(lazy[list(ref)], torch.from_numpy(src[list(ref)])[:, None])
+    del lazy._raw
+    copy = pickle.loads(pickle.dumps(lazy))  # another process's copy starts with an empty cache
+    assert copy._slab is None and not copy._cache and torch.equal(copy[[3, 1]], torch.from_numpy(src[[3, 1]])[:, None])
+
+
 def test_file_gone_mid_run_is_named(tmp_path):
     root = write_folder(tmp_path / "set", n=12, sizes=((16, 16),))
     _, lazy = both(root, split="random", labels_per_class=1)

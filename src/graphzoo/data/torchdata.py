@@ -320,7 +320,8 @@ class LazyImages:
     path would give for the same indices, bit for bit: each image is decoded, converted to ``C``
     channels and resized to ``H = W = size`` by the same functions. ``len``, ``shape`` and ``dtype``
     are the tensor's. Decoded (converted) images are kept in a least-recently-used cache of at most
-    ``cache_bytes``, so memory stays bounded however many images the set has.
+    ``cache_bytes`` — one slab of ``capacity`` images whose slots are reused — so memory stays bounded
+    however many images the set has.
 
     Parameters
     ----------
@@ -345,11 +346,20 @@ class LazyImages:
         self.size_given, self.chans_given = size is not None, in_chans is not None
         self.shape = torch.Size((len(source), self.chans, self.side, self.side))
         per_image = self.chans * self.side * self.side
-        self.capacity = max(1, (_cache_budget() if cache_bytes is None else cache_bytes) // per_image)
-        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+        budget = _cache_budget() if cache_bytes is None else cache_bytes
+        self.capacity = max(1, min(budget // per_image, len(source)))
+        # The cache's images live in one slab (capacity, C, side, side), allocated on first use: a new image
+        # is copied into the slot of the one it evicts. One tensor per cached image instead made the cache
+        # churn the allocator (each decoded buffer freed in whichever thread's arena decoded it), and the
+        # freed holes kept the process's resident memory rising with the images read, past the cache's size.
+        self._slab: torch.Tensor | None = None
+        self._cache: OrderedDict[int, int] = OrderedDict()  # image index -> slot, least recently used first
 
     def __len__(self) -> int:
         return len(self.source)
+
+    def __getstate__(self) -> dict:  # a copy for another process (a DataLoader worker) starts with an empty cache
+        return {**self.__dict__, "_slab": None, "_cache": OrderedDict()}
 
     def _raw(self, idx: list[int]) -> list[np.ndarray]:
         if isinstance(self.source, np.ndarray):
@@ -388,18 +398,27 @@ class LazyImages:
         out_of_range = [i for i in missing if not 0 <= i < n]
         if out_of_range:
             raise IndexError(f"index {out_of_range[0]} is out of range for {n} images")
-        fresh = dict(zip(missing, (self._convert(i, r) for i, r in zip(missing, self._raw(missing)))))
-        items = []
-        for i in order:
-            t = fresh.get(i)
-            if t is None:
-                t = self._cache[i]
+        out = torch.empty((len(order), *self.shape[1:]), dtype=torch.uint8)
+        where = {i: [] for i in missing}
+        for j, i in enumerate(order):
+            if i in where:
+                where[i].append(j)
+            else:
+                out[j] = self._slab[self._cache[i]]
                 self._cache.move_to_end(i)
-            items.append(t)
-        for i, t in fresh.items():  # cached after use, so a batch larger than the cache still works
-            self._cache[i] = t
-            if len(self._cache) > self.capacity:
-                self._cache.popitem(last=False)
-        if not items:
-            return torch.zeros((0, *self.shape[1:]), dtype=torch.uint8)
-        return torch.stack(items)
+        for i, raw in zip(missing, self._raw(missing)):
+            out[where[i]] = self._convert(i, raw)  # the decoded buffer is dropped here, after one copy
+        for i in missing[-self.capacity:]:  # cached after use, so a batch larger than the cache still works
+            self._store(i, out[where[i][0]])
+        return out
+
+    def _store(self, i: int, image: torch.Tensor) -> None:
+        """Put image ``i`` in the cache, in the slot of the least recently used image once it is full."""
+        if self._slab is None:
+            self._slab = torch.empty((self.capacity, *self.shape[1:]), dtype=torch.uint8)
+        if len(self._cache) < self.capacity:
+            slot = len(self._cache)
+        else:
+            _, slot = self._cache.popitem(last=False)
+        self._slab[slot] = image
+        self._cache[i] = slot

@@ -397,23 +397,25 @@ class Trainer:
         model.eval()
         batch_size = max(1, min(batch_size, 2**23 // math.prod(self.data.images.shape[-2:])))
         views = self.views() if tta else [(0, False)]
-        logits, feats = [], []
         mine = np.asarray(idx)[distributed.shard(len(idx))]  # this rank's block; all of idx in one process
+        # Written into arrays allocated once: a small output kept per batch lands in the hole of that batch's
+        # freed activations and pins the heap, which then grows with the number of batches (at 112k images
+        # by gigabytes; bench/memory_bench.py, docs/scaling.md).
+        logits = np.empty((len(mine), self.data.n_outputs), np.float32)
+        feats = np.empty((len(mine), model.head.in_features), np.float32)
         batches = torch.as_tensor(mine, dtype=torch.long).split(batch_size)
         bar = progress.bar(len(batches), f"infer ×{len(views)}" if len(views) > 1 else "infer", self.cfg.progress)
+        start = 0
         for b, raw in self.read_ahead(batches):
             with self.autocast():
                 lg, z = model.infer(self.batch(b, None, raw), views)
-            logits.append(lg.float().cpu())
-            feats.append(z.float().cpu())
+            logits[start:start + len(b)] = lg.float().cpu().numpy()
+            feats[start:start + len(b)] = z.float().cpu().numpy()
+            start += len(b)
             bar.update()
         bar.close()
         model.train()
-        if not logits:
-            logits = [torch.zeros((0, self.data.n_outputs))]
-            feats = [torch.zeros((0, self.model.head.in_features))]
-        return (distributed.gather_rows(torch.cat(logits).numpy()),
-                distributed.gather_rows(torch.cat(feats).numpy()))
+        return distributed.gather_rows(logits), distributed.gather_rows(feats)
 
     def views(self) -> list[tuple[int, bool]]:
         """The exact symmetries training augments with (:func:`tta_views`), for test-time averaging."""
