@@ -51,7 +51,7 @@ def _torchrun(*args: str) -> list[str]:
 def test_collectives_ddp_step_and_sharded_extraction_match_one_process(tmp_path):
     worker = Path(__file__).with_name("ddp_worker.py")
     proc = subprocess.run(_torchrun(str(worker), str(tmp_path), str(MALARIA_DEMO)), env=_env(),
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = np.load(tmp_path / "rank0.npz")
     part = lambda r: np.arange(r * 10, r * 10 + 3 + r, dtype=np.float32)  # noqa: E731
@@ -110,7 +110,7 @@ def _metrics(run: Path) -> dict:
 def test_two_processes_score_like_one_and_a_killed_rank_resumes_exactly(tmp_path):
     from graphzoo.train.checkpoints import load_checkpoint
 
-    run = lambda cmd: subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)  # noqa: E731
+    run = lambda cmd: subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)  # noqa: E731
     gz = ["-m", "graphzoo", "run", *RUN_ARGS, "--out", str(tmp_path)]
     one = run([sys.executable, *gz, "--name", "one"])
     assert one.returncode == 0, one.stderr[-3000:]
@@ -137,7 +137,7 @@ def test_two_processes_score_like_one_and_a_killed_rank_resumes_exactly(tmp_path
                 os.kill(pid, signal.SIGKILL)
                 break
         lines += proc.stdout.readlines()
-        proc.wait(timeout=120)
+        proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -227,7 +227,7 @@ methods:
 baselines: [sklearn_label_spreading]
 """)
     proc = subprocess.run(_torchrun("-m", "graphzoo", "experiment", "--config", str(grid), "--no-report"),
-                          env=_env(), capture_output=True, text=True, timeout=300)
+                          env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = (tmp_path / "runs" / "g" / "results.jsonl").read_text().splitlines()
     records = [json.loads(x) for x in lines]
