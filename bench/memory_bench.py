@@ -59,7 +59,7 @@ STAGES = (
     ("graphzoo.graph_step", "knn_graph", "kNN graph"),
     ("graphzoo.graph_step", "diffuse", "diffusion (energy)"),
     ("graphzoo.train.evaluate", "calibrate", "calibration"),
-    ("graphzoo.train.evaluate", "_evidence", "evidence (kNN to labelled)"),
+    ("graphzoo.train.evaluate", "nearest_labelled", "evidence (kNN to labelled)"),
     ("graphzoo.train.evaluate", "_write_predictions", "predictions.csv"),
     ("graphzoo.train.runner", "write_history", "history + metrics.json"),
 )
