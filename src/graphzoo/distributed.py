@@ -36,6 +36,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from . import progress
+
 __all__ = ["PeerFailure", "init", "resolve_device", "world_size", "rank", "is_main", "barrier", "shard",
            "local_rows", "gather_rows", "on_main", "broadcast_buffers", "wrap", "peer_guard", "set_resume_hint",
            "shutdown", "launched", "all_objects"]
@@ -106,7 +108,7 @@ def init(device_name: str = "auto") -> torch.device:
         torch.cuda.set_device(device)
         if dist.is_nccl_available():
             backend = "nccl"
-        elif int(os.environ.get("RANK", "0")) == 0:
+        elif progress.is_rank0():
             print("note: NCCL is not available in this PyTorch build; the processes communicate through gloo "
                   "(slower gradient exchange between GPUs)", file=sys.stderr, flush=True)
     dist.init_process_group(backend, device_id=device if backend == "nccl" else None,

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
+
+from . import progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
     records = {r["cell"]: r for r in read_results(spec.results_path)}
     stale = stale_cells(cells, records)
     n_done = len(set(records) & {c.id for c in cells})
-    rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun rank 0 speaks and writes for all
+    rank0 = progress.is_rank0()  # under torchrun rank 0 speaks and writes for all
     if rank0:
         print(f"experiment {spec.name}: {len(cells)} cells ({n_done} done"
               f"{f', {len(stale)} of them with another config' if stale else ''}) -> {spec.folder}", file=sys.stderr)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["bar", "say", "is_terminal"]
+__all__ = ["bar", "say", "is_terminal", "is_rank0"]
 
 
-def _quiet_rank() -> bool:
-    return os.environ.get("RANK", "0") != "0"
+def is_rank0() -> bool:
+    """True in a process without torchrun and in torchrun's rank 0 (read from ``RANK``, so without torch:
+    the one process that speaks and writes for the job)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def is_terminal() -> bool:
@@ -35,7 +37,7 @@ class _NoBar:
 
 def bar(total: int, desc: str, enabled: bool = True):
     """A tqdm bar on a terminal (removed when done); a silent stand-in otherwise."""
-    if not (enabled and is_terminal()) or _quiet_rank():
+    if not (enabled and is_terminal() and is_rank0()):
         return _NoBar()
     from tqdm.auto import tqdm
 
@@ -44,5 +46,5 @@ def bar(total: int, desc: str, enabled: bool = True):
 
 def say(message: str, enabled: bool = True) -> None:
     """One plain line on stderr (flushed, so that a log file shows it at once)."""
-    if enabled and not _quiet_rank():
+    if enabled and is_rank0():
         print(message, file=sys.stderr, flush=True)
