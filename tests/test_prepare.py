@@ -148,6 +148,41 @@ def test_labels_csv_bad_input(flat, tmp_path, text, options, match):
     assert {p: p.read_bytes() for p in [csv, *flat.rglob("*")] if p.is_file()} == before  # nothing overwritten
 
 
+def test_labels_csv_patient_column_groups_the_split(tmp_path):
+    from graphzoo.data.labels_csv import load_with_labels
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "ward"
+    for i in range(60):
+        write_png(root / f"img{i:02d}.png", rng.integers(0, 256, (8, 8), dtype=np.uint8))
+    # 40 labelled images of 10 patients, 4 each; 10 unlabelled with the id of a labelled patient, 10 without a row
+    rows = [f"img{i:02d}.png,{'ab'[i % 2]},p{i // 4}" for i in range(40)]
+    rows += [f"img{i:02d}.png,,p{i - 40}" for i in range(40, 50)]
+    csv = write_csv(tmp_path / "labels.csv", "path,label,patient_id\n" + "\n".join(rows) + "\n")
+    ds = load_with_labels(root, csv)
+    assert ds.patient_ids.tolist() == [f"p{i // 4}" for i in range(40)] + [f"p{i}" for i in range(10)] + [""] * 10
+    for seed in range(3):
+        d = prepare_data(str(root), labels=str(csv), seed=seed, split_fractions=[0.6, 0.2, 0.2])
+        assert d.split_source == "patient"
+        known = d.targets >= 0
+        for pid in np.unique(d.patient_ids[known]):  # a patient's labelled images on one side only
+            assert len(set(d.split[known & (d.patient_ids == pid)])) == 1
+        held = set(d.patient_ids[known & (d.split != "train")])
+        unl = ~known
+        # an unlabelled image of a held-out patient is predicted but never trained on; one without an id trains
+        assert (d.split[unl & np.isin(d.patient_ids, list(held))] == "excluded").all()
+        assert (d.split[unl & ~np.isin(d.patient_ids, list(held))] == "train").all()
+
+
+def test_labels_csv_patient_column_needs_an_id_on_every_labelled_row(flat, tmp_path):
+    from graphzoo.data.labels_csv import load_with_labels
+
+    csv = write_csv(tmp_path / "labels.csv", "path,label,patient\ns0/c0.png,dog,p1\ns1/c1.png,cat,\n"
+                    "s0/c2.png,,\ns1/c3.png,dog\n")
+    with pytest.raises(ValueError, match=r"labelled rows without a patient \(line 3; line 5\)"):
+        load_with_labels(flat, csv)
+
+
 # ------------------------------------------------------------------ labels added to a source with its own
 
 

@@ -17,6 +17,10 @@ layout, class folders are *not* used as labels) and takes the labels from the CS
   (label -1): they join the graph and Dynamic Pass and are predicted, never evaluated.
 * The classes are the sorted distinct labels, or ``class_names`` when given (then a label not
   in it, or a class without any labelled row, is an error).
+* An optional ``patient_id`` column groups images by patient (or slide, study): evaluation is then
+  drawn from the labels patient-grouped, as for any source with patient ids, so that images of one
+  patient never sit on both sides of a held-out estimate. Every labelled row needs one; images
+  without an id are never grouped with others.
 
 Every problem names the CSV's line numbers (the header is line 1) and nothing is written.
 
@@ -104,6 +108,38 @@ def read_labels_csv(csv_path: str | os.PathLike, root: str | os.PathLike) -> dic
     return out
 
 
+PATIENT_COLUMNS = ("patient_id", "patient")
+
+
+def read_patient_ids(csv_path: str | os.PathLike, root: str | os.PathLike,
+                     labels: dict[Path, tuple[str, int]]) -> dict[Path, str] | None:
+    """Resolved image path -> patient id from the CSV's ``patient_id`` (or ``patient``) column.
+
+    ``None`` when the CSV has no such column. ``labels`` is :func:`read_labels_csv`'s answer for the
+    same file (its paths are already checked). Raises ``ValueError`` naming the lines for a labelled
+    row without an id: one unnamed patient would otherwise join images that share nothing.
+    """
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        key = {c.strip().lower(): c for c in reader.fieldnames or []}
+        column = next((key[c] for c in PATIENT_COLUMNS if c in key), None)
+        if column is None:
+            return None
+        rows = [(reader.line_num, (r[key["path"]] or "").strip(), (r[column] or "").strip()) for r in reader]
+    root = Path(root).resolve()
+    ids: dict[Path, str] = {}
+    for _, path, pid in rows:
+        full = (Path(path) if Path(path).is_absolute() else root / path).resolve()
+        if pid:
+            ids[full] = pid
+    missing = [f"line {line}" for full, (label, line) in labels.items() if label and full not in ids]
+    if missing:
+        raise ValueError(f"{csv_path}: labelled rows without a {column} ({_shown(missing)}). Fix: give every "
+                         f"labelled image its patient id, or delete the {column} column (the split of the labels "
+                         "is then random).")
+    return ids
+
+
 def _image_files(root: Path) -> list[Path]:
     """Every image file below ``root`` (hidden files and folders skipped), sorted, resolved."""
     files = []
@@ -150,7 +186,8 @@ def load_with_labels(
     -------
     ImageSet
         ``labels`` int64 (N,) with -1 for the unlabelled images; ``filenames`` relative to
-        ``root``; no split or patient ids (the split is then random over the labelled images).
+        ``root``; ``patient_ids`` from the CSV's ``patient_id`` column ("" for an image without
+        one), else none (the split is then random over the labelled images); no split of its own.
 
     Raises
     ------
@@ -162,6 +199,7 @@ def load_with_labels(
     if not root.is_dir():
         raise ValueError(f"--labels needs a folder of images as data, got {root}. Fix: --data FOLDER.")
     labels = read_labels_csv(labels_csv, root)
+    patients = read_patient_ids(labels_csv, root, labels)
     files = _image_files(root)
     if not files:
         raise ValueError(f"no images found below {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
@@ -178,8 +216,10 @@ def load_with_labels(
     files = [f for f, k in zip(files, ok) if k]
     y = np.array([index[labels[f][0]] if labels.get(f, ("", 0))[0] else -1 for f in files], dtype=np.int64)
     rel = np.array([str(f.relative_to(root.resolve())) for f in files])
+    pids = None if patients is None else np.array([patients.get(f, "") for f in files], dtype=str)
     return ImageSet(images=finish_images(images, stack=decode.stack, where=str(root), names=rel, notes=notes), labels=y,
-                    class_names=names, filenames=rel, source=f"folder+labels:{root} {labels_csv}", notes=notes)
+                    class_names=names, filenames=rel, patient_ids=pids, source=f"folder+labels:{root} {labels_csv}",
+                    notes=notes)
 
 
 # ---------------------------------------------------------------------------------------------------------------
