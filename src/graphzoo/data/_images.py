@@ -389,10 +389,12 @@ def decode_many(
 
     workers = workers or min(8, os.cpu_count() or 1)
     chunks = [paths[i : i + _CHUNK] for i in range(0, n, _CHUNK)]
-    from tqdm.auto import tqdm
+    from ..progress import bar as progress_bar
 
     results: list = []
-    with tqdm(total=n, desc=desc, unit="img", disable=n < 2000, leave=False) as bar:
+    # A bar on a terminal only: redrawn with carriage returns, it would fill a log file with one long line.
+    bar = progress_bar(n, desc, enabled=n >= 2000)
+    try:
         if workers <= 1 or len(chunks) == 1:
             for c in chunks:
                 results.extend(_decode_chunk(c, channels, size))
@@ -402,6 +404,8 @@ def decode_many(
                 for c, res in zip(chunks, pool.map(lambda c: _decode_chunk(c, channels, size), chunks)):
                     results.extend(res)
                     bar.update(len(c))
+    finally:
+        bar.close()
 
     bad = [r for r in results if isinstance(r, CorruptImageError)]
     ok = np.array([not isinstance(r, CorruptImageError) for r in results], bool)
