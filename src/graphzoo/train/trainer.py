@@ -1,5 +1,7 @@
-"""`Trainer`: the pieces both modes share — the run folder, data, model, batches, the epoch loop,
-validation, checkpoints.
+"""`Trainer`: the pieces both modes share — the run folder, data, model, the epoch loop, validation,
+checkpoints — and the public face of the parts it delegates, each a module of its own: :mod:`.batches`,
+:mod:`.train_step`, :mod:`.precision`, :mod:`.inference`, :mod:`.rng_state`, :mod:`.split_files` (one line
+each in :mod:`graphzoo.train`).
 
 A mode (:mod:`.one_pass`, :mod:`.dynamic_pass`) is a short function that calls
 :meth:`Trainer.phase` once per phase with the function that trains one epoch of it::
@@ -20,10 +22,8 @@ writes the run's files.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import random
 import time
 from pathlib import Path
 from typing import Callable
@@ -35,11 +35,14 @@ import torch.nn.functional as F
 from .. import distributed, progress
 from ..config import RunConfig, config_diff
 from ..data.prepare import labels_line, prepare_data
-from ..data.splits import fingerprint
 from ..data.torchdata import Augment, Normalizer, tta_views
 from ..rundir import RunDir
+from . import batches, inference, precision, train_step
 from .checkpoints import load_checkpoint, save_checkpoint
 from .metrics import classification_metrics, multilabel_metrics
+from .precision import amp_dtype
+from .rng_state import gather_rng_states, restore_rng_states, seed_all
+from .split_files import check_same_data, check_same_split_as, data_fingerprint, write_split
 
 __all__ = ["Trainer", "TrainingInterrupted", "default_run_name"]
 
@@ -52,56 +55,6 @@ def default_run_name(cfg: RunConfig) -> str:
     stem = Path(cfg.data).name.split(".")[0] if cfg.data else "run"
     budget = f"n{cfg.labels_per_class}" if cfg.labels_per_class else f"lf{cfg.label_fraction:g}"
     return f"{stem}-{cfg.mode}-{cfg.backbone}-{cfg.energy}-{budget}-s{cfg.seed}"
-
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``amp`` ("auto", "bf16", "fp16", "off") on ``device``; None: full float32.
-
-    "auto" is bf16 on a CUDA GPU that supports it (same exponent range as float32: no loss scaling),
-    fp16 on an older one (with a gradient scaler, :class:`Trainer`), and off elsewhere. Off on a CPU
-    because its speed depends on the CPU: with AVX-512 BF16 (this project's 2-core AMD EPYC) bf16 trained
-    small_cnn at 50 px 1.7× faster (``bench/gpu_bench.py --device cpu``), without it autocast emulates bf16
-    and is slower; and a default that changes the numbers from one CPU to another would break
-    reproducibility. ``amp=bf16`` turns it on."""
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError(f"amp='fp16' needs a CUDA device (this run is on {device}); use amp='bf16' or 'off'")
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def data_fingerprint(data, chunk: int = 1024) -> str:
-    """SHA-1 of the prepared images, labels and file names: tells a resumed run its data changed.
-
-    The images are hashed ``chunk`` at a time (the digest of their bytes in order, as one update would
-    give), so a set read lazily from disk is never all in memory."""
-    import hashlib
-
-    h = hashlib.sha1()
-    for i in range(0, len(data.images), chunk):
-        h.update(data.images[i : i + chunk].contiguous().numpy())
-    h.update(np.ascontiguousarray(data.targets).tobytes())
-    if data.filenames is not None:
-        h.update(fingerprint(data.filenames).encode())
-    return h.hexdigest()
 
 
 class Trainer:
@@ -158,9 +111,7 @@ class Trainer:
                 faiss.omp_set_num_threads(cfg.threads)
             except ImportError:
                 pass
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        random.seed(cfg.seed)
+        seed_all(cfg.seed)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -186,8 +137,7 @@ class Trainer:
         if self.device.type == "cuda":  # cuDNN's convolutions are fastest on NHWC tensors under mixed precision
             self.model = self.model.to(memory_format=torch.channels_last)
         self.amp_dtype = amp_dtype(cfg.amp, self.device)
-        # fp16's narrow range underflows small gradients: scale the loss (bf16 needs no scaler)
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.scaler = precision.grad_scaler(self.amp_dtype)  # fp16 only: its narrow range underflows small gradients
         if cfg.pretrain_freeze:
             from .pretrain_cache import freeze_backbone
 
@@ -227,15 +177,15 @@ class Trainer:
             if not distributed.is_main():
                 start_from_pretrained(self)
         if self.resume:
-            self._check_same_data()
+            check_same_data(self.rundir, self.data, self.data_sha1)
             self._load_last()
         else:
             if self.cfg.init_from:
-                self._check_same_split_as(RunDir(self.cfg.init_from))
+                check_same_split_as(RunDir(self.cfg.init_from), self.data)
             if distributed.is_main():
                 self.rundir.checkpoints.mkdir(parents=True, exist_ok=True)
                 self.cfg.dump(self.rundir.config)
-                self._write_split()
+                write_split(self.rundir, self.data, self.cfg, self.data_sha1)
             distributed.barrier()
         self.elapsed_before = self.state.get("elapsed_s", 0.0)
 
@@ -248,78 +198,15 @@ class Trainer:
                 "normalizer": self.normalizer.state_dict(),
                 "tta_views": [list(v) for v in self.views()] if self.cfg.tta else []}
 
-    def _write_split(self) -> None:
-        import csv
-
-        from ..data import save_split
-
-        d, cfg = self.data, self.cfg
-        save_split(self.rundir.split, n_samples=len(d.split), labelled=d.labelled, split=d.split,
-                   filenames=d.filenames, how=d.split_source, label_fraction=cfg.label_fraction,
-                   labels_per_class=cfg.labels_per_class, val_labels=cfg.val_labels, seed=cfg.seed,
-                   data_sha1=self.data_sha1)
-        with open(self.rundir.split_csv, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["index", "filename", "patient_id", "split", "labelled"])
-            for i in range(len(d.split)):
-                w.writerow([i, "" if d.filenames is None else d.filenames[i],
-                            "" if d.patient_ids is None else d.patient_ids[i], d.split[i], int(d.labelled[i])])
-
-    def _check_same_data(self) -> None:
-        """--resume after the data changed would mix two datasets in one run: refuse, naming what changed."""
-        from ..data import load_split
-
-        saved = load_split(self.rundir.split)
-        d = self.data
-        changed = []
-        if saved["n_samples"] != len(d.split):
-            changed.append(f"the number of images ({saved['n_samples']} -> {len(d.split)})")
-        else:
-            if d.filenames is not None and saved["fingerprint"] not in (None, fingerprint(d.filenames)):
-                changed.append("the file names")
-            sha = saved["params"].get("data_sha1")
-            if sha is not None and sha != self.data_sha1:
-                changed.append("the images or labels")
-            if saved["split"] is not None and (saved["split"] != d.split).any():
-                changed.append("the train / val / test split")
-            if saved["labelled"] is not None and (saved["labelled"] != d.labelled).any():
-                changed.append("the labelled images")
-        if changed:
-            raise ValueError(f"--resume refused: the data changed since {self.rundir} started ({', '.join(changed)}); "
-                             "restore the original data, or start again with --overwrite")
-
-    def _check_same_split_as(self, previous: RunDir) -> None:
-        """``--init-from``: the continued run must keep the split of the run it continues, or that run's
-        test images (whose labels it started from weights trained next to) could train this one."""
-        from ..data import load_split
-
-        saved = load_split(previous.split, filenames=self.data.filenames)  # refuses other images or names
-        moved = int((saved["split"] != self.data.split).sum())
-        if moved:
-            test_now_train = int(((saved["split"] == "test") & (self.data.split != "test")).sum())
-            raise ValueError(
-                f"--init-from {previous}: the split differs from that run's for {moved} images ({test_now_train} of "
-                "its test images would train or validate here), because its label source changed; keep that "
-                "run's --labels file as it was and put new labels in a separate CSV (graphzoo label writes "
-                f"{previous.path / 'labels.csv'}), or start a new run without --init-from")
-
-    # ------------------------------------------------------------------ batches and inference
+    # ------------------------------------------------------------------ batches, forward, inference
     def local(self, idx: torch.Tensor) -> torch.Tensor:
         """This process's rows of a global batch of indices (all of them without torchrun)."""
         return distributed.local_rows(idx)
 
     def forward(self, x: torch.Tensor, reconstruct: bool = False) -> torch.Tensor:
-        """The training forward pass: logits (B, n_outputs), or the autoencoder's reconstruction of ``x``.
-
-        Under torchrun it goes through DistributedDataParallel, which averages the gradients of the
-        backward pass over the ranks; ``self.model`` itself (features, inference) is never wrapped."""
-        if self._ddp is None:
-            # An autoencoder's decoder is idle in supervised steps and its head in reconstruction steps.
-            self._ddp = distributed.wrap(_TrainStep(self.model), self.device,
-                                         find_unused_parameters=hasattr(self.model.backbone, "reconstruct"))
-        with self.autocast():
-            out = self._ddp(x, reconstruct)
-        return out.float()  # losses in float32
+        """The training forward pass, through DDP under autocast: logits (B, n_outputs), or the autoencoder's
+        reconstruction of ``x`` (:func:`.train_step.forward`)."""
+        return train_step.forward(self, x, reconstruct)
 
     @property
     def graph_device(self) -> str | None:
@@ -329,54 +216,19 @@ class Trainer:
 
     def autocast(self):
         """Mixed precision (``cfg.amp``) for a forward pass; a no-op context in float32."""
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def _read(self, idx: torch.Tensor) -> torch.Tensor:
-        """uint8 images ``idx`` on the host (decoded, for a lazily read set); pinned when they go to a GPU."""
-        x = self.data.images[idx]
-        return x.pin_memory() if self.device.type == "cuda" else x
+        return precision.autocast(self.device, self.amp_dtype)
 
     def read_ahead(self, index_batches: list[torch.Tensor]):
         """Yield ``(idx, images)`` for each batch of ``index_batches``, the next batch read in a background
-        thread while the caller computes on this one.
-
-        Reading is the data side's cost where images are decoded from disk (a lazily read set) or copied to a
-        GPU through pinned memory; an in-memory set on the CPU is read in place (a gather costs less than the
-        hand-over). Only that thread touches the images while the loop runs, in the loop's order, so the
-        batches are those of a plain loop."""
-        if isinstance(self.data.images, torch.Tensor) and self.device.type != "cuda":
-            for b in index_batches:
-                yield b, self.data.images[b]
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(1, thread_name_prefix="graphzoo-read") as pool:
-            ahead = pool.submit(self._read, index_batches[0]) if len(index_batches) else None
-            for i, b in enumerate(index_batches):
-                x = ahead.result()
-                if i + 1 < len(index_batches):
-                    ahead = pool.submit(self._read, index_batches[i + 1])
-                yield b, x
+        thread while the caller computes on this one (:func:`.batches.read_ahead`)."""
+        return batches.read_ahead(self.data.images, index_batches, self.device)
 
     def batch(self, idx: torch.Tensor, generator: torch.Generator | None, images: torch.Tensor | None = None
               ) -> torch.Tensor:
         """Normalised images ``idx`` on the device; augmented when a generator is given. ``images``: the uint8
-        ``images[idx]`` already read (:meth:`read_ahead`).
-
-        On CUDA the batch comes from pinned memory, so its copy overlaps the GPU's work, and is
-        channels-last like the network."""
-        x = self._read(idx) if images is None else images
-        if self.device.type == "cuda":
-            x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        else:
-            x = x.to(self.device)
-        if self.augment is not None and generator is not None:
-            # Augment before normalising, so that the area a rotation or shift uncovers is filled
-            # with black (the background of cells, X-rays, mammograms), not with the mean gray.
-            x = self.augment(x.float(), generator).clamp_(0, 255)
-        return self.normalizer(x)
+        ``images[idx]`` already read (:meth:`read_ahead`). See :func:`.batches.to_network`."""
+        x = batches.read(self.data.images, idx, self.device) if images is None else images
+        return batches.to_network(x, self.device, self.normalizer, self.augment, generator)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-sample (multiclass) or per-entry (multi-label) loss, unreduced."""
@@ -384,38 +236,12 @@ class Trainer:
             return F.binary_cross_entropy_with_logits(logits, target.float(), reduction="none")
         return F.cross_entropy(logits, target, reduction="none")
 
-    @torch.no_grad()
     def infer(self, idx: np.ndarray, tta: bool = False, batch_size: int = 512,
               model: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Logits (len(idx), n_outputs) and ψ features (len(idx), out_dim) of ``images[idx]`` in eval
-        mode, float32 numpy, in one pass. ``tta``: both averaged over :meth:`views`. ``model``: another
-        network than ``self.model`` (Dynamic Pass's mean teacher). A batch holds at most 8 Mpx (all 512 images
-        up to 128², 167 at 224²): the network's activations, not the data, set the peak memory of a pass over a
-        large set."""
-        model = self.model if model is None else model
-        distributed.broadcast_buffers(model)  # one network: rank 0's BatchNorm statistics on every rank
-        model.eval()
-        batch_size = max(1, min(batch_size, 2**23 // math.prod(self.data.images.shape[-2:])))
-        views = self.views() if tta else [(0, False)]
-        mine = np.asarray(idx)[distributed.shard(len(idx))]  # this rank's block; all of idx in one process
-        # Written into arrays allocated once: a small output kept per batch lands in the hole of that batch's
-        # freed activations and pins the heap, which then grows with the number of batches (at 112k images
-        # by gigabytes; bench/memory_bench.py, docs/scaling.md).
-        logits = np.empty((len(mine), self.data.n_outputs), np.float32)
-        feats = np.empty((len(mine), model.head.in_features), np.float32)
-        batches = torch.as_tensor(mine, dtype=torch.long).split(batch_size)
-        bar = progress.bar(len(batches), f"infer ×{len(views)}" if len(views) > 1 else "infer", self.cfg.progress)
-        start = 0
-        for b, raw in self.read_ahead(batches):
-            with self.autocast():
-                lg, z = model.infer(self.batch(b, None, raw), views)
-            logits[start:start + len(b)] = lg.float().cpu().numpy()
-            feats[start:start + len(b)] = z.float().cpu().numpy()
-            start += len(b)
-            bar.update()
-        bar.close()
-        model.train()
-        return distributed.gather_rows(logits), distributed.gather_rows(feats)
+        """Logits (len(idx), n_outputs) and ψ features (len(idx), out_dim) of ``images[idx]`` in eval mode, float32
+        numpy, sharded and gathered under torchrun (:func:`.inference.infer`). ``tta``: averaged over
+        :meth:`views`; ``model``: another network than ``self.model`` (Dynamic Pass's mean teacher)."""
+        return inference.infer(self, idx, tta, batch_size, model)
 
     def views(self) -> list[tuple[int, bool]]:
         """The exact symmetries training augments with (:func:`tta_views`), for test-time averaging."""
@@ -463,23 +289,9 @@ class Trainer:
         return g if r == 0 else torch.Generator().manual_seed(g.initial_seed() * 1_000_003 + r)
 
     def optimizer_step(self, loss: torch.Tensor, step: int) -> None:
-        """One gradient step on ``loss``, refusing a NaN / inf loss before it reaches the weights."""
-        if not torch.isfinite(loss):
-            last = self.rundir.checkpoint("last")
-            kept = (f"the last good checkpoint (end of epoch {self.state['epoch']}) is kept at {last}"
-                    if last.exists() else "no checkpoint was written yet")
-            raise FloatingPointError(
-                f"training loss became {loss.item()} at epoch {self.state['epoch'] + 1}, step {step}; stopping. "
-                f"{kept}. Lower lr (now {self.cfg.lr:g}) or check the images for NaN / constant values."
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        with distributed.peer_guard():  # DDP exchanges gradients during backward
-            (loss if self.scaler is None else self.scaler.scale(loss)).backward()
-        if self.scaler is None:
-            self.optimizer.step()
-        else:  # skips the step when the scaled gradients overflowed, then adapts the scale
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+        """One gradient step on ``loss`` (loss-scaled in fp16), refusing a NaN / inf loss before it reaches the
+        weights (:func:`.train_step.optimizer_step`)."""
+        train_step.optimizer_step(self, loss, step)
 
     @torch.no_grad()
     def recalibrate_batchnorm(self, batch_size: int = 256, model: torch.nn.Module | None = None) -> None:
@@ -612,10 +424,10 @@ class Trainer:
 
         Under torchrun the RNG states of all ranks are kept (``rng_ranks``): each rank's dropout draws
         depend on its own batches, and a resumed rank continues from its own state."""
-        rngs = distributed.all_objects(_rng_state())
+        rng, rng_ranks = gather_rng_states()
         if distributed.is_main():
             save_checkpoint({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                             "state": self.state, "rng": rngs[0], "rng_ranks": rngs if len(rngs) > 1 else None,
+                             "state": self.state, "rng": rng, "rng_ranks": rng_ranks,
                              "config": self.cfg.to_dict(), "meta": self.model_meta(),
                              "ema": None if self.ema is None else self.ema.state_dict(),
                              "scaler": None if self.scaler is None else self.scaler.state_dict()},
@@ -642,9 +454,7 @@ class Trainer:
         if ck.get("scaler") is not None and self.scaler is not None:
             self.scaler.load_state_dict(ck["scaler"])
         self.state = self._upgrade_state(ck["state"])
-        ranks = ck.get("rng_ranks")
-        # the same number of processes: each its own RNG; otherwise every rank continues from rank 0's
-        _set_rng_state(ranks[distributed.rank()] if ranks and len(ranks) == distributed.world_size() else ck["rng"])
+        restore_rng_states(ck)  # each rank its own states when the number of processes is unchanged, else rank 0's
 
     def _upgrade_state(self, state: dict) -> dict:
         """Checkpoints before graphzoo 0.2 count phases by position in the mode's list; name them."""
@@ -675,17 +485,6 @@ class Trainer:
         if self.cfg.final_model == "auto":
             return "last" if self.cfg.mode == "dynamic" else "best"
         return self.cfg.final_model
-
-
-class _TrainStep(torch.nn.Module):
-    """The one module DistributedDataParallel wraps: a training step's forward, logits or reconstruction."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor, reconstruct: bool = False) -> torch.Tensor:
-        return self.model.backbone.reconstruct(x) if reconstruct else self.model(x)
 
 
 def _epoch_line(row: dict) -> str:
