@@ -108,3 +108,42 @@ def test_calibration_imports_no_torch():
     code = "import sys, graphzoo.calibration; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def map_objective(P, y, T, sigma):
+    """Σ −log softmax(log p / T)[y] + (log T)² / (2σ²): what the MAP temperature minimises."""
+    from scipy.special import log_softmax
+
+    return -log_softmax(np.log(P) / T, axis=1)[np.arange(len(y)), y].sum() + np.log(T) ** 2 / (2 * sigma ** 2)
+
+
+def test_map_temperature_minimises_the_posterior_and_shrinks_towards_one():
+    _, y, logits = calibrated_set(30, seed=4)
+    over = softmax(3 * logits, axis=1)  # three times too sharp: the ML T is far from 1 on 30 points
+    T_ml, T_map = fit_temperature(over, y), fit_temperature(over, y, prior_sigma=0.5)
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20), 40001))  # brute force over the same range
+    best = grid[np.argmin([map_objective(over, y, T, 0.5) for T in grid])]
+    assert T_map == pytest.approx(best, rel=1e-3)
+    assert 1.0 < T_map < T_ml  # pulled towards 1, not past it
+    assert fit_temperature(over, y, prior_sigma=1e-3) == pytest.approx(1.0, abs=0.01)
+    # the prior weighs like a fixed number of points: on many it hardly moves T
+    P, y, logits = calibrated_set(20000, seed=5)
+    big = softmax(3 * logits, axis=1)
+    assert fit_temperature(big, y, prior_sigma=0.5) == pytest.approx(fit_temperature(big, y), rel=0.01)
+    with pytest.raises(ValueError, match="prior_sigma must be > 0"):
+        fit_temperature(big, y, prior_sigma=0.0)
+
+
+def test_optimism_p_value_flags_borrowed_scores_that_are_more_confident():
+    from graphzoo.calibration import optimism_p_value
+
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(0.5, 1.0, 2000)
+    same = rng.uniform(0.5, 1.0, 200)
+    sharper = np.minimum(rng.uniform(0.5, 1.0, 200) + 0.1, 1.0)
+    assert optimism_p_value(same, ref) > 0.05
+    assert optimism_p_value(sharper, ref) < 1e-6
+    assert optimism_p_value(1.5 - sharper, ref) > 0.99  # less confident: no optimism (one-sided)
+    assert np.isnan(optimism_p_value([], ref))
+    with pytest.raises(ValueError, match="NaN"):
+        optimism_p_value([np.nan, 0.9], ref)

@@ -439,7 +439,11 @@ def test_predictions_carry_calibrated_confidence_sets_referral_and_evidence(tmp_
     images = blobs()
     metrics, run = run_experiment(cfg_for(tmp_path, epochs=1, coverage=0.8), imageset=images)
     c = json.loads((run / "metrics.json").read_text())["calibration"]
-    assert c["n_calibration"] == metrics["n_val_labelled"] >= 10 and c["coverage"] == 0.8 and not c["notes"]
+    assert c["n_calibration_val"] == metrics["n_val_labelled"] >= 10 and c["coverage"] == 0.8 and not c["notes"]
+    # validation images, plus the labelled training images out of fold when the optimism check lets them in
+    assert c["n_calibration_out_of_fold"] in (0, metrics["n_labelled_train"])
+    assert c["n_calibration"] == c["n_calibration_val"] + c["n_calibration_out_of_fold"]
+    assert (c["n_calibration_out_of_fold"] > 0) == (c["optimism_check"]["p_value"] >= c["optimism_check"]["alpha"])
     assert c["temperature"] > 0 and 0 <= c["conformal_threshold"] <= 1
     assert c["conformal_thresholds"]["0.8"] == c["conformal_threshold"] and c["inductive"]["model"] == "best"
     t = c["test"]
@@ -463,14 +467,15 @@ def test_predictions_carry_calibrated_confidence_sets_referral_and_evidence(tmp_
 
 
 def test_too_few_validation_labels_leave_the_temperature_at_one_and_say_so(tmp_path):
-    metrics, run = run_experiment(cfg_for(tmp_path, epochs=1, val_labels="budget", label_fraction=0.1),
-                                  imageset=blobs(n=160))
+    # the net's prediction: calibrated on the validation images alone (no out-of-fold graph rows to add)
+    metrics, run = run_experiment(cfg_for(tmp_path, epochs=1, val_labels="budget", label_fraction=0.1,
+                                          test_prediction="inductive"), imageset=blobs(n=160))
     c = metrics["calibration"]
-    assert c["n_calibration"] < 10 and c["temperature"] == 1.0
+    assert c["n_calibration"] < 10 and c["temperature"] == 1.0 and c["n_calibration_out_of_fold"] == 0
     assert any("no temperature fitted" in n for n in c["notes"])
     if c["n_calibration"] < 9:  # ceil((n + 1) · 0.9) > n: no set smaller than every class carries the guarantee
         assert any("too few for coverage 0.9" in n for n in c["notes"]) and c["test"]["refer_rate"] == 1.0
-    assert metrics["accuracy"] == metrics["test_transductive"]["accuracy"]
+    assert metrics["accuracy"] == metrics["test_inductive"]["accuracy"]
 
 
 def test_a_kill_between_early_stop_and_phase_end_resumes_exactly(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ the graph, not how a new hospital's images will fare.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from ..energies import prepare_graph
 from ..graph_step import build_graph, graph_step
 from .metrics import classification_metrics
 
-__all__ = ["graph_step_cv"]
+__all__ = ["graph_step_cv", "out_of_fold_proba", "OutOfFold"]
 
 
 def _folds(y: np.ndarray, groups: np.ndarray | None, k: int, seed: int) -> tuple[np.ndarray, str]:
@@ -70,21 +71,59 @@ def graph_step_cv(Z: np.ndarray, data, *, energy, energy_params, n_neighbors: in
     if k < 2:
         return {"n": int(len(idx)), "note": "too few labels for cross-validation (a class has fewer than 2)"}
     groups = None if data.patient_ids is None else np.asarray(data.patient_ids)[idx]
-    fold, how = _folds(y, groups, k, seed)
     if W is None:
         W = build_graph(Z, n_neighbors=n_neighbors, metric=metric)
-    W = prepare_graph(W)  # checked, components and renumbering once for all folds
-    proba = np.zeros((len(idx), data.n_outputs))
-    fold_acc = []
-    for f in range(k):
-        y_all = np.full(len(Z), -1, np.int64)
-        y_all[idx[fold != f]] = y[fold != f]
-        step = graph_step(None, y_all, W=W, energy=energy, energy_params=energy_params, n_classes=data.n_outputs)
-        proba[fold == f] = step.proba[idx[fold == f]]
-        fold_acc.append(float((proba[fold == f].argmax(1) == y[fold == f]).mean()))
+    oof = out_of_fold_proba(W, idx, y, groups, energy=energy, energy_params=energy_params,
+                            n_classes=data.n_outputs, k=k, seed=seed)
+    proba, fold, how = oof.proba, oof.fold, oof.how
+    fold_acc = [float((proba[fold == f].argmax(1) == y[fold == f]).mean()) for f in range(k)]
     m = classification_metrics(y, proba, data.names)
     return {"folds": k, "how": how, "n": int(len(idx)),
             **{key: m.get(key) for key in ("accuracy", "balanced_accuracy", "auc", "per_class")},
             "fold_accuracy": fold_acc, "fold_accuracy_std": float(np.std(fold_acc)),
             "caveat": "the network was trained with every label, the held-out fold's too: optimistic "
                       "compared with a held-out test set"}
+
+
+@dataclass
+class OutOfFold:
+    """Out-of-fold graph probabilities (:func:`out_of_fold_proba`).
+
+    proba : (len(idx), c) each labelled node's probabilities with its own label hidden.
+    fold : (len(idx),) the fold each node was hidden in; how : how the folds were made.
+    others : (len(others), c) probabilities of the ``others`` nodes, each read from one fold's diffusion
+        (drawn at random, seeded): nodes without a label scored in the same diffusions as the hidden ones.
+    """
+
+    proba: np.ndarray
+    fold: np.ndarray
+    how: str
+    others: np.ndarray
+
+
+def out_of_fold_proba(W, idx: np.ndarray, y: np.ndarray, groups: np.ndarray | None, *, energy, energy_params,
+                      n_classes: int, k: int, seed: int, others: np.ndarray | None = None) -> OutOfFold:
+    """Out-of-fold graph probabilities of the labelled nodes ``idx``: each scored with its own label hidden.
+
+    The labels ``y`` (len(idx),) are dealt into ``k`` folds (stratified, patient-grouped by ``groups`` where
+    possible, :func:`_folds`); for fold f the graph step runs on ``W`` (a sparse (N, N) graph or its
+    :func:`~graphzoo.energies.prepare_graph`) with the labels of the other folds only, and scores fold f's
+    nodes. A node's own label is therefore never among the labels that predict it; nodes outside ``idx`` are
+    unlabelled in every diffusion. ``others`` (indices outside ``idx``) are each read from one fold's
+    diffusion, so that they and the hidden nodes are scored by the same label sets (:class:`OutOfFold`).
+    """
+    idx = np.asarray(idx, np.int64)
+    others = np.zeros(0, np.int64) if others is None else np.asarray(others, np.int64)
+    if np.isin(others, idx).any():
+        raise ValueError("others must not hold nodes of idx (those are the ones scored out of fold)")
+    fold, how = _folds(y, groups, k, seed)
+    other_fold = np.random.default_rng(seed).integers(0, k, len(others))
+    G = prepare_graph(W)  # checked, components and renumbering once for all folds
+    proba, proba_others = np.zeros((len(idx), n_classes)), np.zeros((len(others), n_classes))
+    for f in range(k):
+        y_all = np.full(G.W.shape[0], -1, np.int64)
+        y_all[idx[fold != f]] = y[fold != f]
+        step = graph_step(None, y_all, W=G, energy=energy, energy_params=energy_params, n_classes=n_classes)
+        proba[fold == f] = step.proba[idx[fold == f]]
+        proba_others[other_fold == f] = step.proba[others[other_fold == f]]
+    return OutOfFold(proba, fold, how, proba_others)
