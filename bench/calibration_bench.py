@@ -111,11 +111,11 @@ def bench_run(path: Path) -> list[dict]:
 
 
 def print_rows(rows: list[dict]) -> None:
-    print(f"{'labels':>6} {'seed':>4} {'option':<18} {'n_cal':>5} {'T':>5} {'ECE':>6} {'cov90':>6} {'cov95':>6} {'size90':>6}  "
-          "p_optimism / acc_oof")
+    print(f"{'labels':>6} {'seed':>4} {'option':<18} {'n_cal':>5} {'T':>5} {'ECE':>6} {'cov90':>6} {'cov95':>6} "
+          f"{'size90':>6}  p_optimism / acc_oof")
     for r in rows:
-        print(f"{r['label_fraction']:>6g} {r['seed']:>4} {r['option']:<18} {r['n_cal']:>5} {r['T']:>5.2f} {r['ece']:>6.3f} "
-              f"{r['cov90']:>6.3f} {r['cov95']:>6.3f} {r['size90']:>6.2f}  "
+        print(f"{r['label_fraction']:>6g} {r['seed']:>4} {r['option']:<18} {r['n_cal']:>5} {r['T']:>5.2f} "
+              f"{r['ece']:>6.3f} {r['cov90']:>6.3f} {r['cov95']:>6.3f} {r['size90']:>6.2f}  "
               f"{r['p_optimism'] if r['p_optimism'] is None else round(r['p_optimism'], 4)} / "
               f"{r['accuracy_oof'] if r['accuracy_oof'] is None else round(r['accuracy_oof'], 3)}")
     print("\nmean over seeds (|cov - target| averaged per seed in brackets):")

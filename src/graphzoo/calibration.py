@@ -48,7 +48,8 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
 __all__ = ["fit_temperature", "apply_temperature", "expected_calibration_error", "reliability", "reliability_bins",
-           "nll", "conformal_rank", "optimism_p_value", "TEMPERATURE_PRIOR_SIGMA", "conformal_threshold", "prediction_sets", "refer", "selective_accuracy",
+           "nll", "conformal_rank", "optimism_p_value", "TEMPERATURE_PRIOR_SIGMA", "conformal_threshold",
+           "prediction_sets", "refer", "selective_accuracy",
            "MIN_CALIBRATION"]
 
 #: Below this many held-out labels the temperature is not fitted (T = 1): one scalar fitted on a
