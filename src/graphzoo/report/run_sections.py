@@ -192,8 +192,8 @@ def _calibration_section(run: RunRecord, title: str) -> Section | None:
     after = reliability_bins(conf, correct)
     s = Section(f"{title}: confidence, prediction sets and referral")
     s.paragraphs.append(
-        f"Calibrated on the {c['n_calibration']} labelled validation images (their labels never enter the graph): "
-        f"temperature T = {c['temperature']:.3f} (T > 1 softens an overconfident model; the predicted classes and "
+        f"Calibrated on {c['n_calibration']} images: {c.get('calibration_set', 'labelled validation images')}. "
+        f"Temperature T = {c['temperature']:.3f} (T > 1 softens an overconfident model; the predicted classes and "
         f"the metrics above do not change). Test split: expected calibration error {t['ece_before']:.3f} before, "
         f"{t['ece_after']:.3f} after. Split-conformal prediction sets at coverage {c['coverage']:g}: the true class "
         f"was in the set of {100 * t['coverage']:.1f} % of the test images, {t['mean_set_size']:.2f} classes per set "
