@@ -85,3 +85,10 @@ def test_float32_and_float64_edges_give_the_same_partition(small_blocks):
     assert r32.info["edge_dtype"] == "float32" and r64.info["edge_dtype"] == "float64"
     np.testing.assert_array_equal(r32.scores.argmax(1), r64.scores.argmax(1))
     np.testing.assert_allclose(r32.info["partition_energy"], r64.info["partition_energy"], rtol=1e-6)
+
+
+def test_tv_ratio_refuses_a_non_float_edge_dtype():
+    W = _random_graph(10, 0.5, 0)
+    y = np.array([0, 1] + [-1] * 8)
+    with pytest.raises(ValueError, match="dtype must be float32, float64 or None"):
+        tv_ratio(W, y, 2, dtype=np.int32)
