@@ -303,11 +303,32 @@ def test_partition_patience_stops_after_no_improvement():
     X, y_true = make_blobs(300, centers=3, cluster_std=2.5, random_state=0)
     W = knn_graph(X, 10, metric="euclidean")
     y = _one_label_per_class(y_true, 3, 1)
-    r = tv_ratio(W, y, 3, warm_start="label_spreading", partition_patience=3, tol=0, energy_tol=0, max_outer=200)
+    r = tv_ratio(W, y, 3, warm_start="label_spreading", partition_patience=3, partition_rtol=0, tol=0, energy_tol=0,
+                 max_outer=200)
     rh = np.array(r.info["rounded_history"])
     assert r.info["stop_reason"] == "partition_plateau" and r.converged
     assert r.n_iter - r.info["best_outer"] == 3
     assert np.all(rh[-3:] > rh[: -3].min() - 1e-15)
+
+
+@pytest.mark.parametrize("rtol", [0.0, 5e-3, 0.05])
+def test_partition_rtol_counts_only_relative_gains(rtol):
+    """The plateau rule restarts its count only at steps that cut the last counted energy by rtol or more."""
+    from sklearn.datasets import make_blobs
+
+    X, y_true = make_blobs(300, centers=3, cluster_std=2.5, random_state=0)
+    W = knn_graph(X, 10, metric="euclidean")
+    y = _one_label_per_class(y_true, 3, 1)
+    r = tv_ratio(W, y, 3, warm_start="label_spreading", partition_patience=3, partition_rtol=rtol, tol=0,
+                 energy_tol=0, max_outer=200)
+    rh = r.info["rounded_history"]
+    ref, last_gain = rh[0], 0
+    for k in range(1, len(rh)):  # the rule, replayed on the recorded energies
+        if rh[k] <= (1 - rtol) * ref:
+            ref, last_gain = rh[k], k
+    assert r.info["stop_reason"] == "partition_plateau"
+    assert r.n_iter == last_gain + 3
+    assert r.info["partition_energy"] == min(rh) and rh[r.info["best_outer"]] == min(rh)
 
 
 def test_several_starts_keep_the_lowest_partition_energy():
