@@ -6,6 +6,7 @@ film read independently with Pillow; the rest on small synthetic films in an ``I
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,7 +15,7 @@ from conftest import data_path, quiet_load
 from PIL import Image
 
 import graphzoo.data as gd
-from graphzoo.data._patches import breast_mask, crop, normal_centres, tissue_fraction
+from graphzoo.data._patches import breast_mask, crop, normal_centres, stretch, tissue_fraction
 from graphzoo.data.inspect import example_sheet, report
 from graphzoo.data.mias import read_mias
 from graphzoo.data.mias_patches import extract_patches
@@ -172,3 +173,83 @@ def test_bad_options_name_the_fix(synthetic):
         extract_patches(films, patch_mm=4)
     assert json.loads(films.meta["annotations_json"][2])[0][3] == -1
     assert len(read_mias(synthetic)) == len(ROWS)
+
+
+def test_stretch_maps_the_reference_percentiles_to_0_and_255():
+    rng = np.random.default_rng(3)
+    ref = rng.integers(40, 200, 500)
+    pix = rng.integers(0, 256, (7, 9)).astype(np.uint8)
+    lo, hi = np.percentile(ref, 1), np.percentile(ref, 99)
+    want = [[min(max(round(255 * (v - lo) / (hi - lo)), 0), 255) for v in r] for r in pix.astype(float)]
+    np.testing.assert_array_equal(stretch(pix, ref), want)
+    for flat in (np.full(10, 77), np.array([])):  # no range to stretch: unchanged
+        np.testing.assert_array_equal(stretch(pix, flat), pix)
+
+
+def _first_films(films, n):
+    """The first ``n`` films of a MIAS ImageSet (the patch tests need only a few)."""
+    return dataclasses.replace(films, images=films.images[:n], labels=films.labels[:n], split=films.split[:n],
+                               patient_ids=films.patient_ids[:n], filenames=films.filenames[:n],
+                               meta={k: v[:n] for k, v in films.meta.items()})
+
+
+@pytest.fixture(scope="module")
+def real_films():
+    return _first_films(quiet_load(data_path("mias", "extra", "mini_mias_512.npz"), format="mias"), 14)
+
+
+def test_contrast_options_on_the_real_films(real_films):
+    base, _ = extract_patches(real_films)
+    film, _ = extract_patches(real_films, contrast="film")
+    patch, _ = extract_patches(real_films, contrast="patch")
+    assert (base.labels == 1).sum() >= 3 and (base.labels == 0).sum() >= 3
+    for ds in (film, patch):  # the same patches, only grey levels change
+        assert ds.filenames.tolist() == base.filenames.tolist() and ds.patient_ids.tolist() == base.patient_ids.tolist()
+        assert ds.meta["row"].tolist() == base.meta["row"].tolist()
+    for ref in np.unique(base.meta["film"]):  # "film": one increasing grey-level map per film
+        k = base.meta["film"] == ref
+        order = np.argsort(base.images[k].ravel(), kind="stable")
+        assert (np.diff(film.images[k].ravel()[order].astype(int)) >= 0).all()
+        img = real_films.images[real_films.filenames.tolist().index(ref)]
+        mask = breast_mask(img)
+        lo, hi = np.percentile(stretch(img, img[mask])[mask], [1, 99])
+        assert lo <= 1 and hi >= 254
+    for k in range(len(base)):  # "patch": each patch's own breast pixels span 0..255
+        r, c = base.meta["row"][k], base.meta["col"][k]
+        img = real_films.images[real_films.filenames.tolist().index(base.meta["film"][k])]
+        inside = crop(breast_mask(img), r, c, base.images.shape[1])
+        lo, hi = np.percentile(patch.images[k][inside], [1, 99])
+        assert lo <= 1 and hi >= 254
+
+
+def test_many_normal_patches_per_film_on_the_real_films(real_films):
+    one, _ = extract_patches(real_films)
+    four, _ = extract_patches(real_films, normal_per_film=4)
+    p = four.images.shape[1]
+    assert (four.labels == 1).sum() == (one.labels == 1).sum()
+    first = {n: i for i, n in enumerate(four.filenames)}
+    for i in np.flatnonzero(one.labels == 0):  # the first normal patch of a film is the same as with one per film
+        np.testing.assert_array_equal(four.images[first[one.filenames[i]]], one.images[i])
+    for ref in np.unique(four.meta["film"][four.labels == 0]):
+        k = np.flatnonzero(four.meta["film"] == ref)
+        assert len(k) == 4 and (four.meta["tissue_fraction"][k] >= 0.9).all()
+        assert len(set(four.patient_ids[k])) == 1
+        for a in range(len(k)):
+            for b in range(a + 1, len(k)):
+                rows, cols = four.meta["row"][k[[a, b]]], four.meta["col"][k[[a, b]]]
+                assert abs(rows[0] - rows[1]) >= p or abs(cols[0] - cols[1]) >= p
+
+
+def test_bad_option_values_are_refused(synthetic):
+    films = quiet_load(synthetic, format="mias")
+    for kwargs, match in [({"contrast": "clahe"}, "contrast must be one of"),
+                          ({"normal_per_film": 0}, "normal_per_film must be an integer >= 1"),
+                          ({"normal_per_film": 2.5}, "normal_per_film must be an integer >= 1"),
+                          ({"normal_per_film": True}, "normal_per_film must be an integer >= 1"),
+                          ({"min_tissue": 0}, "min_tissue must be in"), ({"min_tissue": 1.5}, "min_tissue must be in")]:
+        with pytest.raises(ValueError, match=match):
+            extract_patches(films, **kwargs)
+    with pytest.raises(ValueError, match="contrast must be one of"):
+        quiet_load(synthetic, format="mias_patches_malignancy", contrast="CLAHE")
+    with pytest.warns(gd.DataWarning):  # the synthetic films' skipped lesions
+        assert len(extract_patches(films, labels="malignancy", normal_per_film=0)[0]) == 2  # no normal patches there

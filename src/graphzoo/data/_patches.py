@@ -13,7 +13,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["breast_mask", "crop", "tissue_fraction", "normal_centres"]
+__all__ = ["breast_mask", "crop", "tissue_fraction", "normal_centres", "stretch", "CONTRASTS"]
+
+# Contrast normalisations of :func:`stretch` (reader option ``contrast``).
+CONTRASTS = ("none", "film", "patch")
 
 
 def breast_mask(film: np.ndarray, *, threshold: int = 20, min_fraction: float = 0.02) -> np.ndarray | None:
@@ -111,3 +114,27 @@ def normal_centres(mask: np.ndarray, n: int, side: int, rng: np.random.Generator
         if all(abs(r - a) >= side or abs(c - b) >= side for a, b in chosen):
             chosen.append((r, c))
     return chosen
+
+
+def stretch(pixels: np.ndarray, ref: np.ndarray, *, low: float = 1.0, high: float = 99.0) -> np.ndarray:
+    """``pixels`` stretched linearly so that the ``low`` / ``high`` percentiles of ``ref`` become 0 / 255 (clipped).
+
+    ``v' = clip(255 * (v - P_low(ref)) / (P_high(ref) - P_low(ref)), 0, 255)``, rounded to uint8. Used with
+    ``ref`` the breast pixels of a film (``contrast="film"``: films scanned at different exposures and densities
+    get one grey scale, while a lesion keeps its contrast to the tissue around it) or of one patch
+    (``contrast="patch"``: the patch's own range; its mean density is lost). An empty or flat ``ref`` (the two
+    percentiles equal) leaves ``pixels`` unchanged: there is no range to stretch.
+
+    Parameters
+    ----------
+    pixels : uint8 array, any shape
+    ref : 1-D array of reference grey levels (e.g. ``film[mask]``)
+    """
+    ref = np.asarray(ref, float).ravel()
+    if ref.size == 0:
+        return np.asarray(pixels, np.uint8)
+    lo, hi = np.percentile(ref, [low, high])
+    if hi <= lo:
+        return np.asarray(pixels, np.uint8)
+    out = (np.asarray(pixels, float) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)

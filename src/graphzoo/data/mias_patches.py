@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ._images import note
-from ._patches import breast_mask, crop, normal_centres
+from ._patches import CONTRASTS, breast_mask, crop, normal_centres, stretch
 from .mias import mias_patient_ids, read_mias
 from .readers import register_reader, takes_decode_options
 from .types import DecodeOptions, ImageSet
@@ -88,8 +88,14 @@ def _film_lesions(ref, rows, film, mask, side, skips):
 
 
 def extract_patches(films: ImageSet, *, labels: str = "abnormal", patch_mm: float = 32.0, normal_per_film: int = 1,
-                    min_tissue: float = 0.9, threshold: int = 20, seed: int = 0) -> tuple[ImageSet, dict]:
+                    min_tissue: float = 0.9, threshold: int = 20, seed: int = 0,
+                    contrast: str = "none") -> tuple[ImageSet, dict]:
     """Patches of the MIAS ``films`` (an ImageSet of :func:`~graphzoo.data.mias.read_mias`; square films).
+
+    ``contrast`` (one of ``CONTRASTS``): ``"none"`` keeps the film's grey levels; ``"film"`` stretches each film
+    so that the 1st / 99th percentiles of its breast pixels become 0 / 255 before cutting; ``"patch"`` stretches
+    each patch by the percentiles of its own breast pixels (:func:`~graphzoo.data._patches.stretch`). The
+    breast mask is always found on the film as read (``threshold`` is a grey level of the original scale).
 
     Returns
     -------
@@ -102,6 +108,7 @@ def extract_patches(films: ImageSet, *, labels: str = "abnormal", patch_mm: floa
     """
     if labels not in LABELS:
         raise ValueError(f"labels must be one of {list(LABELS)}, got {labels!r}")
+    _check_options(labels, normal_per_film, min_tissue, contrast)
     images = films.images
     side = images[0].shape[0]
     if any(im.shape[:2] != (side, side) for im in images):
@@ -114,8 +121,9 @@ def extract_patches(films: ImageSet, *, labels: str = "abnormal", patch_mm: floa
     rec: dict[str, list] = {k: [] for k in ("img", "label", "ref", "name", "row", "col", "rad", "cls", "sev", "tf")}
 
     def add(film, mask, ref, name, row, col, rad, label, cls, sev):
-        rec["img"].append(crop(film, row, col, p))
-        rec["tf"].append(float(crop(mask, row, col, p).mean()))
+        img, inside = crop(film, row, col, p), crop(mask, row, col, p)
+        rec["img"].append(stretch(img, img[inside]) if contrast == "patch" else img)
+        rec["tf"].append(float(inside.mean()))
         for k, v in zip(("label", "ref", "name", "row", "col", "rad", "cls", "sev"),
                         (label, ref, name, row, col, rad, cls, sev)):
             rec[k].append(v)
@@ -124,6 +132,8 @@ def extract_patches(films: ImageSet, *, labels: str = "abnormal", patch_mm: floa
         ref, rows = str(ref), json.loads(str(ann))
         mask = breast_mask(film, threshold=threshold)
         lesions = _film_lesions(ref, rows, film, mask, side, skips)
+        if contrast == "film" and mask is not None:
+            film = stretch(film, film[mask])
         for k, (row, col, rad, q) in enumerate(lesions, 1):
             label = 1 if labels == "abnormal" else int(q[2] == "M")
             add(film, mask, ref, f"{ref}_lesion{k}", row, col, rad, label, q[1], q[2])
@@ -138,6 +148,19 @@ def extract_patches(films: ImageSet, *, labels: str = "abnormal", patch_mm: floa
         for k, (row, col) in enumerate(centres, 1):
             add(film, mask, ref, f"{ref}_normal{k}", row, col, -1.0, 0, "NORM", "")
     return _as_imageset(films, rec, labels, p, side, patch_mm, skips), skips
+
+
+def _check_options(labels, normal_per_film, min_tissue, contrast) -> None:
+    """One clear error per bad option value of :func:`extract_patches`."""
+    if contrast not in CONTRASTS:
+        raise ValueError(f"contrast must be one of {list(CONTRASTS)}, got {contrast!r}")
+    if labels == "abnormal" and (isinstance(normal_per_film, bool) or not isinstance(normal_per_film, (int, np.integer))
+                                 or normal_per_film < 1):
+        raise ValueError(f"normal_per_film must be an integer >= 1 (normal-tissue patches per normal film), got "
+                         f"{normal_per_film!r}. Fix: e.g. normal_per_film: 4.")
+    if not 0 < min_tissue <= 1:
+        raise ValueError(f"min_tissue must be in (0, 1] (the least fraction of a normal patch inside the breast), "
+                         f"got {min_tissue!r}")
 
 
 def _as_imageset(films, rec, labels, p, side, patch_mm, skips) -> ImageSet:
@@ -181,7 +204,7 @@ _PATCH_DECODE = ("skip_corrupt", "workers", "cache", "cache_dir")
 
 
 def _read(path, labels, decode: DecodeOptions, allow_missing, patch_mm, normal_per_film, min_tissue, threshold,
-          seed) -> ImageSet:
+          seed, contrast) -> ImageSet:
     if Path(path).suffix.lower() == ".npz":  # decoded films: only skip_corrupt means anything
         films = read_mias(Path(path), decode=DecodeOptions(skip_corrupt=decode.skip_corrupt),
                           allow_missing=allow_missing)
@@ -189,14 +212,14 @@ def _read(path, labels, decode: DecodeOptions, allow_missing, patch_mm, normal_p
         films = read_mias(Path(path), decode=dataclasses.replace(decode, channels=1, size=None, stack=True),
                           allow_missing=allow_missing)
     return extract_patches(films, labels=labels, patch_mm=patch_mm, normal_per_film=normal_per_film,
-                           min_tissue=min_tissue, threshold=threshold, seed=seed)[0]
+                           min_tissue=min_tissue, threshold=threshold, seed=seed, contrast=contrast)[0]
 
 
 @register_reader("mias_patches", detect=_never, priority=95)  # never detected: the order is moot
 @takes_decode_options(*_PATCH_DECODE)
 def read_mias_patches(path: Path, *, decode: DecodeOptions, allow_missing: bool = False, patch_mm: float = 32.0,
                       normal_per_film: int = 1, min_tissue: float = 0.9, threshold: int = 20,
-                      seed: int = 0) -> ImageSet:
+                      seed: int = 0, contrast: str = "none") -> ImageSet:
     """Abnormal vs normal tissue: a patch on every MIAS abnormality and ``normal_per_film`` per normal film.
 
     Parameters
@@ -207,21 +230,24 @@ def read_mias_patches(path: Path, *, decode: DecodeOptions, allow_missing: bool 
     min_tissue : the least fraction of a normal patch inside the breast mask.
     threshold : the breast mask's grey-level threshold (:func:`~graphzoo.data._patches.breast_mask`).
     seed : the normal patches' draw (fixed by default, so every run sees the same patches).
+    contrast : ``"none"``, ``"film"`` or ``"patch"``: a grey-level stretch per film or per patch
+        (:func:`extract_patches`).
     allow_missing : as for :func:`~graphzoo.data.mias.read_mias`.
     decode : :class:`~graphzoo.data.types.DecodeOptions`; of its keywords only ``skip_corrupt``, ``workers``,
         ``cache`` and ``cache_dir`` are taken (the films are read gray, at full size).
 
     See the module docstring for the geometry and the skipped input; :func:`extract_patches` for the arrays.
     """
-    return _read(path, "abnormal", decode, allow_missing, patch_mm, normal_per_film, min_tissue, threshold, seed)
+    return _read(path, "abnormal", decode, allow_missing, patch_mm, normal_per_film, min_tissue, threshold, seed,
+                 contrast)
 
 
 @register_reader("mias_patches_malignancy", detect=_never, priority=96)
 @takes_decode_options(*_PATCH_DECODE)
 def read_mias_patches_malignancy(path: Path, *, decode: DecodeOptions, allow_missing: bool = False,
-                                 patch_mm: float = 32.0, threshold: int = 20) -> ImageSet:
+                                 patch_mm: float = 32.0, threshold: int = 20, contrast: str = "none") -> ImageSet:
     """Benign vs malignant: one patch on every MIAS lesion, labelled by its ``Info.txt`` severity.
 
     Options as for :func:`read_mias_patches` (no normal patches here).
     """
-    return _read(path, "malignancy", decode, allow_missing, patch_mm, 0, 0.9, threshold, 0)
+    return _read(path, "malignancy", decode, allow_missing, patch_mm, 0, 0.9, threshold, 0, contrast)
