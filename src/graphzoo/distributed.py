@@ -234,5 +234,6 @@ def wrap(module: torch.nn.Module, device: torch.device, find_unused_parameters: 
         return module
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None,
-                                   find_unused_parameters=find_unused_parameters)
+    with peer_guard():  # DDP broadcasts rank 0's parameters at construction: a collective
+        return DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None,
+                                       find_unused_parameters=find_unused_parameters)

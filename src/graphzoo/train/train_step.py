@@ -37,7 +37,8 @@ def forward(trainer, x: torch.Tensor, reconstruct: bool = False) -> torch.Tensor
         # An autoencoder's decoder is idle in supervised steps and its head in reconstruction steps.
         trainer._ddp = distributed.wrap(TrainStep(trainer.model), trainer.device,
                                         find_unused_parameters=hasattr(trainer.model.backbone, "reconstruct"))
-    with trainer.autocast():
+    # DDP's forward broadcasts rank 0's BatchNorm buffers to the others: a collective, which fails when a peer died.
+    with distributed.peer_guard(), trainer.autocast():
         out = trainer._ddp(x, reconstruct)
     return out.float()  # losses in float32
 
