@@ -401,11 +401,34 @@ def test_graph_step_cv_scores_label_consistency():
     rng = np.random.default_rng(0)
     y = np.arange(200) % 2
     Z = rng.normal(0, 1, (200, 5)) + 4 * y[:, None]
-    data = SimpleNamespace(labelled=np.arange(200) < 120, targets=y, n_outputs=2, names=["a", "b"], patient_ids=None)
+    data = SimpleNamespace(labelled=np.arange(200) < 120, targets=y, n_outputs=2, names=["a", "b"], patient_ids=None,
+                           split=np.full(200, "train"))
     kw = dict(energy="label_spreading", energy_params={}, n_neighbors=10, metric="euclidean", seed=0)
     good = graph_step_cv(Z, data, **kw)
     shuffled = graph_step_cv(Z, SimpleNamespace(**{**vars(data), "targets": rng.permutation(y)}), **kw)
     assert good["accuracy"] > 0.95 and shuffled["accuracy"] < 0.7 and good["folds"] == 5
+
+
+def test_graph_step_cv_flags_labels_the_features_have_learnt():
+    """Labelled images that ψ has pulled onto their class centre (as a net trained on them does) are scored more
+    confidently than the unlabelled ones: the estimate is flagged. A random draw of the same images is not."""
+    from types import SimpleNamespace
+
+    from graphzoo.train.crossval import graph_step_cv
+
+    rng = np.random.default_rng(1)
+    n = 600
+    y = np.arange(n) % 2
+    labelled = np.arange(n) < 100
+    centres = np.array([[0.0] * 5, [2.5] * 5])
+    spread = rng.normal(0, 1, (n, 5))
+    kw = dict(energy="label_spreading", energy_params={}, n_neighbors=10, metric="euclidean", seed=0)
+    data = SimpleNamespace(labelled=labelled, targets=y, n_outputs=2, names=["a", "b"], patient_ids=None,
+                           split=np.full(n, "train"))
+    learnt = graph_step_cv(centres[y] + spread * np.where(labelled, 0.2, 1.0)[:, None], data, **kw)
+    drawn = graph_step_cv(centres[y] + spread, data, **kw)
+    assert learnt["optimism_check"]["p_value"] < 0.01 and "warning" in learnt["optimism_check"]
+    assert drawn["optimism_check"]["p_value"] > 0.05 and "warning" not in drawn["optimism_check"]
 
 
 def test_partially_labelled_source_uses_every_label_and_reports(tmp_path):

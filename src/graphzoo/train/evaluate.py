@@ -179,6 +179,10 @@ def _add_label_accounting(trainer, metrics: dict, Z: np.ndarray, W) -> None:
     metrics["cross_validation"] = cv
     metrics["quality_estimate"] = (f"{cv['folds']}-fold cross-validation of the graph step on the labels"
                                    if "folds" in cv else f"none: {cv['note']}")
+    warning = (cv.get("optimism_check") or {}).get("warning")
+    if warning:
+        metrics["quality_estimate"] += f" ({warning})"
+        progress.say(f"warning: cross-validation: {warning}", cfg.progress)
 
 
 def _fit(P: np.ndarray, y: np.ndarray, coverage: float) -> dict:
