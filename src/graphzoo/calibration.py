@@ -48,9 +48,8 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
 __all__ = ["fit_temperature", "apply_temperature", "expected_calibration_error", "reliability", "reliability_bins",
-           "nll", "conformal_rank", "optimism_p_value", "TEMPERATURE_PRIOR_SIGMA", "conformal_threshold",
-           "prediction_sets", "refer", "selective_accuracy",
-           "MIN_CALIBRATION"]
+           "nll", "conformal_rank", "optimism_p_value", "OPTIMISM_ALPHA", "TEMPERATURE_PRIOR_SIGMA",
+           "conformal_threshold", "prediction_sets", "refer", "selective_accuracy", "MIN_CALIBRATION"]
 
 #: Below this many held-out labels the temperature is not fitted (T = 1): one scalar fitted on a
 #: handful of images would follow their noise.
@@ -197,6 +196,11 @@ def conformal_threshold(proba_cal, y_cal, coverage: float = 0.9) -> float:
         return 1.0
     scores = np.sort(1.0 - P[np.arange(n), y])
     return float(scores[rank - 1])
+
+
+#: Below this one-sided p-value of :func:`optimism_p_value` borrowed scores count as optimistic (the calibration set
+#: keeps them out, a --no-holdout cross-validation is flagged).
+OPTIMISM_ALPHA = 0.05
 
 
 def optimism_p_value(confidence_borrowed, confidence_reference) -> float:

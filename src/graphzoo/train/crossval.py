@@ -22,7 +22,7 @@ from ..energies import prepare_graph
 from ..graph_step import build_graph, graph_step
 from .metrics import classification_metrics
 
-__all__ = ["graph_step_cv", "out_of_fold_proba", "OutOfFold"]
+__all__ = ["graph_step_cv", "out_of_fold_proba", "optimism_check", "OutOfFold"]
 
 
 def _folds(y: np.ndarray, groups: np.ndarray | None, k: int, seed: int) -> tuple[np.ndarray, str]:
@@ -84,29 +84,35 @@ def graph_step_cv(Z: np.ndarray, data, *, energy, energy_params, n_neighbors: in
             "fold_accuracy": fold_acc, "fold_accuracy_std": float(np.std(fold_acc)),
             "caveat": "the network was trained with every label, the held-out fold's too: optimistic "
                       "compared with a held-out test set",
-            "optimism_check": _optimism(proba.max(1), oof.others.max(1))}
+            "optimism_check": _flag_optimism(optimism_check(proba.max(1), oof.others.max(1)))}
 
 
-#: Below this one-sided p-value the cross-validation estimate is flagged as learnt by ψ (:func:`_optimism`).
-OPTIMISM_ALPHA = 0.05
+def optimism_check(conf_out_of_fold: np.ndarray, conf_unlabelled: np.ndarray) -> dict:
+    """Does ψ know the labelled images better than the unlabelled ones? The one-sided Mann–Whitney test of
+    :func:`graphzoo.calibration.optimism_p_value` on the out-of-fold confidences (max probability) of the labelled
+    images against those of the unlabelled training images scored in the same diffusions (:class:`OutOfFold`).
 
-
-def _optimism(conf_out_of_fold: np.ndarray, conf_unlabelled: np.ndarray) -> dict:
-    """Does ψ know the labelled images better than the unlabelled ones? The same one-sided Mann–Whitney test as
-    the calibration set's (:func:`graphzoo.calibration.optimism_p_value`): out-of-fold confidences of the labelled
-    images against those of the unlabelled training images scored in the same diffusions. When it fires, the
-    estimate is flagged: on malaria at 1 % labels (bench/partial_input_bench.py, docs/results.md) the
-    cross-validation said 0.94–0.996 where the hidden truth was 0.85–0.89."""
-    from ..calibration import optimism_p_value
+    Returns ``p_value`` (None without unlabelled images), ``alpha`` (:data:`~graphzoo.calibration.OPTIMISM_ALPHA`:
+    below it the scores count as optimistic) and both mean confidences. The calibration set
+    (:func:`graphzoo.train.evaluate.calibration_set`) and :func:`graph_step_cv` both read it."""
+    from ..calibration import OPTIMISM_ALPHA, optimism_p_value
 
     p = optimism_p_value(conf_out_of_fold, conf_unlabelled)
-    out = {"p_value": None if np.isnan(p) else p, "alpha": OPTIMISM_ALPHA, "mean_confidence_out_of_fold": float(np.mean(conf_out_of_fold)),
-           "mean_confidence_unlabelled": float(np.mean(conf_unlabelled)) if len(conf_unlabelled) else None}
-    if p < OPTIMISM_ALPHA:
-        out["warning"] = (f"the labelled images are scored more confidently than the unlabelled ones (Mann-Whitney "
-                          f"p = {p:.2g}): the network has learnt them, so this estimate is likely optimistic by "
-                          f"several points; keep a held-out part (drop --no-holdout) to measure the run")
-    return out
+    return {"p_value": None if np.isnan(p) else p, "alpha": OPTIMISM_ALPHA,
+            "mean_confidence_out_of_fold": float(np.mean(conf_out_of_fold)),
+            "mean_confidence_unlabelled": float(np.mean(conf_unlabelled)) if len(conf_unlabelled) else None}
+
+
+def _flag_optimism(check: dict) -> dict:
+    """The cross-validation's check, with a warning when it fires: on malaria at 1 % labels
+    (bench/partial_input_bench.py, docs/results.md) the cross-validation said 0.94–0.996 where the hidden
+    truth was 0.85–0.89."""
+    p = check["p_value"]
+    if p is not None and p < check["alpha"]:
+        check["warning"] = (f"the labelled images are scored more confidently than the unlabelled ones (Mann-Whitney "
+                            f"p = {p:.2g}): the network has learnt them, so this estimate is likely optimistic by "
+                            f"several points; keep a held-out part (drop --no-holdout) to measure the run")
+    return check
 
 
 @dataclass

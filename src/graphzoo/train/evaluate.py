@@ -84,7 +84,7 @@ REFER_FRACTIONS = (0.05, 0.1, 0.2)
 #: Folds of the out-of-fold graph scores of the labelled training images (:func:`calibration_set`).
 OOF_FOLDS = 5
 #: Below this one-sided p-value the out-of-fold scores count as optimistic and stay out of the calibration set.
-OPTIMISM_ALPHA = 0.05
+OPTIMISM_ALPHA = cal.OPTIMISM_ALPHA
 
 _KIND_WORDS = {"transductive": "graph (transductive): the energy's prediction on the kNN graph of the final features",
                "inductive": "net (inductive): the trained network's own prediction"}
@@ -217,17 +217,14 @@ def calibration_set(trainer, p_main: np.ndarray, kind: str, W) -> tuple[np.ndarr
         why = "a class has fewer than 2 training labels" if k < 2 else "no unlabelled training image to check them"
         info["text"] = f"labelled validation images (no out-of-fold rows: {why})"
         return *val_only, info
-    from .crossval import out_of_fold_proba
+    from .crossval import optimism_check, out_of_fold_proba
 
     groups = None if d.patient_ids is None else np.asarray(d.patient_ids)[lab]
     oof = out_of_fold_proba(W, lab, y_lab, groups, energy=cfg.energy, energy_params=cfg.energy_params,
                             n_classes=d.n_outputs, k=k, seed=cfg.seed, others=unl)
-    conf_oof, conf_unl = oof.proba.max(1), oof.others.max(1)
-    p = cal.optimism_p_value(conf_oof, conf_unl)
-    info["check"] = {"p_value": p, "alpha": OPTIMISM_ALPHA, "folds": k, "how": oof.how,
-                     "mean_confidence_out_of_fold": float(conf_oof.mean()),
-                     "mean_confidence_unlabelled": float(conf_unl.mean()),
+    info["check"] = {**optimism_check(oof.proba.max(1), oof.others.max(1)), "folds": k, "how": oof.how,
                      "accuracy_out_of_fold": float((oof.proba.argmax(1) == y_lab).mean())}
+    p = info["check"]["p_value"]  # unl is not empty here, so never None
     if p < OPTIMISM_ALPHA:
         info["text"] = (f"labelled validation images only: the out-of-fold graph scores of the labelled training "
                         f"images are more confident than those of the unlabelled ones (Mann-Whitney p = {p:.3g} < "
