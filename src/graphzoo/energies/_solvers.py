@@ -101,6 +101,16 @@ def _col_dot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->j", A, B, dtype=np.float64)
 
 
+def _start(matmul, B: np.ndarray, x0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both CG solvers' start: ``X`` (x0 or zeros, B's dtype), ``R = B − A X`` (B itself for a zero start: no
+    product) and the column norms of ``B`` (1 for a zero column, so relative residuals never divide by 0)."""
+    X = np.zeros_like(B) if x0 is None else np.array(x0, dtype=B.dtype, copy=True)
+    R = B - matmul(X) if x0 is not None else B.copy()
+    b_norm = np.sqrt(_col_dot(B, B))
+    b_norm[b_norm == 0] = 1.0
+    return X, R, b_norm
+
+
 def block_cg(
     matmul: Callable[[np.ndarray], np.ndarray],
     B: np.ndarray,
@@ -150,12 +160,9 @@ def block_cg(
     converged : bool
     """
     dtype = B.dtype
-    X = np.zeros_like(B) if x0 is None else np.array(x0, dtype=dtype, copy=True)
-    R = B - matmul(X) if x0 is not None else B.copy()
+    X, R, b_norm = _start(matmul, B, x0)
     if project is not None:
         project(R)
-    b_norm = np.sqrt(_col_dot(B, B))
-    b_norm[b_norm == 0] = 1.0
     pre = None if precond is None else np.asarray(precond, dtype=dtype)[:, None]
     Z = R * pre if pre is not None else R  # without a preconditioner Z is R itself
     P = Z.copy()
@@ -306,10 +313,7 @@ def _one_blas_thread():
 
 def _coupled_block_cg(matmul, B, x0, tol, max_iter):
     dtype = B.dtype
-    X = np.zeros_like(B) if x0 is None else np.array(x0, dtype=dtype, copy=True)
-    R = B - matmul(X) if x0 is not None else B.copy()
-    b_norm = np.sqrt(_col_dot(B, B))
-    b_norm[b_norm == 0] = 1.0
+    X, R, b_norm = _start(matmul, B, x0)
     residual = float((np.sqrt(_col_dot(R, R)) / b_norm).max())
     n_iter = 0
     P = _orthonormal_columns(R) if residual > tol else R[:, :0]
