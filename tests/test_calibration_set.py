@@ -62,14 +62,19 @@ def split_of(n, rng):
     return np.sort(order[:60]), np.sort(order[60:240]), np.sort(order[240:270]), np.sort(order[270:])
 
 
+def graph_run(Z, y, **parts):
+    """The kNN graph of ``Z``, a trainer with the split ``parts`` and the graph step's probabilities from the
+    labelled training images ``parts["lab"]``."""
+    W = build_graph(Z, n_neighbors=10)
+    labels = np.full(len(y), -1)
+    labels[parts["lab"]] = y[parts["lab"]]
+    return W, fake_trainer(y, **parts), graph_step(None, labels, W=W, n_classes=2).proba
+
+
 def test_pooled_set_is_validation_then_out_of_fold_and_never_a_test_image():
     Z, y = blobs(n=360, seed=1, spread=1.3)
     lab, unl, val, test = split_of(len(y), np.random.default_rng(0))
-    W = build_graph(Z, n_neighbors=10)
-    t = fake_trainer(y, lab=lab, unl=unl, val=val, test=test)
-    labels = np.full(len(y), -1)
-    labels[lab] = y[lab]
-    P = graph_step(None, labels, W=W, n_classes=2).proba
+    W, t, P = graph_run(Z, y, lab=lab, unl=unl, val=val, test=test)
     P_cal, y_cal, info = ev.calibration_set(t, P, "transductive", W)
     # the labelled training images are a random draw of the training images: the check lets them in
     assert info["check"]["p_value"] >= ev.OPTIMISM_ALPHA and info["n_out_of_fold"] == len(lab)
@@ -85,7 +90,8 @@ def test_pooled_set_is_validation_then_out_of_fold_and_never_a_test_image():
         ev.calibration_set(bad, P, "transductive", W)
     # the net's prediction: validation images only
     P_net, y_net, info_net = ev.calibration_set(t, P, "inductive", W)
-    np.testing.assert_allclose(P_net, P[val]) and info_net["n_out_of_fold"] == 0
+    np.testing.assert_allclose(P_net, P[val])
+    assert info_net["n_out_of_fold"] == 0
 
 
 def test_memorised_training_images_stay_out_of_the_calibration_set():
@@ -94,11 +100,7 @@ def test_memorised_training_images_stay_out_of_the_calibration_set():
     Z, y = blobs(n=360, seed=2, spread=1.3)
     lab, unl, val, test = split_of(len(y), np.random.default_rng(1))
     Z[lab] += (2.0 * y[lab, None] - 1.0) * 1.6  # pushed away from the other class: learnt, still linked
-    W = build_graph(Z, n_neighbors=10)
-    t = fake_trainer(y, lab=lab, unl=unl, val=val, test=test)
-    labels = np.full(len(y), -1)
-    labels[lab] = y[lab]
-    P = graph_step(None, labels, W=W, n_classes=2).proba
+    W, t, P = graph_run(Z, y, lab=lab, unl=unl, val=val, test=test)
     P_cal, y_cal, info = ev.calibration_set(t, P, "transductive", W)
     c = info["check"]
     assert c["p_value"] < ev.OPTIMISM_ALPHA and c["mean_confidence_out_of_fold"] > c["mean_confidence_unlabelled"]
