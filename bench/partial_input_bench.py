@@ -35,23 +35,19 @@ ROOT = Path(__file__).resolve().parents[1]
 MALARIA = ROOT.parent / "shared" / "data" / "malaria" / "malaria_50_gray.npz"
 
 
-def write_folder(npz: Path, out: Path) -> dict[str, str]:
-    """The npz's cells as ``out/<patient>/<filename>`` PNGs (skipped when done); original file name -> path."""
+def write_folder(images: np.ndarray, rel: dict[str, str], out: Path) -> None:
+    """``images`` (N, H, W) as ``out/<rel[name]>`` PNGs, in ``rel``'s order (skipped when a previous call finished)."""
     from PIL import Image
 
-    z = np.load(npz)
-    rel = {str(f): f"{p}/{f}" for f, p in zip(z["filenames"], z["patient_ids"])}
     done = out / ".complete"
     if done.exists():
-        return rel
+        return
     t0 = time.perf_counter()
-    for img, f in zip(z["images"], z["filenames"]):
-        path = out / rel[str(f)]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(path)
+    for img, path in zip(images, rel.values()):
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(out / path)
     done.write_text("ok\n")
     print(f"wrote {len(rel)} PNGs to {out} in {time.perf_counter() - t0:.0f} s", flush=True)
-    return rel
 
 
 def graphzoo_run(args: list[str], log: Path) -> dict:
@@ -112,8 +108,9 @@ def main() -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     z = np.load(a.npz)
     pid = {str(f): str(p) for f, p in zip(z["filenames"], z["patient_ids"])}
+    rel = {f: f"{p}/{f}" for f, p in pid.items()}  # original file name -> path in the folder
     folder = a.work / "cells"
-    rel = write_folder(a.npz, folder)
+    write_folder(z["images"], rel, folder)
     common = ["--config", "malaria.yaml", "--out", str(a.work / "runs"), "--threads", str(a.threads),
               "--no-progress", "--overwrite", "--set", *a.set]
     table = []
