@@ -54,7 +54,7 @@ def main(out: Path, data: str) -> None:
         np.savez(out / "rank0.npz", gathered=gathered, rows0=np.array(rows[0]), rows1=np.array(rows[1]),
                  value=value["rank_that_ran"], weights0=weights[0].numpy(), weights1=weights[1].numpy(), logits=logits, Z=Z)
     distributed.barrier()
-    distributed.shutdown()
+    distributed.exit_now(0)  # as graphzoo's command line ends a torchrun rank
 
 
 if __name__ == "__main__":

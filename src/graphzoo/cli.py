@@ -60,11 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _main(args)
+        code = _main(args)
     finally:
         dist = sys.modules.get("graphzoo.distributed")
         if dist is not None:
             dist.shutdown()  # under torchrun: leave the process group cleanly
+    if dist is not None and dist.launched():
+        dist.exit_now(code)  # a torchrun rank exits here: its interpreter teardown could abort (see exit_now)
+    return code
 
 
 def _main(args: argparse.Namespace) -> int:
