@@ -125,12 +125,15 @@ def _faiss_self_search(X: np.ndarray, k: int, inner_product: bool, block: int | 
     """Exact top-k of every row of X among the *other* rows; returns (score, idx), best first.
 
     ``X Xᵀ`` is symmetric, so only its upper block triangle is computed, half the matrix products
-    of a flat index searching X against itself. Each block ``G = X_I X_Jᵀ`` updates faiss's top-k
-    heaps of rows I (faiss scans the block); for rows J only the few entries above their current
-    k-th best can matter, so those are picked by one vectorised comparison and pushed into their
-    heaps (a transposed copy of G would cost a third of its product). The diagonal blocks run
-    first so that every heap has a threshold before the off-diagonal ones. Each point is excluded
-    from its own list inside the diagonal blocks, even with exact duplicates.
+    of a flat index searching X against itself. The diagonal blocks run first and fill faiss's
+    top-k heaps (every heap then has a threshold, its current k-th best). Each off-diagonal block
+    ``G = X_I X_Jᵀ`` then serves both sides: rows I rank its columns and rows J its rows, and on
+    each side only the few entries above the receiving heap's threshold (≈ 1 % of the block at
+    10⁴–10⁵ points, fewer as the heaps fill) can change a list. Those are found by one comparison
+    and one flat scan of the block and pushed into their heaps (:func:`_offer`); no transposed
+    copy of G is made and faiss never scans the whole block (its ``addn`` did: a third of the
+    time at 112k). Each point is excluded from its own list inside the diagonal blocks, even
+    with exact duplicates.
 
     Both metrics rank by a "larger is better" value: the similarity, or for euclidean
     ``2 x_i·x_j - ‖x_j‖²`` (row i's squared distance is ``‖x_i‖²`` minus it). Returns scores as
@@ -144,22 +147,29 @@ def _faiss_self_search(X: np.ndarray, k: int, inner_product: bool, block: int | 
     heaps.k, heaps.nh = k, n
     heaps.val, heaps.ids = faiss.swig_ptr(scores), faiss.swig_ptr(idx)
     heaps.heapify()
+    threshold = scores[:, 0]  # a min-heap's top: each row's current k-th best (a view)
     sq = None if inner_product else np.einsum("ij,ij->i", X, X)
     # Doubling is exact in floating point, so 2 x_i·x_j costs nothing extra in the product.
     X_left = X if inner_product else X * np.float32(2)
     starts = range(0, n, block)
-    pairs = [(a, a) for a in starts] + [(a, c) for a in starts for c in starts if c > a]
-    for a, c in pairs:
-        b, e = min(a + block, n), min(c + block, n)
-        G = X_left[a:b] @ X[c:e].T  # (b - a, e - c)
-        if c == a:
-            np.fill_diagonal(G, -np.inf)
-        else:  # rows c:e rank rows a:b by G's columns
-            T = G if inner_product else G - sq[a:b, None]
-            _push_columns(heaps, T, T > scores[c:e, :1].T, a, c)
+    for a in starts:  # diagonal blocks: seed every heap
+        b = min(a + block, n)
+        G = X_left[a:b] @ X[a:b].T
+        np.fill_diagonal(G, -np.inf)
         if not inner_product:
-            G -= sq[None, c:e]
-        heaps.addn(e - c, faiss.swig_ptr(G), c, a, b - a)
+            G -= sq[None, a:b]
+        heaps.addn(b - a, faiss.swig_ptr(G), a, a, b - a)
+    for a in starts:
+        b = min(a + block, n)
+        for c in range(a + block, n, block):
+            e = min(c + block, n)
+            G = X_left[a:b] @ X[c:e].T  # (b - a, e - c)
+            # rows c:e rank rows a:b (by G's columns), rows a:b rank rows c:e (by G's rows)
+            T = G if inner_product else G - sq[a:b, None]
+            _offer(heaps, T, T > threshold[None, c:e], a, c, by_column=True)
+            if not inner_product:
+                G -= sq[None, c:e]
+            _offer(heaps, G, G > threshold[a:b, None], a, c, by_column=False)
     heaps.reorder()
     if not inner_product:  # ‖x_i - x_j‖² = ‖x_i‖² - (2 x_i·x_j - ‖x_j‖²)
         np.subtract(sq[:, None], scores, out=scores)
@@ -167,34 +177,39 @@ def _faiss_self_search(X: np.ndarray, k: int, inner_product: bool, block: int | 
     return scores, idx
 
 
-def _push_columns(heaps, T: np.ndarray, mask: np.ndarray, row0: int, col0: int) -> None:
-    """Offer ``T[i, j]`` (id ``row0 + i``) to heap ``col0 + j`` wherever ``mask[i, j]``.
+def _offer(heaps, T: np.ndarray, mask: np.ndarray, row0: int, col0: int, by_column: bool) -> None:
+    """Offer the entries ``T[i, j]`` where ``mask[i, j]`` to the heaps of one side of the block.
 
-    O(number of offers) after one scan of ``mask``: the offers are grouped by column with a
-    counting sort (int16 keys: numpy's stable sort is a radix sort there) into one padded row per
-    receiving heap, so faiss updates each heap once.
+    ``by_column``: entry (i, j) goes to heap ``col0 + j`` with id ``row0 + i``; else to heap
+    ``row0 + i`` with id ``col0 + j``. O(number of offers) after one flat scan of ``mask``
+    (``np.flatnonzero`` is ~8× faster than a 2-d ``np.nonzero`` on a sparse mask): the offers are
+    grouped by receiving heap into one padded row per heap, so faiss updates each heap once. Row
+    offers come grouped already (row-major order); column offers are grouped by a counting sort
+    (int16 keys: numpy's stable sort is a radix sort there).
     """
-    ii, jj = np.nonzero(mask)
-    if len(ii) == 0:
+    flat = np.flatnonzero(mask)
+    if len(flat) == 0:
         return
-    jj = jj.astype(np.int16)  # block widths are below 2**15
-    order = np.argsort(jj, kind="stable")
-    counts = np.bincount(jj, minlength=mask.shape[1])
-    heads = np.flatnonzero(counts)
-    counts = counts[heads]
-    first = np.zeros(len(heads), dtype=np.int64)
-    np.cumsum(counts[:-1], out=first[1:])
+    ii, jj = np.divmod(flat, mask.shape[1])
+    vals = T.ravel()[flat]
+    if by_column:
+        order = np.argsort(jj.astype(np.int16), kind="stable")  # block widths are below 2**15
+        recv, ids, vals = jj[order] + col0, ii[order] + row0, vals[order]
+    else:
+        recv, ids = ii + row0, jj + col0
+    first = np.flatnonzero(np.diff(recv, prepend=-1))  # recv is sorted: where each heap's run starts
+    heads = recv[first]
+    counts = np.diff(first, append=len(recv))
     width = int(counts.max())
+    slot = np.arange(len(recv)) - np.repeat(first, counts)
     group = np.repeat(np.arange(len(heads)), counts)
-    slot = np.arange(len(ii)) - first[group]
-    ii, jj = ii[order], jj[order]
-    vals = np.full((len(heads), width), -np.inf, dtype=np.float32)  # -inf never enters a heap
-    ids = np.full((len(heads), width), -1, dtype=np.int64)
-    vals[group, slot] = T[ii, jj]
-    ids[group, slot] = ii + row0
-    subset = (heads + col0).astype(np.int64)
+    pad_vals = np.full((len(heads), width), -np.inf, dtype=np.float32)  # -inf never enters a heap
+    pad_ids = np.full((len(heads), width), -1, dtype=np.int64)
+    pad_vals[group, slot] = vals
+    pad_ids[group, slot] = ids
+    heads = heads.astype(np.int64, copy=False)
     heaps.addn_query_subset_with_ids(
-        len(subset), faiss.swig_ptr(subset), width, faiss.swig_ptr(vals), faiss.swig_ptr(ids), width
+        len(heads), faiss.swig_ptr(heads), width, faiss.swig_ptr(pad_vals), faiss.swig_ptr(pad_ids), width
     )
 
 
