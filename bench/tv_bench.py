@@ -1,6 +1,6 @@
 """Benchmark of the p = 1 energy ``tv_ratio``: accuracy at few labels, on the malaria cells, and timings.
 
-Prints up to four tables:
+Prints up to five tables:
 
 0. ``few`` (issue 12's sets): scikit-learn digits (cosine, k = 10), two moons (n = 2,000, noise
    0.1 and 0.15, euclidean, k = 10) and, with ``--features``, a run's ``features.npy`` (cosine,
@@ -16,12 +16,19 @@ Prints up to four tables:
 3. ``timing-112k``: 112,120 synthetic 512-d features (14-class Gaussian mixture, the size of
    ChestX-ray14), k = 50 cosine graph, 1 % labels: wall time and energy curve (target at
    ``--noise 4``: converged ≤ 60 s).
+4. ``failures``: on energy_bench.py's synthetic sets and label draws (digits, moons 0.1 / 0.15; 1 and 3
+   labels per class; ``--seeds``), every seed where tv_ratio ends more than 0.05 below label spreading,
+   with the ratio energy (the multiclass Cheeger cut, ``partition_ratios``) of four partitions: tv_ratio's,
+   label spreading's and Poisson's argmax, and the true classes. Truth below tv_ratio's: the descent
+   stopped in a poorer local minimum; truth above it: the energy itself prefers the wrong partition, and
+   no better minimiser can fix that seed.
 
 Usage::
 
     python bench/tv_bench.py                      # all parts but "few"
     python bench/tv_bench.py --parts few --seeds $(seq 0 19) --features RUN/features.npy
     python bench/tv_bench.py --parts accuracy timing27k --max-outer 100
+    python bench/tv_bench.py --parts failures --seeds $(seq 0 19)
     GRAPHZOO_DATA=/path/to/data python bench/tv_bench.py
 
 Timings on a shared 2-core machine are noisy; rerun when the machine is quiet.
@@ -141,6 +148,42 @@ def part_few(args) -> None:
             print(f"{name:>24} | {k:9d} | " + " | ".join(f"{x:>27}" for x in cells), flush=True)
 
 
+def part_failures(args) -> None:
+    """Seeds where tv_ratio loses > 0.05 to label spreading, and whether its energy or its descent is to blame."""
+    from energy_bench import draw_labels, load_set  # the published benchmark's sets and draws
+
+    from graphzoo.energies.tv_parts import _edge_list, _resolve_priors, class_lambdas, incidence_matrix
+    from graphzoo.energies.tv_parts import partition_ratios
+    from graphzoo.graph_step import build_graph
+
+    print("\n## seeds > 0.05 below label spreading: accuracy, and the ratio energy of each partition")
+    print("| set | labels/class | seed | acc tv_ratio | acc label spreading | E tv_ratio | E label spreading | "
+          "E Poisson | E truth | verdict |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for name in ("digits", "moons0.1", "moons0.15"):
+        X, truth, g = load_set(name)
+        W = build_graph(X, g["n_neighbors"], g["metric"])
+        c, n = int(truth.max()) + 1, len(truth)
+        edges = _edge_list(incidence_matrix(W))
+        for per in (1, 3):
+            for seed in args.seeds:
+                y = draw_labels(truth, per, seed)
+                unl = y < 0
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    parts = {e: diffuse(W, y, e, c).scores.argmax(1) for e in ("tv_ratio", "label_spreading", "poisson")}
+                acc = {e: float((p[unl] == truth[unl]).mean()) for e, p in parts.items()}
+                if acc["tv_ratio"] >= acc["label_spreading"] - 0.05:
+                    continue
+                lam = class_lambdas(c, _resolve_priors(None, y, c))
+                E = {e: float(partition_ratios(p, edges, lam, n).sum()) for e, p in {**parts, "truth": truth}.items()}
+                verdict = ("energy prefers a wrong partition" if E["truth"] > E["tv_ratio"] else
+                           "descent: a lower-energy partition exists")
+                print(f"| {name} | {per} | {seed} | {acc['tv_ratio']:.3f} | {acc['label_spreading']:.3f} | "
+                      f"{E['tv_ratio']:.4f} | {E['label_spreading']:.4f} | {E['poisson']:.4f} | {E['truth']:.4f} | "
+                      f"{verdict} |", flush=True)
+
+
 def part_timing(W, y_true, n_classes: int, title: str, args) -> None:
     y = sample_labels(y_true, 0.01, 0, n_classes)
     unl = y < 0
@@ -194,6 +237,8 @@ def main() -> None:
     args = p.parse_args()
     if "few" in args.parts:
         part_few(args)
+    if "failures" in args.parts:
+        part_failures(args)
     if {"accuracy", "timing27k"} & set(args.parts):
         if not (DATA / "malaria" / "malaria_50_gray.npz").exists():
             print(f"malaria data not found under {DATA}; set GRAPHZOO_DATA")
