@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -92,6 +93,10 @@ def fresh_on_same_labels(a, seed: int, fresh: list[str], record) -> None:
         record(row(seed, f"fresh run on {strategy}'s labels", mf["n_labelled_train"], mf, name))
 
 
+def _sd(x: np.ndarray) -> float:
+    return float(x.std(ddof=1)) if len(x) > 1 else 0.0
+
+
 def row(seed: int, strategy: str, labels: int, metrics: dict, name: str) -> dict:
     return {"seed": seed, "strategy": strategy, "labels": labels, "n_labelled_train": metrics["n_labelled_train"],
             "accuracy": metrics["accuracy"], "inductive_accuracy": metrics.get("inductive_accuracy"),
@@ -147,8 +152,6 @@ def main() -> None:
                 csv_path = a.work / f"{name}.csv"
                 labels += reveal(runs / prev, a.batch, strategy, seed, csv_path, a.work / f"{name}-suggest.log")
                 if (runs / name).exists():  # a rerun of the bench: --init-from never overwrites
-                    import shutil
-
                     shutil.rmtree(runs / name)
                 mk = run(["--init-from", str(runs / prev), "--labels", str(csv_path), "--name", name, *common],
                          a.work / f"{name}.log")
@@ -166,8 +169,7 @@ def main() -> None:
     for strategy, labels in keys:
         acc = np.array([r["accuracy"] for r in table if (r["strategy"], r["labels"]) == (strategy, labels)])
         net = np.array([r["inductive_accuracy"] for r in table if (r["strategy"], r["labels"]) == (strategy, labels)])
-        sd = (lambda x: x.std(ddof=1) if len(x) > 1 else 0.0)
-        print(f"| {strategy} | {labels} | {acc.mean():.4f} ± {sd(acc):.4f} | {net.mean():.4f} ± {sd(net):.4f} | "
+        print(f"| {strategy} | {labels} | {acc.mean():.4f} ± {_sd(acc):.4f} | {net.mean():.4f} ± {_sd(net):.4f} | "
               f"{len(acc)} |")
 
 
