@@ -171,7 +171,8 @@ def part_failures(args) -> None:
                 unl = y < 0
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    parts = {e: diffuse(W, y, e, c).scores.argmax(1) for e in ("tv_ratio", "label_spreading", "poisson")}
+                    parts = {e: diffuse(W, y, e, c).scores.argmax(1)
+                             for e in ("tv_ratio", "label_spreading", "poisson")}
                 acc = {e: float((p[unl] == truth[unl]).mean()) for e, p in parts.items()}
                 if acc["tv_ratio"] >= acc["label_spreading"] - 0.05:
                     continue
