@@ -31,33 +31,12 @@ import argparse
 import csv
 import json
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-MALARIA = ROOT.parent / "shared" / "data" / "malaria" / "malaria_50_gray.npz"
-
-
-def graphzoo(command: str, args: list[str], log: Path) -> str:
-    """One ``graphzoo COMMAND`` in a fresh process from ``configs/``; returns its stdout (stderr to ``log``)."""
-    with open(log, "w") as fh:
-        res = subprocess.run([sys.executable, "-m", "graphzoo", command, *args], stdout=subprocess.PIPE, stderr=fh,
-                             text=True, cwd=ROOT / "configs")
-    if res.returncode:
-        raise SystemExit(f"graphzoo {command} failed (exit {res.returncode}); see {log}")
-    return res.stdout
-
-
-def run(args: list[str], log: Path) -> dict:
-    """``graphzoo run``; its last stdout line is the metrics JSON (+ wall seconds of the whole process)."""
-    t0 = time.perf_counter()
-    out = json.loads(graphzoo("run", args, log).strip().splitlines()[-1])
-    out["wall_s"] = time.perf_counter() - t0
-    return out
+from partial_input_bench import MALARIA, graphzoo, read_predictions
+from partial_input_bench import graphzoo_run as run  # bench/ is on sys.path when run as a script
 
 
 def reveal(run_dir: Path, n: int, strategy: str, seed: int, csv_path: Path, log: Path) -> int:
@@ -66,8 +45,7 @@ def reveal(run_dir: Path, n: int, strategy: str, seed: int, csv_path: Path, log:
                          "--no-sheet"], log)
     with open(run_dir / "suggestions.csv", newline="") as fh:
         picked = [int(r["index"]) for r in csv.DictReader(fh)]
-    with open(run_dir / "predictions.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = read_predictions(run_dir)
     if len(picked) != n or any(rows[i]["labelled"] == "1" or rows[i]["split"] != "train" for i in picked):
         raise SystemExit(f"{run_dir}: suggest returned labelled or non-training images (or not {n}); see {log}")
     with open(csv_path, "w", newline="") as fh:

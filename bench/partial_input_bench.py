@@ -50,15 +50,20 @@ def write_folder(images: np.ndarray, rel: dict[str, str], out: Path) -> None:
     print(f"wrote {len(rel)} PNGs to {out} in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def graphzoo_run(args: list[str], log: Path) -> dict:
-    """One ``graphzoo run`` in a fresh process; its last stdout line is the metrics JSON."""
-    t0 = time.perf_counter()
+def graphzoo(command: str, args: list[str], log: Path) -> str:
+    """One ``graphzoo COMMAND`` in a fresh process from ``configs/``; returns its stdout (stderr to ``log``)."""
     with open(log, "w") as fh:
-        res = subprocess.run([sys.executable, "-m", "graphzoo", "run", *args], stdout=subprocess.PIPE,
+        res = subprocess.run([sys.executable, "-m", "graphzoo", command, *args], stdout=subprocess.PIPE,
                              stderr=fh, text=True, cwd=ROOT / "configs")
     if res.returncode:
-        raise SystemExit(f"graphzoo run failed (exit {res.returncode}); see {log}")
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"graphzoo {command} failed (exit {res.returncode}); see {log}")
+    return res.stdout
+
+
+def graphzoo_run(args: list[str], log: Path) -> dict:
+    """One ``graphzoo run``; its last stdout line is the metrics JSON (+ wall seconds of the whole process)."""
+    t0 = time.perf_counter()
+    out = json.loads(graphzoo("run", args, log).strip().splitlines()[-1])
     out["wall_s"] = time.perf_counter() - t0
     return out
 
