@@ -16,7 +16,7 @@ from graphzoo.data.prepare import prepare_data  # noqa: E402
 from graphzoo.data.torchdata import Normalizer  # noqa: E402
 from graphzoo.train import TrainingInterrupted, run_training  # noqa: E402
 from graphzoo.selfsup.views import ViewMaker  # noqa: E402
-from graphzoo.train.pretrain_cache import encoder_health, ensure_pretrained  # noqa: E402
+from graphzoo.train.pretrain_cache import encoder_health, ensure_pretrained, pretrain_request  # noqa: E402
 from graphzoo.selfsup.losses import (CollapsedRepresentationError, check_not_collapsed, nt_xent,  # noqa: E402
                                 representation_health, vicreg)
 from test_train import blobs, cfg_for  # noqa: E402
@@ -66,6 +66,22 @@ def test_views_without_crop_or_photometric_change_are_exact_symmetries_of_the_sq
     for i in range(2):
         syms = [torch.rot90(f, k, dims=(1, 2)) for f in (x[i], x[i].flip(2)) for k in range(4)]
         assert min(float((out[i] - s).abs().max()) for s in syms) < 1e-3
+
+
+def test_views_use_only_the_symmetries_the_data_has():
+    """A chest X-ray (hflip = vflip = false, no quarter turns) is never mirrored nor turned in a view; with every
+    symmetry allowed, the same draws give the views they always gave (the flips and turns are masked, not redrawn)."""
+    x = torch.arange(8 * 16 * 16, dtype=torch.float32).view(8, 1, 16, 16) % 251
+    exact = dict(crop_min=1.0, aspect=1.0, blur_p=0.0, brightness=0.0, contrast=0.0, noise_p=0.0)
+    none = ViewMaker(**exact, hflip=False, vflip=False, rot90=False)(x, torch.Generator().manual_seed(0))
+    assert float((none - x).abs().max()) < 1e-3
+    every = ViewMaker(**exact)(x, torch.Generator().manual_seed(0))
+    assert float((every - x).abs().amax(dim=(1, 2, 3)).max()) > 1  # some of the 8 images were flipped or turned
+    mirror_only = ViewMaker(**exact, vflip=False, rot90=False)(x, torch.Generator().manual_seed(0))
+    for i in range(len(x)):
+        assert min(float((mirror_only[i] - s).abs().max()) for s in (x[i], x[i].flip(2))) < 1e-3
+    assert torch.equal(ViewMaker()(x, torch.Generator().manual_seed(5)),
+                       ViewMaker(hflip=True, vflip=True, rot90=True)(x, torch.Generator().manual_seed(5)))
 
 
 def test_views_refuse_bad_settings():
@@ -133,6 +149,21 @@ def test_cache_hit_miss_and_stale_data(tmp_path, capsys):
     stale = ensure_pretrained(cfg, d, idx, norm)
     assert "built from other training images" in capsys.readouterr().err
     assert stale.epochs_trained == 1 and stale.folder == first.folder
+
+
+def test_the_runs_symmetries_name_another_encoder_and_all_of_them_keep_the_old_key(tmp_path):
+    """Views without flips are another encoder (a miss, not a silent reuse); a run allowing every flip and
+    quarter turn keeps the key it had before the views followed the run (no ``view_symmetries`` entry)."""
+    cells = pcfg(tmp_path, hflip=True, rot90=True)  # (blobs are mirrored only for this key check)
+    d, idx, norm = prepared(cells)
+    assert "view_symmetries" not in pretrain_request(cells, d, idx)
+    chest = dataclasses.replace(cells, hflip=False, vflip=False, rot90=False)
+    assert pretrain_request(chest, d, idx)["view_symmetries"] == {"hflip": False, "vflip": False, "rot90": False}
+    first = ensure_pretrained(cells, d, idx, norm)
+    other = ensure_pretrained(chest, d, idx, norm)
+    assert other.epochs_trained == 1 and other.folder != first.folder
+    assert "view_symmetries" not in pretrain_request(pcfg(tmp_path, pretrain="autoencoder", backbone="autoencoder",
+                                                          pretrain_params={}, hflip=False), d, idx)
 
 
 def test_a_set_smaller_than_one_batch_is_refused(tmp_path):

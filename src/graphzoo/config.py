@@ -102,8 +102,9 @@ class RunConfig:
     autoencoder) that trains ψ on every training image, labels ignored, before the run; the encoder
     is cached under ``pretrain_dir`` (default ``<out>/.pretrained``) by (training images, split,
     method, settings) and reused (:mod:`graphzoo.train.pretrain_cache`); "" or "none": no such stage.
-    pretrain_epochs, pretrain_params (the method's settings: batch_size, lr, temperature, views, ...),
-    pretrain_freeze (ψ stays as pretrained, only the head trains; default: fine-tune all of it).
+    pretrain_epochs, pretrain_params (the method's settings: batch_size, lr, temperature, views, ...;
+    the views flip and turn only as hflip / vflip / rot90 allow), pretrain_freeze (ψ stays as
+    pretrained, only the head trains; default: fine-tune all of it).
 
     Graph and energy
     ----------------

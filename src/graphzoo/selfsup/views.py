@@ -10,7 +10,10 @@ random *view* of each image, all images at once, every random number drawn from 
    centred and fills the image, and an aggressive crop (SimCLR's 0.08 on ImageNet) cuts away the few
    dark pixels of a parasite, so the two views of one cell would no longer share its class;
 2. a horizontal and a vertical flip, each with probability ½, and ``k ~ U{0..3}`` exact quarter
-   turns (cells have no orientation: the 8 symmetries of the square are label-preserving);
+   turns (cells have no orientation: the 8 symmetries of the square are label-preserving). Each of
+   the three can be switched off (``hflip``, ``vflip``, ``rot90``): a run passes its own, so the views
+   use only the symmetries its data has (a mirrored chest X-ray is not a normal chest — the heart is
+   on the left — and a film is not read upside down);
 3. with probability ``blur_p``, a Gaussian blur of standard deviation ``σ ~ U(0.1, blur_sigma)`` px
    (5×5 kernel, reflect padding);
 4. brightness and contrast: ``x ← (x − m) · c + m · b`` with ``m`` the image's mean, contrast
@@ -47,6 +50,10 @@ class ViewMaker:
     contrast: float = 0.25
     noise_p: float = 0.5
     noise: float = 0.03
+    # The label-preserving symmetries of the data (not pretraining settings: a run's hflip / vflip / rot90).
+    hflip: bool = True
+    vflip: bool = True
+    rot90: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.crop_min <= 1:
@@ -64,8 +71,9 @@ class ViewMaker:
             raise ValueError(f"blur_sigma must be >= 0.1 px and noise >= 0, got {self.blur_sigma}, {self.noise}")
 
     @classmethod
-    def from_settings(cls, settings: dict) -> "ViewMaker":
-        return cls(**{k: float(settings[k]) for k in VIEW_SETTINGS if k in settings})
+    def from_settings(cls, settings: dict, **symmetries: bool) -> "ViewMaker":
+        """The views of a method's resolved ``settings``, with the data's ``hflip`` / ``vflip`` / ``rot90``."""
+        return cls(**{k: float(settings[k]) for k in VIEW_SETTINGS if k in settings}, **symmetries)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One view of each image of ``x`` (float (B, C, H, W), 0–255); same shape, in [0, 255]."""
@@ -74,7 +82,7 @@ class ViewMaker:
         noise = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
         x = self._crop_flip(x, u)
         x = x.clone()
-        turns = (u[:, 6] * 4).long().clamp_(max=3)
+        turns = (u[:, 6] * 4).long().clamp_(max=3) * int(self.rot90)  # all 0 without quarter turns
         for k in (1, 2, 3):
             sel = torch.nonzero(turns == k).flatten().to(x.device)
             if len(sel):
@@ -97,8 +105,8 @@ class ViewMaker:
         sy = torch.sqrt(area / ratio).clamp(max=1.0)
         tx = (2 * u[:, 2] - 1) * (1 - sx)  # the crop's centre, in [-1, 1] units, keeps it inside
         ty = (2 * u[:, 3] - 1) * (1 - sy)
-        fx = torch.where(u[:, 4] < 0.5, -1.0, 1.0)
-        fy = torch.where(u[:, 5] < 0.5, -1.0, 1.0)
+        fx = torch.where((u[:, 4] < 0.5) & self.hflip, -1.0, 1.0)
+        fy = torch.where((u[:, 5] < 0.5) & self.vflip, -1.0, 1.0)
         zero = torch.zeros(b)
         mat = torch.stack([torch.stack([sx * fx, zero, tx], 1), torch.stack([zero, sy * fy, ty], 1)], 1)
         grid = F.affine_grid(mat.to(x.device, x.dtype), list(x.shape), align_corners=False)

@@ -3,8 +3,9 @@
 An entry lives in ``<cache>/<method>-<h>/`` (``<cache>`` is ``pretrain_dir``, by default
 ``<out>/.pretrained``), ``h`` a hash of its key: the data source (path, image shape), the SHA-1 of
 the *training split's* indices, the method, its resolved settings (:func:`graphzoo.selfsup.resolve_settings`,
-epochs included) and the backbone. The entry's ``meta.json`` also stores the SHA-1 of the training
-images themselves: an entry whose images differ (the file was rewritten in place) is reported and
+epochs included), the backbone, and the flips / quarter turns its views may use (the run's own ``hflip`` /
+``vflip`` / ``rot90``: :func:`view_symmetries`). The entry's ``meta.json`` also stores the SHA-1 of the
+training images themselves: an entry whose images differ (the file was rewritten in place) is reported and
 rebuilt, never reused. Labels are not part of the key: pretraining ignores them, so adding labels
 (``--init-from``) reuses the encoder as long as the split stays.
 
@@ -39,7 +40,7 @@ from ..selfsup.methods import PRETRAINING, resolve_settings
 from ..selfsup.losses import check_not_collapsed, representation_health
 
 __all__ = ["PretrainResult", "ensure_pretrained", "pretrain_request", "cache_dir", "encoder_health",
-           "start_from_pretrained", "images_sha1"]
+           "start_from_pretrained", "images_sha1", "view_symmetries"]
 
 #: Training images whose ψ the health check measures (fixed: the first ones of a seeded permutation).
 HEALTH_IMAGES = 1024
@@ -82,7 +83,19 @@ def pretrain_request(cfg, data, idx_train: np.ndarray) -> dict:
         key["data_format"] = cfg.data_format
     if cfg.reader_options:
         key["reader_options"] = dict(sorted(cfg.reader_options.items()))
+    # The views use the symmetries the run declares for its data (view_symmetries); recorded only when one is
+    # off, for the same reason: views with all of them are what every encoder cached before had.
+    symmetries = view_symmetries(cfg)
+    if PRETRAINING.get(cfg.pretrain).uses_views and not all(symmetries.values()):
+        key["view_symmetries"] = symmetries
     return key
+
+
+def view_symmetries(cfg) -> dict:
+    """The flips and quarter turns the run's data allows (its ``hflip``, ``vflip``, ``rot90``), which its
+    pretraining views use: a symmetry the supervised augmentation leaves out because it changes what an
+    image shows (a mirrored chest X-ray) is not one the encoder should learn to ignore either."""
+    return {"hflip": bool(cfg.hflip), "vflip": bool(cfg.vflip), "rot90": bool(cfg.rot90)}
 
 
 def _entry(cfg, key: dict) -> Path:
@@ -185,7 +198,7 @@ def _train(cfg, data, idx_train, normalizer, device, folder: Path, meta: dict, s
         opt.load_state_dict(ck["optimizer"])
         state = ck["state"]
         progress.say(f"pretrain: continuing {folder} after epoch {state['epoch']}", cfg.progress)
-    views = ViewMaker.from_settings(s) if method.uses_views else None
+    views = ViewMaker.from_settings(s, **view_symmetries(cfg)) if method.uses_views else None
     idx = torch.as_tensor(idx_train, dtype=torch.long)
     steps, epochs = len(idx) // s["batch_size"], s["epochs"]  # full batches only: equal negatives per step
     t0, trained = time.perf_counter(), 0
