@@ -143,10 +143,12 @@ def main() -> None:
     print(f"\nmean ± std over seeds {a.seeds} (graph accuracy on each seed's test cells)")
     print("| strategy | labels | graph accuracy | net accuracy | seeds |")
     print("|---|---|---|---|---|")
-    keys = dict.fromkeys((r["strategy"], r["labels"]) for r in table)
-    for strategy, labels in keys:
-        acc = np.array([r["accuracy"] for r in table if (r["strategy"], r["labels"]) == (strategy, labels)])
-        net = np.array([r["inductive_accuracy"] for r in table if (r["strategy"], r["labels"]) == (strategy, labels)])
+    groups: dict[tuple, list[dict]] = {}
+    for r in table:  # in the order the rows came
+        groups.setdefault((r["strategy"], r["labels"]), []).append(r)
+    for (strategy, labels), rows in groups.items():
+        acc = np.array([r["accuracy"] for r in rows])
+        net = np.array([r["inductive_accuracy"] for r in rows])
         print(f"| {strategy} | {labels} | {acc.mean():.4f} ± {_sd(acc):.4f} | {net.mean():.4f} ± {_sd(net):.4f} | "
               f"{len(acc)} |")
 
