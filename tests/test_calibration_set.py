@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from graphzoo.calibration import OPTIMISM_ALPHA
 from graphzoo.energies import label_spreading
 from graphzoo.graph_step import build_graph, graph_step
 from graphzoo.train import evaluate as ev
@@ -77,7 +78,7 @@ def test_pooled_set_is_validation_then_out_of_fold_and_never_a_test_image():
     W, t, P = graph_run(Z, y, lab=lab, unl=unl, val=val, test=test)
     P_cal, y_cal, info = ev.calibration_set(t, P, "transductive", W)
     # the labelled training images are a random draw of the training images: the check lets them in
-    assert info["check"]["p_value"] >= ev.OPTIMISM_ALPHA and info["n_out_of_fold"] == len(lab)
+    assert info["check"]["p_value"] >= OPTIMISM_ALPHA and info["n_out_of_fold"] == len(lab)
     oof = out_of_fold_proba(W, lab, y[lab], None, energy="label_spreading", energy_params={}, n_classes=2,
                             k=ev.OOF_FOLDS, seed=0, others=unl)
     np.testing.assert_allclose(P_cal, np.vstack([P[val], oof.proba]))  # validation rows, then out of fold
@@ -103,7 +104,7 @@ def test_memorised_training_images_stay_out_of_the_calibration_set():
     W, t, P = graph_run(Z, y, lab=lab, unl=unl, val=val, test=test)
     P_cal, y_cal, info = ev.calibration_set(t, P, "transductive", W)
     c = info["check"]
-    assert c["p_value"] < ev.OPTIMISM_ALPHA and c["mean_confidence_out_of_fold"] > c["mean_confidence_unlabelled"]
+    assert c["p_value"] < OPTIMISM_ALPHA and c["mean_confidence_out_of_fold"] > c["mean_confidence_unlabelled"]
     assert info["n_out_of_fold"] == 0 and "validation images only" in info["text"]
     np.testing.assert_allclose(P_cal, P[val])
     np.testing.assert_array_equal(y_cal, y[val])

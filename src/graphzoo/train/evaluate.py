@@ -26,7 +26,7 @@ Honest confidences (single-label; :mod:`graphzoo.calibration`, block ``calibrati
   calibrating on them made the 90 % sets cover only 0.76–0.82 of the test cells. The check compares,
   in the same fold diffusions, their confidences with those of the unlabelled training images (a
   random draw of the same images when the budget is simulated): one-sided Mann–Whitney
-  p < :data:`OPTIMISM_ALPHA` keeps them out. It reads no label it does not have, so it never looks at
+  p < :data:`~graphzoo.calibration.OPTIMISM_ALPHA` keeps them out. It reads no label it does not have, so it never looks at
   the test split. On malaria (docs/results.md, 2026-11-30; 5 seeds) it kept them out on 3 of the 5
   1 % runs and let them in on all 5 % and 20 % runs; test ECE fell from 0.044 / 0.018 / 0.016 to
   0.026 / 0.015 / 0.014 at 1 / 5 / 20 %, and mean |coverage − 0.90| from 0.058 / 0.020 / 0.020 to
@@ -83,8 +83,6 @@ COVERAGES = (0.8, 0.85, 0.9, 0.95, 0.975, 0.99)
 REFER_FRACTIONS = (0.05, 0.1, 0.2)
 #: Folds of the out-of-fold graph scores of the labelled training images (:func:`calibration_set`).
 OOF_FOLDS = 5
-#: Below this one-sided p-value the out-of-fold scores count as optimistic and stay out of the calibration set.
-OPTIMISM_ALPHA = cal.OPTIMISM_ALPHA
 
 _KIND_WORDS = {"transductive": "graph (transductive): the energy's prediction on the kNN graph of the final features",
                "inductive": "net (inductive): the trained network's own prediction"}
@@ -225,15 +223,15 @@ def calibration_set(trainer, p_main: np.ndarray, kind: str, W) -> tuple[np.ndarr
     info["check"] = {**optimism_check(oof.proba.max(1), oof.others.max(1)), "folds": k, "how": oof.how,
                      "accuracy_out_of_fold": float((oof.proba.argmax(1) == y_lab).mean())}
     p = info["check"]["p_value"]  # unl is not empty here, so never None
-    if p < OPTIMISM_ALPHA:
+    if p < cal.OPTIMISM_ALPHA:
         info["text"] = (f"labelled validation images only: the out-of-fold graph scores of the labelled training "
                         f"images are more confident than those of the unlabelled ones (Mann-Whitney p = {p:.3g} < "
-                        f"{OPTIMISM_ALPHA:g}; psi has learnt those images), so they would flatter the calibration")
+                        f"{cal.OPTIMISM_ALPHA:g}; psi has learnt those images), so they would flatter the calibration")
         return *val_only, info
     info["n_out_of_fold"] = int(len(lab))
     info["text"] = (f"labelled validation images (labels never in the graph) + out-of-fold graph scores of the "
                     f"{len(lab)} labelled training images ({k} folds, {oof.how}: each scored with its own label "
-                    f"hidden); optimism check passed (Mann-Whitney p = {p:.3g} >= {OPTIMISM_ALPHA:g})")
+                    f"hidden); optimism check passed (Mann-Whitney p = {p:.3g} >= {cal.OPTIMISM_ALPHA:g})")
     return np.vstack([p_main[val], oof.proba]), np.concatenate([d.targets[val], y_lab]), info
 
 
