@@ -23,12 +23,19 @@ Peer (``--peers``, on when installed): ``graphlearning``'s ``gl.ssl.poisson_mbo`
 (``W`` passed to it) with the same class priors as ours (the labelled class frequencies), to check
 our ``poisson_mbo`` against the reference implementation on identical input.
 
+Runs' own labels (``--runs RUN ...``): instead of random draws, every energy on each finished run's
+``features.npy`` with *that run's* labelled training images, scored on its test split — the
+question "would another energy have done better on the features this run learnt?". One row per
+run, one column per energy, and their mean; the run's own graph prediction is the first column
+(the energy the run used must reproduce it).
+
 Examples
 --------
     python bench/energy_bench.py --quick
     python bench/energy_bench.py --sets digits moons0.1 moons0.15 --seeds 20 --out /tmp/energy.csv
     python bench/energy_bench.py --sets malaria chest --malaria runs/MAL --chest runs/CHEST --seeds 5
     python bench/energy_bench.py --table /tmp/energy.csv /tmp/energy_tv.csv   # one table from saved rows
+    python bench/energy_bench.py --runs OUT/dp12-s0 OUT/dp12-s1 OUT/dp12-s2 --energies label_spreading poisson
 """
 
 from __future__ import annotations
@@ -87,6 +94,51 @@ def load_run(run: str) -> tuple[np.ndarray, np.ndarray, dict]:
         raise SystemExit(f"{rd}: features.npy has {len(Z)} rows, predictions.csv {len(y)} (some without a class)")
     cfg = load_config(rd.config)
     return Z, y, {"n_neighbors": cfg.n_neighbors, "metric": cfg.graph_metric}
+
+
+def run_labels(run: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A finished run's labelled training images as ``y`` (class, -1 elsewhere), its test mask, and the
+    accuracy of its own graph prediction on the test split (``pred_graph`` of ``predictions.csv``), all (n,)
+    in ``features.npy``'s row order."""
+    import csv
+
+    from graphzoo.rundir import RunDir
+
+    with open(RunDir(run).predictions, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    names = [h[len("prob_"):] for h in rows[0] if h.startswith("prob_")]
+    true = np.array([names.index(r["true"]) for r in rows])
+    labelled = np.array([r["labelled"] == "1" and r["split"] == "train" for r in rows])
+    test = np.array([r["split"] == "test" for r in rows])
+    if not test.any() or not labelled.any():
+        raise SystemExit(f"{run}: needs labelled training images and a test split (a research run on a labelled set)")
+    own = np.array([names.index(r["pred_graph"]) for r in rows])
+    return np.where(labelled, true, -1), test, own
+
+
+def bench_runs(runs: list[str], energies, log=None) -> str:
+    """The ``--runs`` table: per run, test accuracy of its own graph prediction and of every energy solved on
+    its features and graph settings with its own labelled training images; a mean row at the end."""
+    cols = ["run's graph", *energies]
+    lines = ["| run | labelled | test images | " + " | ".join(cols) + " |", "|---|---:|---:|" + "---:|" * len(cols)]
+    accs = []
+    for run in runs:
+        Z, truth, graph = load_run(run)
+        y, test, own = run_labels(run)
+        W = build_graph(Z, **graph)
+        acc = [float((own[test] == truth[test]).mean())]
+        for energy in energies:
+            pred, seconds, warned = solve(W, y, int(truth.max()) + 1, energy)
+            acc.append(float((pred[test] == truth[test]).mean()))
+            if log:
+                print(f"  {run} {energy:<26s} acc {acc[-1]:.4f} {seconds:.3f} s {'+'.join(warned)}", file=log,
+                      flush=True)
+        accs.append(acc)
+        lines.append(f"| {Path(run).name} | {int((y >= 0).sum())} | {int(test.sum())} | "
+                     + " | ".join(f"{a:.4f}" for a in acc) + " |")
+    mean = np.mean(accs, axis=0)
+    lines.append(f"| mean of {len(runs)} | | | " + " | ".join(f"{a:.4f}" for a in mean) + " |")
+    return "\n".join(lines)
 
 
 def draw_labels(truth: np.ndarray, per_class: int, seed: int) -> np.ndarray:
@@ -218,6 +270,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="smoke test: small sets, 2 seeds, 1 label per class")
     p.add_argument("--out", help="write every solve as a row: .csv, or JSON lines otherwise")
     p.add_argument("--table", nargs="+", metavar="ROWS", help="only reprint the table of rows saved by --out runs")
+    p.add_argument("--runs", nargs="+", metavar="RUN",
+                   help="instead: every energy on these finished runs' features with their own labels, test split")
     args = p.parse_args(argv)
     if args.table:
         print(markdown(summarise([r for path in args.table for r in read_rows(path)])))
@@ -230,6 +284,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown energies {unknown}; registered: {', '.join(ENERGIES.names())}")
     if args.peers == "yes" or (args.peers == "auto" and not args.quick and peer_available()):
         energies = list(energies) + [PEER]
+    if args.runs:
+        print(bench_runs(args.runs, energies, log=sys.stderr))
+        return 0
     labels, seeds = ([1], range(2)) if args.quick else (args.labels, range(args.seeds))
 
     rows = []
