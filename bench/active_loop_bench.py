@@ -84,7 +84,7 @@ def row(seed: int, strategy: str, labels: int, metrics: dict, name: str) -> dict
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--npz", type=Path, default=MALARIA)
-    ap.add_argument("--work", type=Path, required=True, help="folder for the runs, CSVs and logs")
+    ap.add_argument("--work", type=Path, help="folder for the runs, CSVs and logs (required unless --table)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--strategies", nargs="+", default=["uncertainty_diverse", "random"])
     ap.add_argument("--start", type=int, default=20, help="random labels per class to start from")
@@ -96,9 +96,18 @@ def main() -> None:
     ap.add_argument("--save", type=Path, help="append every row as a JSON line to this file")
     ap.add_argument("--fresh-only", action="store_true",
                     help="only part 4, from the rounds' CSVs already in --work (a previous call's)")
+    ap.add_argument("--table", nargs="+", type=Path, metavar="ROWS",
+                    help="only print the mean table of rows saved by --save (e.g. one file per seed run in parallel)")
     a = ap.parse_args()
+    if a.table:
+        rows = [json.loads(line) for path in a.table for line in path.read_text().splitlines() if line.strip()]
+        rows.sort(key=lambda r: r["seed"])  # stable: each seed's rows keep their order
+        print(mean_table(rows))
+        return
     if not a.npz.exists():
         raise SystemExit(f"{a.npz} not found: this benchmark needs the shared malaria npz")
+    if a.work is None:
+        raise SystemExit("--work FOLDER is required (where the runs, CSVs and logs go)")
     a.work.mkdir(parents=True, exist_ok=True)
     runs = a.work / "runs"
     common = ["--out", str(runs), "--threads", str(a.threads), "--no-progress"]
@@ -140,17 +149,24 @@ def main() -> None:
         record(row(seed, f"fresh run, {mr['n_labelled_train']} random labels", mr["n_labelled_train"], mr, ref))
         fresh_on_same_labels(a, seed, fresh, record)
 
-    print(f"\nmean ± std over seeds {a.seeds} (graph accuracy on each seed's test cells)")
-    print("| strategy | labels | graph accuracy | net accuracy | seeds |")
-    print("|---|---|---|---|---|")
+    print(mean_table(table))
+
+
+def mean_table(table: list[dict]) -> str:
+    """Mean ± std over seeds per (strategy, labels), in the order the rows came; per-seed values in brackets."""
+    seeds = sorted({r["seed"] for r in table})
+    lines = [f"\nmean ± std over seeds {seeds} (graph accuracy on each seed's test cells)",
+             "| strategy | labels | graph accuracy | net accuracy | seeds |", "|---|---|---|---|---|"]
     groups: dict[tuple, list[dict]] = {}
-    for r in table:  # in the order the rows came
+    for r in table:
         groups.setdefault((r["strategy"], r["labels"]), []).append(r)
     for (strategy, labels), rows in groups.items():
         acc = np.array([r["accuracy"] for r in rows])
         net = np.array([r["inductive_accuracy"] for r in rows])
-        print(f"| {strategy} | {labels} | {acc.mean():.4f} ± {_sd(acc):.4f} | {net.mean():.4f} ± {_sd(net):.4f} | "
-              f"{len(acc)} |")
+        each = ", ".join(f"{x:.4f}" for x in acc)
+        lines.append(f"| {strategy} | {labels} | {acc.mean():.4f} ± {_sd(acc):.4f} ({each}) | "
+                     f"{net.mean():.4f} ± {_sd(net):.4f} | {len(acc)} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
