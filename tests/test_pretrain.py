@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -204,6 +206,24 @@ def test_runs_start_from_the_encoder_fine_tuned_or_frozen(tmp_path):
         pcfg(tmp_path, pretrain_params={"temprature": 0.1})
     with pytest.raises(ValueError, match="pretrain=autoencoder reconstructs images with the autoencoder backbone"):
         pcfg(tmp_path, pretrain="autoencoder", pretrain_params={})
+
+
+def test_a_partially_labelled_collections_unlabelled_images_join_pretraining(tmp_path):
+    """Issue 13: the images without a label are pretraining's main input: the encoder's key counts every
+    training image, most of them unlabelled (only those of patients held out for evaluation stay out)."""
+    from test_train import partially_labelled
+
+    ds = partially_labelled(n=160)
+    run = run_training(pcfg(tmp_path, name="partial", epochs=1, label_fraction=1.0), imageset=ds)
+    meta = json.loads((Path(run.metrics["pretrain"]["folder"]) / "meta.json").read_text())
+    with open(run.rundir.predictions, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    train = [r for r in rows if r["split"] == "train"]
+    unlabelled = [r for r in rows if r["true"] == ""]
+    assert len(unlabelled) == (ds.labels < 0).sum() and {r["split"] for r in unlabelled} <= {"train", "excluded"}
+    n_unlabelled_train = sum(r["split"] == "train" for r in unlabelled)
+    assert meta["key"]["n_train"] == len(train) == n_unlabelled_train + sum(r["labelled"] == "1" for r in train)
+    assert n_unlabelled_train > len(unlabelled) / 2
 
 
 def test_autoencoder_method_pretrains_the_autoencoder_backbone(tmp_path):
