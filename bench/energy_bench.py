@@ -97,9 +97,9 @@ def load_run(run: str) -> tuple[np.ndarray, np.ndarray, dict]:
 
 
 def run_labels(run: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A finished run's labelled training images as ``y`` (class, -1 elsewhere), its test mask, and the
-    accuracy of its own graph prediction on the test split (``pred_graph`` of ``predictions.csv``), all (n,)
-    in ``features.npy``'s row order."""
+    """A finished run's labelled training images as ``y`` (class, -1 elsewhere), its test mask and its own
+    graph prediction (class index, ``pred_graph`` of ``predictions.csv``), all (n,) in ``features.npy``'s
+    row order."""
     import csv
 
     from graphzoo.rundir import RunDir

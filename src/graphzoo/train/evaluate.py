@@ -26,8 +26,8 @@ Honest confidences (single-label; :mod:`graphzoo.calibration`, block ``calibrati
   calibrating on them made the 90 % sets cover only 0.76–0.82 of the test cells. The check compares,
   in the same fold diffusions, their confidences with those of the unlabelled training images (a
   random draw of the same images when the budget is simulated): one-sided Mann–Whitney
-  p < :data:`~graphzoo.calibration.OPTIMISM_ALPHA` keeps them out. It reads no label it does not have, so it never looks at
-  the test split. On malaria (docs/results.md, 2026-11-30; 5 seeds) it kept them out on 3 of the 5
+  p < :data:`~graphzoo.calibration.OPTIMISM_ALPHA` keeps them out. It reads no label it does not have,
+  so it never looks at the test split. On malaria (docs/results.md, 2026-11-30; 5 seeds) it kept them out on 3 of the 5
   1 % runs and let them in on all 5 % and 20 % runs; test ECE fell from 0.044 / 0.018 / 0.016 to
   0.026 / 0.015 / 0.014 at 1 / 5 / 20 %, and mean |coverage − 0.90| from 0.058 / 0.020 / 0.020 to
   0.045 / 0.011 / 0.018 (on the two confirmation seeds at 5 % and 20 % it was no better). It can miss
