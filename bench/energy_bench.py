@@ -96,24 +96,23 @@ def load_run(run: str) -> tuple[np.ndarray, np.ndarray, dict]:
     return Z, y, {"n_neighbors": cfg.n_neighbors, "metric": cfg.graph_metric}
 
 
-def run_labels(run: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A finished run's labelled training images as ``y`` (class, -1 elsewhere), its test mask and its own
-    graph prediction (class index, ``pred_graph`` of ``predictions.csv``), all (n,) in ``features.npy``'s
-    row order."""
+def run_labels(run: str, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A finished run's labelled training images as ``y`` (their class in ``truth``, from :func:`load_run`;
+    -1 elsewhere), its test mask and its own graph prediction (class index, ``pred_graph`` of
+    ``predictions.csv``), all (n,) in ``features.npy``'s row order."""
     import csv
 
     from graphzoo.rundir import RunDir
 
     with open(RunDir(run).predictions, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    names = [h[len("prob_"):] for h in rows[0] if h.startswith("prob_")]
-    true = np.array([names.index(r["true"]) for r in rows])
+    names = [h[len("prob_"):] for h in rows[0] if h.startswith("prob_")]  # the class order of ``truth``
     labelled = np.array([r["labelled"] == "1" and r["split"] == "train" for r in rows])
     test = np.array([r["split"] == "test" for r in rows])
     if not test.any() or not labelled.any():
         raise SystemExit(f"{run}: needs labelled training images and a test split (a research run on a labelled set)")
     own = np.array([names.index(r["pred_graph"]) for r in rows])
-    return np.where(labelled, true, -1), test, own
+    return np.where(labelled, truth, -1), test, own
 
 
 def bench_runs(runs: list[str], energies, log=None) -> str:
@@ -124,7 +123,7 @@ def bench_runs(runs: list[str], energies, log=None) -> str:
     accs = []
     for run in runs:
         Z, truth, graph = load_run(run)
-        y, test, own = run_labels(run)
+        y, test, own = run_labels(run, truth)
         W = build_graph(Z, **graph)
         acc = [float((own[test] == truth[test]).mean())]
         for energy in energies:

@@ -69,7 +69,7 @@ def test_runs_mode_reproduces_the_runs_own_graph_prediction(bench, tmp_path):
     cfg = apply_overrides(RunConfig(), {"data": str(write_npz(tmp_path / "tiny.npz")), **TINY_RUN,
                                         "label_fraction": 0.3, "out": str(tmp_path), "name": "op", "progress": False})
     rd = run_training(cfg).rundir
-    y, test, _ = bench.run_labels(str(rd))
+    y, test, _ = bench.run_labels(str(rd), bench.load_run(str(rd))[1])
     split = load_split(rd.split)
     part = np.asarray(split["split"]).astype(str)
     assert np.array_equal(y >= 0, split["labelled"] & (part == "train")) and np.array_equal(test, part == "test")
