@@ -159,3 +159,27 @@ def write_npz(path, n=120, size=16, seed=0, multilabel=False):
 #: Run options of a one-epoch, tiny-network run on :func:`write_npz` data (grid, report and baseline tests).
 TINY_RUN = dict(split="patient", epochs=1, warmup_epochs=1, min_epoch_steps=2, batch_size=16, labelled_per_batch=4,
                 patience=2, n_neighbors=8, threads=1, backbone_kwargs={"width": 4}, augment=False, val_labels="all")
+
+
+@pytest.fixture(scope="session")
+def tiny_one_pass(tmp_path_factory):
+    """A finished tiny One Pass run (:data:`TINY_RUN` on :func:`write_npz`'s 120 images, 30 % of the training
+    images labelled): the ``TrainingResult`` (``.rundir``, ``.data``, ``.metrics``). Trained once per test process
+    and shared, so tests only read it; a test that writes into a run folder takes :func:`copy_run` of it."""
+    from graphzoo.config import RunConfig, apply_overrides
+    from graphzoo.train import run_training
+
+    tmp = tmp_path_factory.mktemp("tiny-one-pass")
+    cfg = apply_overrides(RunConfig(), {"data": str(write_npz(tmp / "tiny.npz")), **TINY_RUN, "label_fraction": 0.3,
+                                        "out": str(tmp), "name": "op", "progress": False})
+    return run_training(cfg)
+
+
+def copy_run(rundir, dest: Path):
+    """A private copy of a finished run folder at ``dest`` (it still reads the original's data file)."""
+    import shutil
+
+    from graphzoo.rundir import RunDir
+
+    shutil.copytree(rundir.path, dest)
+    return RunDir(dest)

@@ -86,17 +86,9 @@ def test_predicting_baseline_on_easy_problem(name, multilabel, one_thread):
 
 
 @pytest.fixture(scope="module")
-def one_pass_run(tmp_path_factory):
+def one_pass_run(tiny_one_pass):
     """A finished tiny One Pass run (the kind of run the reading baselines read) and its data."""
-    from conftest import TINY_RUN, write_npz
-
-    from graphzoo.config import RunConfig, apply_overrides
-    from graphzoo.train import run_training
-
-    tmp = tmp_path_factory.mktemp("run")
-    cfg = apply_overrides(RunConfig(), {"data": str(write_npz(tmp / "tiny.npz")), **TINY_RUN, "label_fraction": 0.3,
-                                        "out": str(tmp), "name": "op"})
-    return run_training(cfg)
+    return tiny_one_pass
 
 
 @pytest.mark.parametrize("name", READING)

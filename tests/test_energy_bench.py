@@ -56,24 +56,17 @@ def test_saved_rows_reprint_the_same_table(bench, tmp_path, suffix):
     assert bench.markdown(bench.summarise(bench.read_rows(path))) == bench.markdown(bench.summarise(rows))
 
 
-def test_runs_mode_reproduces_the_runs_own_graph_prediction(bench, tmp_path):
+def test_runs_mode_reproduces_the_runs_own_graph_prediction(bench, tiny_one_pass):
     """``--runs``: the energy a run used, on its features with its own labels, gives its own graph accuracy;
     the labels are exactly its labelled training images."""
-    pytest.importorskip("torch")
-    from conftest import TINY_RUN, write_npz
-
-    from graphzoo.config import RunConfig, apply_overrides
     from graphzoo.data import load_split
-    from graphzoo.train import run_training
 
-    cfg = apply_overrides(RunConfig(), {"data": str(write_npz(tmp_path / "tiny.npz")), **TINY_RUN,
-                                        "label_fraction": 0.3, "out": str(tmp_path), "name": "op", "progress": False})
-    rd = run_training(cfg).rundir
+    rd = tiny_one_pass.rundir
     y, test, _ = bench.run_labels(str(rd), bench.load_run(str(rd))[1])
     split = load_split(rd.split)
     part = np.asarray(split["split"]).astype(str)
     assert np.array_equal(y >= 0, split["labelled"] & (part == "train")) and np.array_equal(test, part == "test")
-    table = bench.bench_runs([str(rd)], [cfg.energy, "poisson"]).splitlines()
+    table = bench.bench_runs([str(rd)], [tiny_one_pass.metrics["energy"], "poisson"]).splitlines()
     own, same_energy = (float(v) for v in table[2].strip("| ").split(" | ")[3:5])
     assert same_energy == pytest.approx(own, abs=1e-9)
     assert table[-1].startswith("| mean of 1 |") and len(table) == 4

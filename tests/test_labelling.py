@@ -21,7 +21,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from conftest import REPO, TINY_RUN, write_npz  # noqa: E402
+from conftest import REPO, copy_run  # noqa: E402
 
 from graphzoo.cli import main as cli  # noqa: E402
 from graphzoo.labelling import LABEL_COLUMNS, LabelFile, LabelsFileError, make_server, read_labels  # noqa: E402
@@ -31,15 +31,9 @@ N_SUGGESTED = 12
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> RunDir:
-    """A finished tiny One Pass run on 120 synthetic images with 12 suggestions (graphzoo suggest --no-sheet)."""
-    from graphzoo.config import RunConfig, apply_overrides
-    from graphzoo.train import run_training
-
-    tmp = tmp_path_factory.mktemp("label")
-    cfg = apply_overrides(RunConfig(), {"data": str(write_npz(tmp / "tiny.npz")), **TINY_RUN, "label_fraction": 0.3,
-                                        "out": str(tmp), "name": "op", "progress": False})
-    rd = run_training(cfg).rundir
+def run(tiny_one_pass, tmp_path_factory) -> RunDir:
+    """This module's copy of the shared tiny One Pass run, with 12 suggestions (graphzoo suggest --no-sheet)."""
+    rd = copy_run(tiny_one_pass.rundir, tmp_path_factory.mktemp("label") / "op")
     assert cli(["suggest", "--run", str(rd), "-n", str(N_SUGGESTED), "--no-sheet"]) == 0
     return rd
 

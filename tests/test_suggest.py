@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from conftest import TINY_RUN, write_npz  # noqa: E402
+from conftest import copy_run  # noqa: E402
 
 from graphzoo.cli import main as cli  # noqa: E402
 from graphzoo.data import load_split  # noqa: E402
@@ -19,15 +19,9 @@ from graphzoo.rundir import RunDir  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> RunDir:
-    """A finished tiny One Pass run on 120 synthetic images (30 % of the training images labelled)."""
-    from graphzoo.config import RunConfig, apply_overrides
-    from graphzoo.train import run_training
-
-    tmp = tmp_path_factory.mktemp("suggest")
-    cfg = apply_overrides(RunConfig(), {"data": str(write_npz(tmp / "tiny.npz")), **TINY_RUN, "label_fraction": 0.3,
-                                        "out": str(tmp), "name": "op", "progress": False})
-    return run_training(cfg).rundir
+def run(tiny_one_pass, tmp_path_factory) -> RunDir:
+    """This module's copy of the shared tiny One Pass run (suggest writes into the run folder)."""
+    return copy_run(tiny_one_pass.rundir, tmp_path_factory.mktemp("suggest") / "op")
 
 
 def _rows(path):

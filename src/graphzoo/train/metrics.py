@@ -23,10 +23,12 @@ def _auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
 
 
 def _balanced_accuracy(y_true: np.ndarray, pred: np.ndarray) -> float:
-    """Mean recall over the classes present in ``y_true`` (scikit-learn's; its warning that a
-    predicted class is absent from the targets, as on a one-class test part, is expected here)."""
+    """Mean recall over the classes present in ``y_true`` (scikit-learn's; its warnings that a
+    predicted class is absent from the targets, or that targets and predictions hold one class only,
+    as on a one-class validation or test part, are expected here)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", message="A single label was found in 'y_true' and 'y_pred'")
         return float(balanced_accuracy_score(y_true, pred))
 
 
