@@ -166,6 +166,7 @@ def tiny_one_pass(tmp_path_factory):
     """A finished tiny One Pass run (:data:`TINY_RUN` on :func:`write_npz`'s 120 images, 30 % of the training
     images labelled): the ``TrainingResult`` (``.rundir``, ``.data``, ``.metrics``). Trained once per test process
     and shared, so tests only read it; a test that writes into a run folder takes :func:`copy_run` of it."""
+    pytest.importorskip("torch")
     from graphzoo.config import RunConfig, apply_overrides
     from graphzoo.train import run_training
 
