@@ -173,3 +173,33 @@ def test_pseudo_label_weights_are_certainty_times_class_balance(tmp_path, monkey
     mass = [zeta[j] * ((label == j) & Ru).sum() for j in (0, 1)]
     assert mass == pytest.approx([Ru.sum() / 2] * 2)
     assert (pseudo["weight"][~Ru] == 0).all()
+
+
+def test_strong_pseudo_views_noise_only_the_pseudo_labelled_images(tmp_path, monkeypatch):
+    """pseudo_views="strong": every step's pseudo-labelled rows (and only they) go through a ViewMaker view;
+    the labelled rows keep the run's own augmentation, and the run still learns the bar's side."""
+    from graphzoo.selfsup.views import ViewMaker
+
+    seen = []
+    original = Trainer.strong_batch
+
+    def strong_batch(self, images, views, generator):
+        out = original(self, images, views, generator)
+        seen.append((len(images), views))
+        plain = self.normalizer(images.float())
+        assert out.shape == plain.shape and not torch.allclose(out, plain)  # a view, not the image itself
+        return out
+
+    monkeypatch.setattr(Trainer, "strong_batch", strong_batch)
+    cfg = cfg_for(tmp_path, pseudo_views="strong", max_epoch_steps=2)
+    result = run_training(cfg, imageset=blobs())
+    assert len(seen) == 2 * cfg.epochs  # one call per dynamic step, none in the warm-up
+    assert all(n == cfg.batch_size - cfg.labelled_per_batch for n, _ in seen)
+    views = seen[0][1]
+    assert isinstance(views, ViewMaker) and (views.hflip, views.vflip, views.rot90) == (cfg.hflip, cfg.vflip, cfg.rot90)
+    assert result.metrics["accuracy"] > 0.8
+
+
+def test_pseudo_views_must_be_known():
+    with pytest.raises(ValueError, match="pseudo_views"):
+        RunConfig(data="synthetic", pseudo_views="fixmatch").validate()

@@ -124,6 +124,10 @@ class RunConfig:
         (Tarvainen & Valpola), whose features build each dynamic epoch's graph; d^steps should be small
         over the dynamic pass (0.99: a horizon of ~100 steps). With final_model=best the better-validating
         of net and teacher is kept.
+    pseudo_views: "standard" (the pseudo-labelled images are augmented as the labelled ones) or "strong":
+        each gets a random view of :class:`~graphzoo.selfsup.views.ViewMaker` (crop, the run's flips and
+        turns, blur, brightness / contrast, noise) — the student learns the graph's labels under noise the
+        graph never saw (Noisy Student, Xie et al. 2020; FixMatch's weak-label / strong-view split).
 
     Output and machine
     ------------------
@@ -211,6 +215,7 @@ class RunConfig:
     class_balance: bool = True
     dynamic_lr: str = "constant"
     ema_decay: float = 0.0
+    pseudo_views: str = "standard"
     # output / machine
     test_prediction: str = "auto"
     coverage: float = 0.9
@@ -258,6 +263,7 @@ class RunConfig:
                              "amp='bf16' or 'off' (or 'auto', which is off on the CPU)")
         choice("graph_metric", ("cosine", "euclidean"))
         choice("dynamic_lr", ("constant", "cosine"))
+        choice("pseudo_views", ("standard", "strong"))
         ENERGIES.get(self.energy)  # an unknown name raises with "did you mean"
         from .models import BACKBONES, check_backbone_kwargs
 

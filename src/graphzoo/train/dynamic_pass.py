@@ -25,6 +25,11 @@ Stabilisers (LP-DeepSSL, LaplaceNet; all off by default, which reproduces earlie
 * ``final_model="best"``: the final model is the best-validating of the dynamic epochs' nets (and
   teachers), not the last one.
 
+``pseudo_views="strong"`` noises the student: the pseudo-labelled images of each batch are random
+:class:`~graphzoo.selfsup.views.ViewMaker` views (crop, blur, brightness / contrast, noise, the run's
+symmetries) instead of the run's flips and turns, while the graph labels them from clean features —
+Noisy Student's teacher / noised-student split, so the net cannot simply repeat the graph's errors.
+
 Test images stay out of the graph and are classified by the net (inductive), with the
 transductive alternative reported too (:mod:`.evaluate`).
 """
@@ -40,6 +45,7 @@ import torch
 
 from .. import distributed
 from ..graph_step import graph_step
+from ..selfsup.views import ViewMaker
 from .metrics import multilabel_metrics
 from .one_pass import supervised_epoch
 from .pretrain import pretrain
@@ -156,6 +162,8 @@ def dynamic_epoch(trainer) -> dict:
     g = trainer.augment_generator(g)  # the batch order above is the same on every rank, the augmentations not
     targets = torch.as_tensor(d.targets)
     p_index, p_label, p_weight = (torch.as_tensor(pseudo[k]) for k in ("index", "label", "weight"))
+    strong = (ViewMaker(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90)
+              if cfg.pseudo_views == "strong" else None)
     tot = tot_l = tot_u = 0.0
     # The cosine runs over the steps of all dynamic epochs; every epoch has the same number of steps.
     first, total = trainer.state["phase_epoch"] * len(ubatches), cfg.epochs * len(ubatches)
@@ -169,7 +177,11 @@ def dynamic_epoch(trainer) -> dict:
         if cfg.dynamic_lr == "cosine":
             for group in trainer.optimizer.param_groups:
                 group["lr"] = cosine_lr(cfg.lr, first + step, total)
-        x = trainer.batch(idx, g, raw)
+        if strong is None:
+            x = trainer.batch(idx, g, raw)
+        else:
+            x = torch.cat([trainer.batch(idx[: len(lb)], g, raw[: len(lb)]),
+                           trainer.strong_batch(raw[len(lb):], strong, g)])
         logits = trainer.forward(x)
         loss_l = trainer.loss(logits[: len(lb)], targets[lb].to(trainer.device)).mean()
         lu = trainer.loss(logits[len(lb):], p_label[ub].to(trainer.device))

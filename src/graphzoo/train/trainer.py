@@ -230,6 +230,12 @@ class Trainer:
         x = batches.read(self.data.images, idx, self.device) if images is None else images
         return batches.to_network(x, self.device, self.normalizer, self.augment, generator)
 
+    def strong_batch(self, images: torch.Tensor, views, generator: torch.Generator) -> torch.Tensor:
+        """The uint8 ``images`` (B, C, H, W) as one random view each of ``views`` (a
+        :class:`~graphzoo.selfsup.views.ViewMaker`), normalised, on the device."""
+        x = batches.to_network(images, self.device, lambda t: t)  # no augmentation, not yet normalised
+        return self.normalizer(views(x.float(), generator))
+
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-sample (multiclass) or per-entry (multi-label) loss, unreduced."""
         if self.data.multilabel:
