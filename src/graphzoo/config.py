@@ -128,6 +128,7 @@ class RunConfig:
         each gets a random view of :class:`~graphzoo.selfsup.views.ViewMaker` (crop, the run's flips and
         turns, blur, brightness / contrast, noise) — the student learns the graph's labels under noise the
         graph never saw (Noisy Student, Xie et al. 2020; FixMatch's weak-label / strong-view split).
+        Measured on malaria at 1 % labels: no gain (docs/results.md, "Noising the student").
 
     Output and machine
     ------------------

@@ -233,8 +233,8 @@ class Trainer:
     def strong_batch(self, images: torch.Tensor, views, generator: torch.Generator) -> torch.Tensor:
         """The uint8 ``images`` (B, C, H, W) as one random view each of ``views`` (a
         :class:`~graphzoo.selfsup.views.ViewMaker`), normalised, on the device."""
-        x = batches.to_network(images, self.device, lambda t: t)  # no augmentation, not yet normalised
-        return self.normalizer(views(x.float(), generator))
+        # The view before normalising, as for the run's own augmentation (:func:`.batches.to_network`).
+        return self.normalizer(views(images.to(self.device, non_blocking=True).float(), generator))
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-sample (multiclass) or per-entry (multi-label) loss, unreduced."""
