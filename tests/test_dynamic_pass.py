@@ -203,3 +203,53 @@ def test_strong_pseudo_views_noise_only_the_pseudo_labelled_images(tmp_path, mon
 def test_pseudo_views_must_be_known():
     with pytest.raises(ValueError, match="pseudo_views"):
         RunConfig(data="synthetic", pseudo_views="fixmatch").validate()
+
+
+def test_mixup_losses_reduce_to_the_plain_losses_and_match_a_hand_computation():
+    own = torch.tensor([0.5, 1.0, 2.0, 4.0, 8.0])  # rows 0-1 labelled, 2-4 pseudo-labelled
+    other = torch.tensor([3.0, 0.25, 1.5, 0.75, 6.0])
+    w = torch.tensor([0.2, 1.0, 0.6])
+    ident = torch.arange(5)
+    loss_l, loss_u = dp.mixup_losses(own, other, 2, w, 1.0, ident)
+    assert loss_l.item() == pytest.approx(own[:2].mean().item())
+    assert loss_u.item() == pytest.approx((own[2:] * w).mean().item())
+    perm, lam = torch.tensor([3, 0, 4, 1, 2]), 0.3
+    c = [1 / 2, 1 / 2, 0.2 / 3, 1.0 / 3, 0.6 / 3]
+    want_l = sum(lam * c[i] * own[i] * (i < 2) + (1 - lam) * c[perm[i]] * other[i] * (perm[i] < 2) for i in range(5))
+    want_u = sum(lam * c[i] * own[i] * (i >= 2) + (1 - lam) * c[perm[i]] * other[i] * (perm[i] >= 2) for i in range(5))
+    loss_l, loss_u = dp.mixup_losses(own, other, 2, w, lam, perm)
+    assert (loss_l.item(), loss_u.item()) == pytest.approx((float(want_l), float(want_u)))
+
+
+def test_mixup_trains_on_mixed_batches_and_still_learns(tmp_path, monkeypatch):
+    seen = []
+    original = Trainer.forward
+
+    def forward(self, x):
+        if self.state["phase"] == "dynamic" and self.model.training:
+            seen.append(x.detach().clone())
+        return original(self, x)
+
+    mixes = []
+    original_losses = dp.mixup_losses
+
+    def mixup_losses(own, other, n_labelled, weight_u, lam, perm):
+        mixes.append((lam, perm))
+        return original_losses(own, other, n_labelled, weight_u, lam, perm)
+
+    monkeypatch.setattr(Trainer, "forward", forward)
+    monkeypatch.setattr(dp, "mixup_losses", mixup_losses)
+    data = blobs()
+    plain = run_training(cfg_for(tmp_path / "plain", max_epoch_steps=2), imageset=data)
+    n_plain = len(seen)
+    mixed = run_training(cfg_for(tmp_path / "mixed", max_epoch_steps=2, mixup_alpha=1.0), imageset=data)
+    assert n_plain == len(seen) - n_plain == 2 * 3  # the same steps, one forward each
+    # every mixed batch is λ x + (1 − λ) x[π] of the plain run's batch: the same images and augmentations
+    for plain_x, mixed_x, (lam, perm) in zip(seen[:n_plain], seen[n_plain:], mixes):
+        assert 0 < lam < 1 and sorted(perm.tolist()) == list(range(len(plain_x)))
+        assert torch.allclose(mixed_x, lam * plain_x + (1 - lam) * plain_x[perm], atol=1e-5)
+    assert plain.metrics["accuracy"] > 0.8 and mixed.metrics["accuracy"] > 0.8
+    rows = [r for r in history(mixed) if r["phase"] == "dynamic"]
+    assert all(math.isfinite(float(r["train_loss"])) for r in rows)
+    with pytest.raises(ValueError, match="mixup_alpha"):
+        RunConfig(data="synthetic", mixup_alpha=-0.5).validate()

@@ -129,6 +129,10 @@ class RunConfig:
         turns, blur, brightness / contrast, noise) — the student learns the graph's labels under noise the
         graph never saw (Noisy Student, Xie et al. 2020; FixMatch's weak-label / strong-view split).
         Measured on malaria at 1 % labels: no gain (docs/results.md, "Noising the student").
+    mixup_alpha: 0 (off) or α of mixup in the dynamic epochs (Zhang et al. 2018, as LaplaceNet uses it): each
+        batch (labelled and pseudo-labelled rows alike) is mixed with a shuffled copy of itself,
+        x̃ = λ x + (1 − λ) x[π], λ ~ Beta(α, α), and every row's loss is λ ℓ(x̃, y) + (1 − λ) ℓ(x̃, y[π]) with each
+        target keeping its own weight (1 for a label, α(t) ξζ for a pseudo-label). Single-label tasks only.
 
     Output and machine
     ------------------
@@ -217,6 +221,7 @@ class RunConfig:
     dynamic_lr: str = "constant"
     ema_decay: float = 0.0
     pseudo_views: str = "standard"
+    mixup_alpha: float = 0.0
     # output / machine
     test_prediction: str = "auto"
     coverage: float = 0.9
@@ -306,6 +311,8 @@ class RunConfig:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if not (self.crop_scale < 1 and self.translate < 1):
             raise ValueError("crop_scale and translate must be < 1")
+        if not self.mixup_alpha >= 0:
+            raise ValueError(f"mixup_alpha must be >= 0 (0: no mixup; e.g. 0.4 or 1.0), got {self.mixup_alpha}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1) (0: no mean teacher; e.g. 0.99), got {self.ema_decay}")
         if self.alpha_max < 0:

@@ -25,6 +25,8 @@ Stabilisers (LP-DeepSSL, LaplaceNet; all off by default, which reproduces earlie
 * ``final_model="best"``: the final model is the best-validating of the dynamic epochs' nets (and
   teachers), not the last one.
 
+``mixup_alpha=a`` mixes every batch with a shuffled copy of itself (LaplaceNet's mixup; :func:`mixup_losses`).
+
 ``pseudo_views="strong"`` noises the student: the pseudo-labelled images of each batch are random
 :class:`~graphzoo.selfsup.views.ViewMaker` views (crop, blur, brightness / contrast, noise, the run's
 symmetries) instead of the run's flips and turns, while the graph labels them from clean features —
@@ -50,7 +52,7 @@ from .metrics import multilabel_metrics
 from .one_pass import supervised_epoch
 from .pretrain import pretrain
 
-__all__ = ["dynamic_pass", "dynamic_epoch", "pseudo_labels", "rampup", "cosine_lr", "ema_update"]
+__all__ = ["dynamic_pass", "dynamic_epoch", "pseudo_labels", "rampup", "cosine_lr", "ema_update", "mixup_losses"]
 
 
 def pseudo_labels(trainer) -> dict:
@@ -139,6 +141,30 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         be.copy_(bm)
 
 
+def mixup_losses(own: torch.Tensor, other: torch.Tensor, n_labelled: int, weight_u: torch.Tensor, lam: float,
+                 perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The labelled and pseudo-labelled losses of a mixed batch, ``(loss_l, loss_u)``.
+
+    Rows ``[0, n_labelled)`` carry labels, the rest pseudo-labels with weights ``weight_u`` (ξζ). Row i saw
+    x̃_i = λ x_i + (1 − λ) x_π(i); ``own`` (B,) is its loss against y_i, ``other`` (B,) against y_π(i). Each target
+    keeps its coefficient c_j (1 / n_l for a label, ξζ_j / n_u for a pseudo-label), so
+
+        loss_l = Σ_i λ c_i ℓ(x̃_i, y_i) [i labelled] + (1 − λ) c_π(i) ℓ(x̃_i, y_π(i)) [π(i) labelled]
+
+    and loss_u alike over the pseudo-labelled targets; with λ = 1 they are the unmixed batch's mean labelled
+    loss and ξζ-weighted mean pseudo-labelled loss.
+    """
+    b = own.shape[0]
+    n_u = b - n_labelled
+    c_l = torch.zeros(b, device=own.device, dtype=own.dtype)
+    c_l[:n_labelled] = 1.0 / max(n_labelled, 1)
+    c_u = torch.zeros(b, device=own.device, dtype=own.dtype)
+    c_u[n_labelled:] = weight_u.to(own.device, own.dtype) / max(n_u, 1)
+    loss_l = (lam * c_l * own + (1 - lam) * c_l[perm] * other).sum()
+    loss_u = (lam * c_u * own + (1 - lam) * c_u[perm] * other).sum()
+    return loss_l, loss_u
+
+
 def dynamic_epoch(trainer) -> dict:
     """New pseudo-labels, then one epoch on labelled + certainty-weighted pseudo-labelled batches."""
     cfg, d = trainer.cfg, trainer.data
@@ -164,6 +190,14 @@ def dynamic_epoch(trainer) -> dict:
     p_index, p_label, p_weight = (torch.as_tensor(pseudo[k]) for k in ("index", "label", "weight"))
     strong = (ViewMaker(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90)
               if cfg.pseudo_views == "strong" else None)
+    mix = None
+    if cfg.mixup_alpha > 0:
+        if d.multilabel:
+            raise ValueError("mixup_alpha needs a single-label task (a mixed multi-label target is not defined "
+                             "here). Fix: set mixup_alpha=0 for multi-label data")
+        # λ and π from their own stream, seeded by the epoch's (and rank's) generator seed: reproducible, the
+        # same after a resume, and the batches' order and augmentations stay those of an unmixed run
+        mix = np.random.default_rng([g.initial_seed(), 0x6D6978])
     tot = tot_l = tot_u = 0.0
     # The cosine runs over the steps of all dynamic epochs; every epoch has the same number of steps.
     first, total = trainer.state["phase_epoch"] * len(ubatches), cfg.epochs * len(ubatches)
@@ -182,11 +216,19 @@ def dynamic_epoch(trainer) -> dict:
         else:
             x = torch.cat([trainer.batch(idx[: len(lb)], g, raw[: len(lb)]),
                            trainer.strong_batch(raw[len(lb):], strong, g)])
-        logits = trainer.forward(x)
-        loss_l = trainer.loss(logits[: len(lb)], targets[lb].to(trainer.device)).mean()
-        lu = trainer.loss(logits[len(lb):], p_label[ub].to(trainer.device))
-        # no unlabelled image (every training image labelled): the mean of nothing would be NaN
-        loss_u = (lu * p_weight[ub].to(trainer.device)).mean() if len(ub) else logits.new_zeros(())
+        if mix is None:
+            logits = trainer.forward(x)
+            loss_l = trainer.loss(logits[: len(lb)], targets[lb].to(trainer.device)).mean()
+            lu = trainer.loss(logits[len(lb):], p_label[ub].to(trainer.device))
+            # no unlabelled image (every training image labelled): the mean of nothing would be NaN
+            loss_u = (lu * p_weight[ub].to(trainer.device)).mean() if len(ub) else logits.new_zeros(())
+        else:
+            lam = float(mix.beta(cfg.mixup_alpha, cfg.mixup_alpha))
+            perm = torch.as_tensor(mix.permutation(len(x)), device=x.device)
+            logits = trainer.forward(lam * x + (1 - lam) * x[perm])
+            y = torch.cat([targets[lb], p_label[ub]]).to(trainer.device)
+            loss_l, loss_u = mixup_losses(trainer.loss(logits, y), trainer.loss(logits, y[perm]), len(lb),
+                                          p_weight[ub], lam, perm)
         loss = loss_l + alpha * loss_u
         trainer.optimizer_step(loss, step)
         if trainer.ema is not None:
