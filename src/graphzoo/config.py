@@ -133,6 +133,7 @@ class RunConfig:
         batch (labelled and pseudo-labelled rows alike) is mixed with a shuffled copy of itself,
         x̃ = λ x + (1 − λ) x[π], λ ~ Beta(α, α), and every row's loss is λ ℓ(x̃, y) + (1 − λ) ℓ(x̃, y[π]) with each
         target keeping its own weight (1 for a label, α(t) ξζ for a pseudo-label). Single-label tasks only.
+        Measured on malaria at 1 % labels (α = 1): no gain (docs/results.md, "Noising the student").
 
     Output and machine
     ------------------
