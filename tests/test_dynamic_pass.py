@@ -181,16 +181,17 @@ def test_strong_pseudo_views_noise_only_the_pseudo_labelled_images(tmp_path, mon
     from graphzoo.selfsup.views import ViewMaker
 
     seen = []
-    original = Trainer.strong_batch
+    original = Trainer.batch
 
-    def strong_batch(self, images, views, generator):
-        out = original(self, images, views, generator)
-        seen.append((len(images), views))
-        plain = self.normalizer(images.float())
-        assert out.shape == plain.shape and not torch.allclose(out, plain)  # a view, not the image itself
+    def batch(self, idx, generator, images=None, augment=None):
+        out = original(self, idx, generator, images, augment)
+        if augment is not None:
+            seen.append((len(images), augment))
+            plain = self.normalizer(images.float())
+            assert out.shape == plain.shape and not torch.allclose(out, plain)  # a view, not the image itself
         return out
 
-    monkeypatch.setattr(Trainer, "strong_batch", strong_batch)
+    monkeypatch.setattr(Trainer, "batch", batch)
     cfg = cfg_for(tmp_path, pseudo_views="strong", max_epoch_steps=2)
     result = run_training(cfg, imageset=blobs())
     assert len(seen) == 2 * cfg.epochs  # one call per dynamic step, none in the warm-up

@@ -215,7 +215,7 @@ def dynamic_epoch(trainer) -> dict:
             x = trainer.batch(idx, g, raw)
         else:
             x = torch.cat([trainer.batch(idx[: len(lb)], g, raw[: len(lb)]),
-                           trainer.strong_batch(raw[len(lb):], strong, g)])
+                           trainer.batch(idx[len(lb):], g, raw[len(lb):], augment=strong)])
         if mix is None:
             logits = trainer.forward(x)
             loss_l = trainer.loss(logits[: len(lb)], targets[lb].to(trainer.device)).mean()

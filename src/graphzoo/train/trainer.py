@@ -223,18 +223,14 @@ class Trainer:
         thread while the caller computes on this one (:func:`.batches.read_ahead`)."""
         return batches.read_ahead(self.data.images, index_batches, self.device)
 
-    def batch(self, idx: torch.Tensor, generator: torch.Generator | None, images: torch.Tensor | None = None
-              ) -> torch.Tensor:
+    def batch(self, idx: torch.Tensor, generator: torch.Generator | None, images: torch.Tensor | None = None,
+              augment=None) -> torch.Tensor:
         """Normalised images ``idx`` on the device; augmented when a generator is given. ``images``: the uint8
-        ``images[idx]`` already read (:meth:`read_ahead`). See :func:`.batches.to_network`."""
+        ``images[idx]`` already read (:meth:`read_ahead`); ``augment``: another augmentation than the run's
+        (any ``(x, generator) -> x``, e.g. Dynamic Pass's strong :class:`~graphzoo.selfsup.views.ViewMaker`
+        views). See :func:`.batches.to_network`."""
         x = batches.read(self.data.images, idx, self.device) if images is None else images
-        return batches.to_network(x, self.device, self.normalizer, self.augment, generator)
-
-    def strong_batch(self, images: torch.Tensor, views, generator: torch.Generator) -> torch.Tensor:
-        """The uint8 ``images`` (B, C, H, W) as one random view each of ``views`` (a
-        :class:`~graphzoo.selfsup.views.ViewMaker`), normalised, on the device."""
-        # The view before normalising, as for the run's own augmentation (:func:`.batches.to_network`).
-        return self.normalizer(views(images.to(self.device, non_blocking=True).float(), generator))
+        return batches.to_network(x, self.device, self.normalizer, augment or self.augment, generator)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-sample (multiclass) or per-entry (multi-label) loss, unreduced."""
