@@ -63,7 +63,9 @@ def test_torch_search_matches_brute_force_and_the_cpu_engines(rng, metric, k):
     twins = np.r_[np.arange(480, 500), np.arange(20)]  # each twin's nearest neighbour is its twin, at 0
     assert (idx[np.r_[np.arange(20), np.arange(480, 500)], 0] == twins).all()
     assert np.allclose(dist[:20, 0], 0, atol=2e-3)
-    for backend in ("numpy", "faiss"):
+    import graphzoo.graph as graph  # faiss is optional: compare with it where it is installed
+
+    for backend in ("numpy", "faiss") if graph.faiss is not None else ("numpy",):
         d_cpu, i_cpu = knn_search(X, k, metric=metric, backend=backend)
         np.testing.assert_allclose(dist.astype(float) ** 2, d_cpu.astype(float) ** 2, atol=1e-5)
         differ = idx != i_cpu  # only between equally distant points
