@@ -254,3 +254,104 @@ def test_mixup_trains_on_mixed_batches_and_still_learns(tmp_path, monkeypatch):
     assert all(math.isfinite(float(r["train_loss"])) for r in rows)
     with pytest.raises(ValueError, match="mixup_alpha"):
         RunConfig(data="synthetic", mixup_alpha=-0.5).validate()
+
+
+def supcon_by_hand(z, labels, weights, tau):
+    """Khosla et al.'s L_out for one view, anchor by anchor, in float64."""
+    u = [v / np.linalg.norm(v) for v in z.astype(np.float64)]
+    total = norm = 0.0
+    for i in range(len(u)):
+        positives = [p for p in range(len(u)) if p != i and labels[p] == labels[i]]
+        if not positives:
+            continue
+        denominator = sum(math.exp(u[i] @ u[a] / tau) for a in range(len(u)) if a != i)
+        li = -sum(math.log(math.exp(u[i] @ u[p] / tau) / denominator) for p in positives) / len(positives)
+        total += weights[i] * li
+        norm += weights[i]
+    return total / norm
+
+
+def test_supcon_matches_a_hand_computation():
+    from graphzoo.selfsup.losses import supcon
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(7, 4)).astype(np.float32)
+    labels = np.array([0, 1, 0, 2, 1, 0, 1])  # class 2 has one row: an anchor without positives, left out
+    weights = np.array([1.0, 1.0, 0.5, 3.0, 0.0, 0.2, 1.0])
+    for tau in (0.1, 0.5):
+        got = supcon(torch.as_tensor(z), torch.as_tensor(labels), torch.as_tensor(weights), tau)
+        assert got.item() == pytest.approx(supcon_by_hand(z, labels, weights, tau), rel=1e-5)
+        unweighted = supcon(torch.as_tensor(3 * z), torch.as_tensor(labels), temperature=tau)  # scale-free
+        assert unweighted.item() == pytest.approx(supcon_by_hand(z, labels, np.ones(7), tau), rel=1e-5)
+    # no positives anywhere: zero, and still a tensor a backward can pass through
+    z_grad = torch.as_tensor(z).requires_grad_()
+    none = supcon(z_grad, torch.arange(7))
+    none.backward()
+    assert none.item() == 0 and torch.equal(z_grad.grad, torch.zeros_like(z_grad))
+
+
+def test_supcon_pulls_each_class_together():
+    from graphzoo.selfsup.losses import supcon
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(40, 8, generator=g).requires_grad_()
+    labels = torch.arange(40) % 2
+    opt = torch.optim.SGD([z], lr=2.0)
+    same = (labels[:, None] == labels[None, :]) & ~torch.eye(40, dtype=torch.bool)
+    other = labels[:, None] != labels[None, :]
+
+    def cosines():
+        u = torch.nn.functional.normalize(z.detach(), dim=1)
+        return (u @ u.T)[same].mean().item(), (u @ u.T)[other].mean().item()
+
+    within, across = cosines()
+    assert abs(within - across) < 0.1  # random: no class structure
+    for _ in range(100):
+        opt.zero_grad()
+        supcon(z, labels, temperature=0.1).backward()
+        opt.step()
+    within, across = cosines()
+    assert within > 0.9 and across < -0.2  # each class tight, the two apart
+
+
+def test_supcon_term_sees_every_row_of_the_batch_with_its_weight(tmp_path, monkeypatch):
+    calls, pseudo = [], []
+    original, original_pseudo = dp.supcon, dp.pseudo_labels
+
+    def supcon(z, labels, weights, temperature):
+        calls.append((z.shape, labels.clone(), weights.clone(), temperature, len(pseudo)))
+        return original(z, labels, weights, temperature)
+
+    def pseudo_labels(trainer):
+        row = original_pseudo(trainer)
+        pseudo.append({k: np.asarray(v).copy() for k, v in trainer.state["pseudo"].items()})
+        return row
+
+    monkeypatch.setattr(dp, "supcon", supcon)
+    monkeypatch.setattr(dp, "pseudo_labels", pseudo_labels)
+    data = blobs()
+    plain = run_training(cfg_for(tmp_path / "plain", max_epoch_steps=2), imageset=data)
+    assert calls == []
+    pseudo.clear()
+    con = run_training(cfg_for(tmp_path / "con", max_epoch_steps=2, supcon_weight=0.5, supcon_temperature=0.2),
+                       imageset=data)
+    assert len(calls) == 2 * 3  # every step of the 3 dynamic epochs
+    rows = [r for r in history(con) if r["phase"] == "dynamic"]
+    for shape, labels, weights, tau, epoch in calls:
+        alpha, p = float(rows[epoch - 1]["alpha"]), pseudo[epoch - 1]
+        assert shape[0] == len(labels) == len(weights) == 24 and tau == 0.2
+        assert (weights[:8] == 1).all()  # the 8 labelled rows of each batch
+        # the 16 pseudo-labelled rows: α(t) times their own ξζ, with their graph labels
+        for w, y in zip(weights[8:].tolist(), labels[8:].tolist()):
+            match = np.isclose(alpha * p["weight"], w, rtol=1e-5) & (p["label"] == y)
+            assert match.any(), (w, y)
+    assert all(math.isfinite(float(r["loss_contrastive"])) and float(r["loss_contrastive"]) > 0 for r in rows)
+    assert plain.metrics["accuracy"] > 0.8 and con.metrics["accuracy"] > 0.8
+
+
+def test_supcon_settings_are_checked():
+    for bad, match in [(dict(supcon_weight=-1), "supcon_weight must be >= 0"),
+                       (dict(supcon_weight=0.5, supcon_temperature=0), "supcon_temperature must be > 0"),
+                       (dict(supcon_weight=0.5, mixup_alpha=1.0), "cannot both be on")]:
+        with pytest.raises(ValueError, match=match):
+            RunConfig(data="synthetic", **bad).validate()

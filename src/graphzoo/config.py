@@ -134,6 +134,11 @@ class RunConfig:
         x̃ = λ x + (1 − λ) x[π], λ ~ Beta(α, α), and every row's loss is λ ℓ(x̃, y) + (1 − λ) ℓ(x̃, y[π]) with each
         target keeping its own weight (1 for a label, α(t) ξζ for a pseudo-label). Single-label tasks only.
         Measured on malaria at 1 % labels (α = 1): no gain (docs/results.md, "Noising the student").
+    supcon_weight: 0 (off) or λ_c of a supervised contrastive term in the dynamic epochs (Khosla et al. 2020,
+        :func:`graphzoo.selfsup.losses.supcon`): on ψ itself, where the graph's cosine kNN looks, each batch's
+        rows of one class — labels and the graph's pseudo-labels — are pulled together and the other rows
+        pushed away; anchors weighted 1 (label) or α(t) ξζ (pseudo-label), loss = ℓ_l + α(t) ℓ_u + λ_c ℓ_con.
+        Single-label tasks only; not with mixup_alpha. supcon_temperature: its τ (default 0.1).
 
     Output and machine
     ------------------
@@ -223,6 +228,8 @@ class RunConfig:
     ema_decay: float = 0.0
     pseudo_views: str = "standard"
     mixup_alpha: float = 0.0
+    supcon_weight: float = 0.0
+    supcon_temperature: float = 0.1
     # output / machine
     test_prediction: str = "auto"
     coverage: float = 0.9
@@ -314,6 +321,13 @@ class RunConfig:
             raise ValueError("crop_scale and translate must be < 1")
         if not self.mixup_alpha >= 0:
             raise ValueError(f"mixup_alpha must be >= 0 (0: no mixup; e.g. 0.4 or 1.0), got {self.mixup_alpha}")
+        if not self.supcon_weight >= 0:
+            raise ValueError(f"supcon_weight must be >= 0 (0: no contrastive term; e.g. 0.5), got {self.supcon_weight}")
+        if not self.supcon_temperature > 0:
+            raise ValueError(f"supcon_temperature must be > 0 (e.g. 0.1), got {self.supcon_temperature}")
+        if self.supcon_weight > 0 and self.mixup_alpha > 0:
+            raise ValueError("supcon_weight and mixup_alpha cannot both be on: the contrastive term needs each row's "
+                             "own class, which a mixed image does not have. Fix: set one of them to 0")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1) (0: no mean teacher; e.g. 0.99), got {self.ema_decay}")
         if self.alpha_max < 0:

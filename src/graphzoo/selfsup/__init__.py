@@ -13,9 +13,10 @@ this package holds what does not depend on runs, so that :mod:`graphzoo.config` 
 
 from __future__ import annotations
 
-from .losses import CollapsedRepresentationError, check_not_collapsed, nt_xent, representation_health, vicreg
+from .losses import (CollapsedRepresentationError, check_not_collapsed, nt_xent, representation_health, supcon,
+                     vicreg)
 from .methods import PRETRAINING, PretrainMethod, resolve_settings
 from .views import ViewMaker
 
-__all__ = ["PRETRAINING", "PretrainMethod", "resolve_settings", "ViewMaker", "nt_xent", "vicreg",
+__all__ = ["PRETRAINING", "PretrainMethod", "resolve_settings", "ViewMaker", "nt_xent", "vicreg", "supcon",
            "representation_health", "check_not_collapsed", "CollapsedRepresentationError"]

@@ -2,6 +2,7 @@
 
 * :func:`nt_xent` — SimCLR's normalized-temperature cross-entropy (Chen et al., ICML 2020);
 * :func:`vicreg` — variance-invariance-covariance regularisation (Bardes et al., ICLR 2022);
+* :func:`supcon` — the supervised contrastive loss (Khosla et al., NeurIPS 2020) on labels or pseudo-labels;
 * :func:`representation_health` / :func:`check_not_collapsed` — feature spread and effective rank.
 """
 
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["nt_xent", "vicreg", "projector", "representation_health", "check_not_collapsed",
+__all__ = ["nt_xent", "vicreg", "supcon", "projector", "representation_health", "check_not_collapsed",
            "CollapsedRepresentationError"]
 
 
@@ -64,6 +65,33 @@ def vicreg(z1: torch.Tensor, z2: torch.Tensor, sim: float = 25.0, var: float = 2
         c = (z.T @ z) / (len(z) - 1)
         covariance = covariance + (c.pow(2).sum() - c.diagonal().pow(2).sum()) / d
     return sim * invariance + var * variance + cov * covariance
+
+
+def supcon(z: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
+           temperature: float = 0.1) -> torch.Tensor:
+    """The supervised contrastive loss over one view of a batch (Khosla et al. 2020, L_out, single view).
+
+    ``z`` (B, d) features, ``labels`` (B,) class indices (labels or pseudo-labels), ``weights`` (B,) ≥ 0 per
+    anchor (default 1). With ``u`` the rows of ``z`` scaled to unit length, ``s_ij = u_i·u_j / τ``, ``P(i)`` the
+    other rows of i's class and ``A(i)`` all rows but i::
+
+        L_i = −1/|P(i)| Σ_{p∈P(i)} log( exp(s_ip) / Σ_{a∈A(i)} exp(s_ia) )
+        L   = Σ_i w_i L_i / Σ_i w_i          over the anchors with |P(i)| > 0
+
+    Same-class images of the batch are pulled together and the others pushed away on the unit sphere,
+    which is where the graph's cosine kNN looks: applied to ψ itself (no projection head), it shapes the
+    neighbourhoods the graph is built from. Zero (with a gradient) when no anchor has a positive.
+    """
+    u = F.normalize(z.float(), dim=1)
+    s = u @ u.T / temperature
+    eye = torch.eye(len(u), dtype=torch.bool, device=u.device)
+    log_prob = s - torch.logsumexp(s.masked_fill(eye, float("-inf")), dim=1, keepdim=True)
+    positive = (labels[:, None] == labels[None, :]) & ~eye
+    n_pos = positive.sum(1)
+    per_anchor = -(log_prob * positive).sum(1) / n_pos.clamp_min(1)
+    w = torch.ones_like(per_anchor) if weights is None else weights.to(per_anchor)
+    w = w * (n_pos > 0)
+    return (w * per_anchor).sum() / w.sum().clamp_min(1e-12)
 
 
 def representation_health(features: torch.Tensor) -> dict:

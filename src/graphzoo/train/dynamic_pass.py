@@ -26,6 +26,8 @@ Stabilisers (LP-DeepSSL, LaplaceNet; all off by default, which reproduces earlie
   teachers), not the last one.
 
 ``mixup_alpha=a`` mixes every batch with a shuffled copy of itself (LaplaceNet's mixup; :func:`mixup_losses`).
+``supcon_weight=λ`` adds a supervised contrastive term on ψ over labels and pseudo-labels
+(:func:`graphzoo.selfsup.losses.supcon`).
 
 ``pseudo_views="strong"`` noises the student: the pseudo-labelled images of each batch are random
 :class:`~graphzoo.selfsup.views.ViewMaker` views (crop, blur, brightness / contrast, noise, the run's
@@ -47,6 +49,7 @@ import torch
 
 from .. import distributed
 from ..graph_step import graph_step
+from ..selfsup.losses import supcon
 from ..selfsup.views import ViewMaker
 from .metrics import multilabel_metrics
 from .one_pass import supervised_epoch
@@ -198,7 +201,10 @@ def dynamic_epoch(trainer) -> dict:
         # λ and π from their own stream, seeded by the epoch's (and rank's) generator seed: reproducible, the
         # same after a resume, and the batches' order and augmentations stay those of an unmixed run
         mix = np.random.default_rng([g.initial_seed(), 0x6D6978])
-    tot = tot_l = tot_u = 0.0
+    if cfg.supcon_weight > 0 and d.multilabel:
+        raise ValueError("supcon_weight needs a single-label task (a row of several classes has no one class to "
+                         "be pulled towards). Fix: set supcon_weight=0 for multi-label data")
+    tot = tot_l = tot_u = tot_c = 0.0
     # The cosine runs over the steps of all dynamic epochs; every epoch has the same number of steps.
     first, total = trainer.state["phase_epoch"] * len(ubatches), cfg.epochs * len(ubatches)
     if cfg.dynamic_lr == "cosine":
@@ -216,12 +222,21 @@ def dynamic_epoch(trainer) -> dict:
         else:
             x = torch.cat([trainer.batch(idx[: len(lb)], g, raw[: len(lb)]),
                            trainer.batch(idx[len(lb):], g, raw[len(lb):], augment=strong)])
+        loss_c = None
         if mix is None:
-            logits = trainer.forward(x)
+            if cfg.supcon_weight > 0:
+                logits, z = trainer.forward(x, with_features=True)
+            else:
+                logits = trainer.forward(x)
             loss_l = trainer.loss(logits[: len(lb)], targets[lb].to(trainer.device)).mean()
             lu = trainer.loss(logits[len(lb):], p_label[ub].to(trainer.device))
             # no unlabelled image (every training image labelled): the mean of nothing would be NaN
             loss_u = (lu * p_weight[ub].to(trainer.device)).mean() if len(ub) else logits.new_zeros(())
+            if cfg.supcon_weight > 0:
+                # each anchor as much as its cross-entropy term: 1 for a label, α(t) ξζ for a pseudo-label
+                anchor_w = torch.cat([torch.ones(len(lb)), alpha * p_weight[ub].float()]).to(trainer.device)
+                y = torch.cat([targets[lb], p_label[ub]]).to(trainer.device)
+                loss_c = supcon(z, y, anchor_w, cfg.supcon_temperature)
         else:
             lam = float(mix.beta(cfg.mixup_alpha, cfg.mixup_alpha))
             perm = torch.as_tensor(mix.permutation(len(x)), device=x.device)
@@ -230,6 +245,9 @@ def dynamic_epoch(trainer) -> dict:
             loss_l, loss_u = mixup_losses(trainer.loss(logits, y), trainer.loss(logits, y[perm]), len(lb),
                                           p_weight[ub], lam, perm)
         loss = loss_l + alpha * loss_u
+        if loss_c is not None:
+            loss = loss + cfg.supcon_weight * loss_c
+            tot_c += loss_c.item()
         trainer.optimizer_step(loss, step)
         if trainer.ema is not None:
             ema_update(trainer.ema, trainer.model, cfg.ema_decay)
@@ -242,6 +260,8 @@ def dynamic_epoch(trainer) -> dict:
     k = max(len(ubatches), 1)
     row.update(train_loss=tot / k, loss_labelled=tot_l / k, loss_unlabelled=tot_u / k, alpha=alpha,
                images=sum(len(b) for b in ubatches) + len(ubatches) * bl)
+    if cfg.supcon_weight > 0:
+        row["loss_contrastive"] = tot_c / k
     if trainer.ema is not None:
         # The teacher's own BatchNorm statistics, then its validation: Trainer._track_best keeps it
         # as best.pt when it beats the net.

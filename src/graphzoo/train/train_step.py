@@ -17,18 +17,24 @@ __all__ = ["TrainStep", "forward", "optimizer_step"]
 
 
 class TrainStep(torch.nn.Module):
-    """The one module DistributedDataParallel wraps: a training step's forward, logits or reconstruction."""
+    """The one module DistributedDataParallel wraps: a training step's forward, logits (and ψ) or reconstruction."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor, reconstruct: bool = False) -> torch.Tensor:
-        return self.model.backbone.reconstruct(x) if reconstruct else self.model(x)
+    def forward(self, x: torch.Tensor, reconstruct: bool = False, with_features: bool = False):
+        if reconstruct:
+            return self.model.backbone.reconstruct(x)
+        if with_features:  # ψ(x) too, from the same pass (HybridNet.forward's own steps)
+            z = self.model.backbone(x)
+            return self.model.head(self.model.dropout(z)), z
+        return self.model(x)
 
 
-def forward(trainer, x: torch.Tensor, reconstruct: bool = False) -> torch.Tensor:
-    """The training forward pass: logits (B, n_outputs), or the autoencoder's reconstruction of ``x``.
+def forward(trainer, x: torch.Tensor, reconstruct: bool = False, with_features: bool = False):
+    """The training forward pass: logits (B, n_outputs), or the autoencoder's reconstruction of ``x``;
+    with ``with_features`` the pair (logits, ψ(x) of shape (B, d)) from the same pass.
 
     Under torchrun it goes through DistributedDataParallel, which averages the gradients of the
     backward pass over the ranks; ``trainer.model`` itself (features, inference) is never wrapped. The
@@ -39,7 +45,9 @@ def forward(trainer, x: torch.Tensor, reconstruct: bool = False) -> torch.Tensor
                                         find_unused_parameters=hasattr(trainer.model.backbone, "reconstruct"))
     # DDP's forward broadcasts rank 0's BatchNorm buffers to the others: a collective, which fails when a peer died.
     with distributed.peer_guard(), trainer.autocast():
-        out = trainer._ddp(x, reconstruct)
+        out = trainer._ddp(x, reconstruct, with_features)
+    if with_features:
+        return out[0].float(), out[1].float()
     return out.float()  # losses in float32
 
 

@@ -203,10 +203,10 @@ class Trainer:
         """This process's rows of a global batch of indices (all of them without torchrun)."""
         return distributed.local_rows(idx)
 
-    def forward(self, x: torch.Tensor, reconstruct: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, reconstruct: bool = False, with_features: bool = False):
         """The training forward pass, through DDP under autocast: logits (B, n_outputs), or the autoencoder's
-        reconstruction of ``x`` (:func:`.train_step.forward`)."""
-        return train_step.forward(self, x, reconstruct)
+        reconstruction of ``x``; ``with_features``: (logits, ψ(x)) (:func:`.train_step.forward`)."""
+        return train_step.forward(self, x, reconstruct, with_features)
 
     @property
     def graph_device(self) -> str | None:
