@@ -420,7 +420,8 @@ class HybridNet(nn.Module):
         Dropout before the linear layer (the paper's 0.2).
 
     ``features(x)`` returns ψ(x) of shape ``(B, out_dim)``; ``forward(x)`` the logits
-    ``(B, n_outputs)``; ``infer(x, views)`` both, averaged over test-time views.
+    ``(B, n_outputs)`` (``forward(x, with_features=True)``: both, from one pass, for training losses on ψ);
+    ``infer(x, views)`` both, averaged over test-time views.
     """
 
     def __init__(self, backbone: nn.Module, n_outputs: int, dropout: float = 0.2) -> None:
@@ -432,8 +433,10 @@ class HybridNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.backbone(x)))
+    def forward(self, x: torch.Tensor, with_features: bool = False):
+        z = self.backbone(x)
+        logits = self.head(self.dropout(z))
+        return (logits, z) if with_features else logits
 
     def infer(self, x: torch.Tensor, views=((0, False),)) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits (B, n_outputs), ψ(x) (B, out_dim))``, each the mean over ``views``

@@ -26,10 +26,7 @@ class TrainStep(torch.nn.Module):
     def forward(self, x: torch.Tensor, reconstruct: bool = False, with_features: bool = False):
         if reconstruct:
             return self.model.backbone.reconstruct(x)
-        if with_features:  # ψ(x) too, from the same pass (HybridNet.forward's own steps)
-            z = self.model.backbone(x)
-            return self.model.head(self.model.dropout(z)), z
-        return self.model(x)
+        return self.model(x, with_features=True) if with_features else self.model(x)
 
 
 def forward(trainer, x: torch.Tensor, reconstruct: bool = False, with_features: bool = False):
