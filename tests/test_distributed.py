@@ -158,6 +158,24 @@ def test_two_processes_score_like_one_and_a_killed_rank_resumes_exactly(tmp_path
     assert m3["test_inductive"]["accuracy"] == m2["test_inductive"]["accuracy"]
 
 
+@needs_torchrun
+def test_dynamic_pass_with_a_loss_on_psi_trains_under_torchrun(tmp_path):
+    """supcon_weight asks DDP's wrapped step for (logits, ψ), a tuple output: two ranks train with it, score
+    like a run and record the term each dynamic epoch."""
+    args = [a for a in RUN_ARGS]
+    args[args.index("--epochs") + 1] = "2"
+    gz = ["-m", "graphzoo", "run", *args, "warmup_epochs=2", "max_epoch_steps=3", "supcon_weight=1.0",
+          "--mode", "dynamic", "--out", str(tmp_path), "--name", "con"]
+    done = subprocess.run(_torchrun(*gz), env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    m = _metrics(tmp_path / "con")
+    assert m["world_size"] == 2 and m["accuracy"] > 0.6
+    rows = (tmp_path / "con" / "history.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    dynamic = [r.split(",") for r in rows[1:] if ",dynamic," in r]
+    assert len(dynamic) == 2 and all(float(r[header.index("loss_contrastive")]) > 0 for r in dynamic)
+
+
 def test_device_errors_name_the_fix(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU.*--device cpu"):
