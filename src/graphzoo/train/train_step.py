@@ -26,7 +26,7 @@ class TrainStep(torch.nn.Module):
     def forward(self, x: torch.Tensor, reconstruct: bool = False, with_features: bool = False):
         if reconstruct:
             return self.model.backbone.reconstruct(x)
-        return self.model(x, with_features=True) if with_features else self.model(x)
+        return self.model(x, with_features=with_features)
 
 
 def forward(trainer, x: torch.Tensor, reconstruct: bool = False, with_features: bool = False):
