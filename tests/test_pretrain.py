@@ -201,11 +201,52 @@ def test_runs_start_from_the_encoder_fine_tuned_or_frozen(tmp_path):
         if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):
             assert torch.equal(final["backbone." + k], v), k
     with pytest.raises(ValueError, match="pretrain_freeze=true would train the head on a random"):
-        cfg_for(tmp_path, pretrain_freeze=True).validate()
+        cfg_for(tmp_path, pretrain="none", pretrain_freeze=True).validate()
+    with pytest.raises(ValueError, match="pretrain=auto chooses none on small training splits"):
+        cfg_for(tmp_path, pretrain_freeze=True).validate()  # the default, auto: it may choose none
     with pytest.raises(ValueError, match="not a setting of simclr"):
         pcfg(tmp_path, pretrain_params={"temprature": 0.1})
     with pytest.raises(ValueError, match="pretrain=autoencoder reconstructs images with the autoencoder backbone"):
         pcfg(tmp_path, pretrain="autoencoder", pretrain_params={})
+
+
+def test_auto_the_default_pretrains_on_large_training_splits_only(tmp_path):
+    from graphzoo.selfsup import AUTO_PRETRAIN_MIN_IMAGES, resolve_auto_pretrain
+
+    cfg = cfg_for(tmp_path).validate()
+    assert cfg.pretrain == "auto"  # the default
+    big, why = resolve_auto_pretrain(cfg, AUTO_PRETRAIN_MIN_IMAGES)
+    assert big.pretrain == "simclr" and f"{AUTO_PRETRAIN_MIN_IMAGES:,} training images >=" in why
+    small, why = resolve_auto_pretrain(cfg, AUTO_PRETRAIN_MIN_IMAGES - 1)
+    assert small.pretrain == "" and "pretrain=auto: none" in why
+    # explicit weights, and the autoencoder backbone (it pretrains itself), choose none at any size
+    assert resolve_auto_pretrain(dataclasses.replace(cfg, pretrained="w.pt"), 10**6)[0].pretrain == ""
+    assert resolve_auto_pretrain(dataclasses.replace(cfg, backbone="autoencoder"), 10**6)[0].pretrain == ""
+    explicit = dataclasses.replace(cfg, pretrain="vicreg")
+    assert resolve_auto_pretrain(explicit, 10**6) == (explicit, "")
+    assert cfg_for(tmp_path, pretrain="Auto").validate().pretrain == "auto"
+    with pytest.raises(ValueError, match="not a setting of simclr"):  # auto's settings are checked as simclr's
+        cfg_for(tmp_path, pretrain_params={"temprature": 0.1}).validate()
+
+
+def test_a_run_with_pretrain_auto_records_its_choice_and_resumes(tmp_path, monkeypatch):
+    """Above the threshold the run pretrains and says why in metrics.json; config.yaml keeps "auto", so the
+    same command continues a killed run; below it nothing is pretrained."""
+    import yaml
+
+    import graphzoo.selfsup.methods as methods
+
+    small = run_training(cfg_for(tmp_path, name="small", backbone_kwargs={"width": 4}), imageset=blobs(n=120))
+    assert "pretrain" not in small.metrics and not (tmp_path / ".pretrained").exists()
+    monkeypatch.setattr(methods, "AUTO_PRETRAIN_MIN_IMAGES", 50)  # blobs(n=120): ~84 training images
+    cfg = cfg_for(tmp_path, name="big", pretrain_epochs=1, pretrain_params=dict(FAST), backbone_kwargs={"width": 4})
+    stopped = run_training(cfg, imageset=blobs(n=120), stop_after_epochs=1)
+    assert stopped.metrics == {"interrupted_after_epoch": 1}
+    assert yaml.safe_load(stopped.rundir.config.read_text())["pretrain"] == "auto"
+    done = run_training(cfg, resume=True, imageset=blobs(n=120))
+    info = done.metrics["pretrain"]
+    assert info["method"] == "simclr" and info["auto"].startswith("pretrain=auto: simclr (84 training images")
+    assert Path(info["folder"]).parent == tmp_path / ".pretrained"
 
 
 def test_a_partially_labelled_collections_unlabelled_images_join_pretraining(tmp_path):

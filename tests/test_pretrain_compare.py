@@ -89,6 +89,11 @@ def test_pairs_differ_only_by_pretrain_at_one_fraction_and_seed():
     assert pretrain_pairs([scratch, record("x", pretrain="simclr", fraction=0.2)]) == []
     assert pretrain_pairs([scratch, record("x", pretrain="simclr", kind="energy")]) == []
     assert pretrain_pairs([scratch, record("y")]) == []  # no pretrained run at all
+    # pretrain=auto: what the run chose (the record's pretrain_used) decides its side
+    auto_ssl = {**record("auto-ssl", pretrain="auto"), "pretrain_used": "simclr"}
+    auto_none = {**record("auto-none", pretrain="auto"), "pretrain_used": ""}
+    assert [(a["method"], b["method"]) for a, b in pretrain_pairs([auto_ssl, scratch])] == [("op", "auto-ssl")]
+    assert [(a["method"], b["method"]) for a, b in pretrain_pairs([simclr, auto_none])] == [("auto-none", "op-ssl")]
 
 
 # ------------------------------------------------------------------------------------------

@@ -25,9 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="experiment YAML (see configs/experiments/)")
     parser.add_argument("--set", nargs="+", metavar="KEY=VALUE", default=[], action="extend",
                         help="override a run-config key for every cell, e.g. --set epochs=5 threads=2")
-    parser.add_argument("--pretrain", metavar="NAME|none",
+    parser.add_argument("--pretrain", metavar="NAME|none|auto",
                         help="every cell starts ψ from this self-supervised encoder (simclr, vicreg, autoencoder), "
-                        "pretrained once per split and reused (graphzoo pretrain), or none")
+                        "pretrained once per split and reused (graphzoo pretrain), or none, or auto (simclr on "
+                        "training splits of at least 5,000 images)")
     parser.add_argument("--out", help="parent folder of the experiment folder "
                                       "(default: the file's out, else runs/experiments)")
     parser.add_argument("--no-report", action="store_true", help="do not write report.html / report.md at the end")

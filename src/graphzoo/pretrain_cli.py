@@ -45,6 +45,7 @@ def build_config(args: argparse.Namespace):
     from pathlib import Path
 
     from .config import RunConfig, load_config, parse_set
+    from .selfsup import AUTO_PRETRAIN_METHOD
 
     keys = {f.name for f in dataclasses.fields(RunConfig)}
     overrides = parse_set(args.set)
@@ -54,7 +55,9 @@ def build_config(args: argparse.Namespace):
     cfg = load_config(args.config, overrides)
     if cfg.data and Path(cfg.data).exists():
         cfg = dataclasses.replace(cfg, data=str(Path(cfg.data).resolve()))
-    return dataclasses.replace(cfg, pretrain=cfg.pretrain or "simclr").validate()
+    # building an encoder is this command's whole job: "auto" (or none) means the method auto would pick
+    return dataclasses.replace(cfg, pretrain=cfg.pretrain if cfg.pretrain not in ("", "auto")
+                               else AUTO_PRETRAIN_METHOD).validate()
 
 
 def main(args: argparse.Namespace) -> int:

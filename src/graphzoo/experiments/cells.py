@@ -169,6 +169,7 @@ def _run_cell(runner: CellRunner, cell: Cell) -> tuple[dict, object]:
                test_transductive_accuracy=trans.get("accuracy"), test_inductive_auc=ind.get("auc"),
                test_transductive_auc=trans.get("auc"))
     rec["config"] = cfg_fingerprint(cell.cfg)
+    rec["pretrain_used"] = (metrics.get("pretrain") or {}).get("method", "")  # what pretrain="auto" chose
     if cell.mode == "one-pass" and cell.role != "baseline":
         runner.features(cell.id)  # cached in the run folder for the energies / baselines that follow
     return rec, data

@@ -279,7 +279,8 @@ def plan_cells(spec: GridSpec) -> list[Cell]:
             own = BASELINES.get(b).own_run
             if own is not None:
                 sets = {k: v for k, v in own.items() if k != "label_fraction"}
-                if "pretrain" in sets and spec.base.pretrain:  # the grid's own encoder, not another one
+                # the grid's own encoder, not another one ("auto" may choose none: the baseline names its method)
+                if "pretrain" in sets and spec.base.pretrain not in ("", "auto"):
                     sets["pretrain"] = spec.base.pretrain
                 m = MethodSpec(f"{b}-{bb}", "", "one-pass", bb, spec.base.energy, spec.base.energy_params, sets, b)
                 each = own["label_fraction"] == "each"

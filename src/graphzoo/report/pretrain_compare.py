@@ -73,9 +73,12 @@ def chance_agreement(y: np.ndarray) -> float:
     return float((counts * (counts - 1)).sum() / (len(y) * (len(y) - 1)))
 
 
-def _pretrain_of(config: dict) -> str:
-    p = str(config.get("pretrain") or "")
-    return "" if p.lower() == "none" else p
+def _pretrain_of(record: dict) -> str:
+    """The method a run record's ψ was pretrained with ("" for none); with pretrain=auto, the one it chose."""
+    p = str(record["config"].get("pretrain") or "").lower()
+    if p == "auto":
+        return record.get("pretrain_used") or ""
+    return "" if p == "none" else p
 
 
 def pretrain_pairs(records: list[dict]) -> list[tuple[dict, dict]]:
@@ -91,7 +94,7 @@ def pretrain_pairs(records: list[dict]) -> list[tuple[dict, dict]]:
     pairs, seen = [], set()
     for a in runs:
         for b in runs:
-            if (_pretrain_of(a["config"]) or not _pretrain_of(b["config"])
+            if (_pretrain_of(a) or not _pretrain_of(b)
                     or (a["label_fraction"], a["seed"]) != (b["label_fraction"], b["seed"])):
                 continue
             if config_diff(a["config"], b["config"], ignore=PRETRAIN_KEYS + REPORT_ONLY_KEYS):
@@ -122,8 +125,9 @@ class Psi:
     def how(self) -> str:
         """"from scratch", "fine-tuned from simclr", "frozen simclr encoder", "from <checkpoint>"."""
         cfg = self.run.cfg
-        if cfg.pretrain:
-            return f"frozen {cfg.pretrain} encoder" if cfg.pretrain_freeze else f"fine-tuned from {cfg.pretrain}"
+        method = (self.run.metrics.get("pretrain") or {}).get("method", "") if cfg.pretrain == "auto" else cfg.pretrain
+        if method:
+            return f"frozen {method} encoder" if cfg.pretrain_freeze else f"fine-tuned from {method}"
         return f"from {Path(cfg.pretrained).name}" if cfg.pretrained else "from scratch"
 
 

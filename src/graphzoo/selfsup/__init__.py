@@ -1,7 +1,8 @@
 """Self-supervised learning of ψ from unlabelled images (imports torch).
 
 =============== ==================================================================================
-``methods``     :data:`PRETRAINING` — simclr, vicreg, autoencoder: settings, projector head, loss
+``methods``     :data:`PRETRAINING` — simclr, vicreg, autoencoder: settings, projector head, loss;
+                what ``pretrain=auto`` chooses (:func:`resolve_auto_pretrain`)
 ``views``       :class:`ViewMaker` — random views (crops, flips, quarter turns, blur, contrast, noise)
 ``losses``      NT-Xent, VICReg, and the collapse check of a representation
 =============== ==================================================================================
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 from .losses import (CollapsedRepresentationError, check_not_collapsed, nt_xent, representation_health, supcon,
                      vicreg)
-from .methods import PRETRAINING, PretrainMethod, resolve_settings
+from .methods import (AUTO_PRETRAIN_METHOD, AUTO_PRETRAIN_MIN_IMAGES, PRETRAINING, PretrainMethod,
+                      resolve_auto_pretrain, resolve_settings)
 from .views import ViewMaker
 
-__all__ = ["PRETRAINING", "PretrainMethod", "resolve_settings", "ViewMaker", "nt_xent", "vicreg", "supcon",
+__all__ = ["PRETRAINING", "PretrainMethod", "resolve_settings", "resolve_auto_pretrain", "AUTO_PRETRAIN_METHOD",
+           "AUTO_PRETRAIN_MIN_IMAGES", "ViewMaker", "nt_xent", "vicreg", "supcon",
            "representation_health", "check_not_collapsed", "CollapsedRepresentationError"]

@@ -256,7 +256,8 @@ def start_from_pretrained(trainer) -> None:
     health = encoder_health(backbone, d.images, trainer.idx_train, trainer.normalizer, trainer.device)
     check_not_collapsed(health, f"the {cfg.pretrain} encoder {result.folder}")
     # in the loop state: saved with every checkpoint, so a resumed run still reports it in metrics.json
-    trainer.state["pretrain"] = {"method": cfg.pretrain, "folder": str(result.folder), "freeze": cfg.pretrain_freeze,
+    trainer.state["pretrain"] = {"method": cfg.pretrain, "auto": trainer.pretrain_auto,
+                                 "folder": str(result.folder), "freeze": cfg.pretrain_freeze,
                                  "built_now": result.epochs_trained > 0, "time_s": result.meta.get("time_s"),
                                  "peak_rss_mb": result.meta.get("peak_rss_mb"), **health}
 

@@ -76,6 +76,10 @@ class Trainer:
     def __init__(self, cfg: RunConfig, resume: bool = False, imageset=None,
                  stop_after_epochs: int | None = None) -> None:
         self.cfg = cfg.validate()
+        # What the user asked for, written to config.yaml (``--resume`` compares against it); self.cfg
+        # becomes the settings as run once setup() has decided pretrain="auto" on the split's size.
+        self.requested_cfg = self.cfg
+        self.pretrain_auto = ""  # setup(): the line saying what pretrain="auto" chose and why
         self.name = cfg.name or default_run_name(cfg)
         self.rundir = RunDir(Path(cfg.out) / self.name)
         self.resume = resume
@@ -122,6 +126,7 @@ class Trainer:
         self.idx_val = d.idx("val", True)
         self.idx_test = d.idx("test")
         progress.say(labels_line(d), cfg.progress)
+        self.cfg = cfg = self._decide_pretrain(cfg)
         self._check_graph_size()
         self.normalizer = Normalizer.fit(d.images, self.idx_train)
         self.augment = (Augment(cfg.hflip, cfg.vflip, cfg.rotate_degrees, cfg.crop_scale, cfg.translate, cfg.rot90)
@@ -152,6 +157,16 @@ class Trainer:
             # must not be, or every rank would drop the same units of its k-th image.
             torch.manual_seed(cfg.seed * 1_000_003 + distributed.rank())
         self.data_sha1 = data_fingerprint(d)
+
+    def _decide_pretrain(self, cfg: RunConfig) -> RunConfig:
+        """``pretrain="auto"`` decided on the training split's size (:func:`.pretrain_cache.resolve_auto_pretrain`),
+        said on a line of its own and kept in ``self.pretrain_auto``."""
+        from ..selfsup import resolve_auto_pretrain
+
+        cfg, self.pretrain_auto = resolve_auto_pretrain(cfg, len(self.idx_train))
+        if self.pretrain_auto:
+            progress.say(self.pretrain_auto, cfg.progress)
+        return cfg
 
     def _check_graph_size(self) -> None:
         """Refuse k ≥ the nodes of a graph the run will build, before any training (not silently clip)."""
@@ -184,7 +199,7 @@ class Trainer:
                 check_same_split_as(RunDir(self.cfg.init_from), self.data)
             if distributed.is_main():
                 self.rundir.checkpoints.mkdir(parents=True, exist_ok=True)
-                self.cfg.dump(self.rundir.config)
+                self.requested_cfg.dump(self.rundir.config)
                 write_split(self.rundir, self.data, self.cfg, self.data_sha1)
             distributed.barrier()
         self.elapsed_before = self.state.get("elapsed_s", 0.0)
