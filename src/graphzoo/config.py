@@ -95,9 +95,10 @@ class RunConfig:
     logits are averaged over the exact flips / quarter turns that training augments with,
     :func:`graphzoo.data.torchdata.tta_views`; 8 views for cells with rot90, so the final
     extraction costs 8×), precise_bn (after every epoch, recompute the BatchNorm statistics over
-    this many training images, labelled or not, un-augmented; 0: off. PyTorch's running averages
-    lag far behind the weights when an epoch is a few dozen steps, as at 1–5 % labels, and the net
-    then predicts one class in eval mode; "precise BN", Wu & Johnson 2021).
+    this many training images, labelled or not, un-augmented; 0: off; default 2,048, as every shipped
+    config has it. PyTorch's running averages lag far behind the weights when an epoch is a few dozen
+    steps, as at 1–5 % labels, and the net then predicts one class in eval mode; "precise BN",
+    Wu & Johnson 2021).
     pretrain: a self-supervised method (:data:`graphzoo.selfsup.PRETRAINING`: simclr, vicreg,
     autoencoder) that trains ψ on every training image, labels ignored, before the run; the encoder
     is cached under ``pretrain_dir`` (default ``<out>/.pretrained``) by (training images, split,
@@ -207,7 +208,7 @@ class RunConfig:
     rotate_degrees: float = 10.0
     rot90: bool = False
     tta: bool = False
-    precise_bn: int = 0
+    precise_bn: int = 2048
     crop_scale: float = 0.1
     translate: float = 0.05
     ae_pretrain_epochs: int = 5
