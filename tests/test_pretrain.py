@@ -211,7 +211,7 @@ def test_runs_start_from_the_encoder_fine_tuned_or_frozen(tmp_path):
 
 
 def test_auto_the_default_pretrains_on_large_training_splits_only(tmp_path):
-    from graphzoo.selfsup import AUTO_PRETRAIN_MIN_IMAGES, resolve_auto_pretrain
+    from graphzoo.selfsup import AUTO_PRETRAIN_CPU_WORK, AUTO_PRETRAIN_MIN_IMAGES, resolve_auto_pretrain
 
     cfg = cfg_for(tmp_path).validate()
     assert cfg.pretrain == "auto"  # the default
@@ -222,6 +222,12 @@ def test_auto_the_default_pretrains_on_large_training_splits_only(tmp_path):
     # explicit weights, and the autoencoder backbone (it pretrains itself), choose none at any size
     assert resolve_auto_pretrain(dataclasses.replace(cfg, pretrained="w.pt"), 10**6)[0].pretrain == ""
     assert resolve_auto_pretrain(dataclasses.replace(cfg, backbone="autoencoder"), 10**6)[0].pretrain == ""
+    # on the CPU, not when it would read more than AUTO_PRETRAIN_CPU_WORK pixel values (a GPU has no such cap)
+    n, pixels = AUTO_PRETRAIN_MIN_IMAGES, int(AUTO_PRETRAIN_CPU_WORK / AUTO_PRETRAIN_MIN_IMAGES / cfg.pretrain_epochs)
+    assert resolve_auto_pretrain(cfg, n, pixels, on_cpu=True)[0].pretrain == "simclr"
+    costly, why = resolve_auto_pretrain(cfg, n, pixels + 1, on_cpu=True)
+    assert costly.pretrain == "" and "hours on a CPU" in why
+    assert resolve_auto_pretrain(cfg, n, pixels + 1, on_cpu=False)[0].pretrain == "simclr"
     explicit = dataclasses.replace(cfg, pretrain="vicreg")
     assert resolve_auto_pretrain(explicit, 10**6) == (explicit, "")
     assert cfg_for(tmp_path, pretrain="Auto").validate().pretrain == "auto"

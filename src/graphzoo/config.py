@@ -104,7 +104,8 @@ class RunConfig:
     is cached under ``pretrain_dir`` (default ``<out>/.pretrained``) by (training images, split,
     method, settings) and reused (:mod:`graphzoo.train.pretrain_cache`); "" or "none": no such stage;
     "auto" (the default): simclr when the training split holds at least 5,000 images, none below —
-    measured to help on malaria's 19k training cells and to cost accuracy on sets of a few hundred
+    measured to help on malaria's 19k training cells and to cost accuracy on sets of a few hundred —
+    and on the CPU none when it would read over 10⁹ pixel values (images × epochs × C·H·W)
     (:func:`graphzoo.selfsup.resolve_auto_pretrain`; the run says which it chose).
     pretrain_epochs, pretrain_params (the method's settings: batch_size, lr, temperature, views, ...;
     the views flip and turn only as hflip / vflip / rot90 allow), pretrain_freeze (ψ stays as

@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrain", metavar="NAME|none|auto",
                         help="start ψ from a self-supervised encoder pretrained on every training image "
                         "(simclr, vicreg, autoencoder; cached and reused, see graphzoo pretrain), or none; "
-                        "default auto: simclr when the training split holds at least 5,000 images, else none")
+                        "default auto: simclr when the training split holds at least 5,000 images (on a CPU: and "
+                        "pretraining reads at most 1e9 pixel values), else none")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--out", help="parent folder of the run folder (default runs)")
     parser.add_argument("--name", help="run folder name (default derived from the config)")

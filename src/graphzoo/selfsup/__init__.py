@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from .losses import (CollapsedRepresentationError, check_not_collapsed, nt_xent, representation_health, supcon,
                      vicreg)
-from .methods import (AUTO_PRETRAIN_METHOD, AUTO_PRETRAIN_MIN_IMAGES, PRETRAINING, PretrainMethod,
-                      resolve_auto_pretrain, resolve_settings)
+from .methods import (AUTO_PRETRAIN_CPU_WORK, AUTO_PRETRAIN_METHOD, AUTO_PRETRAIN_MIN_IMAGES, PRETRAINING,
+                      PretrainMethod, resolve_auto_pretrain, resolve_settings)
 from .views import ViewMaker
 
 __all__ = ["PRETRAINING", "PretrainMethod", "resolve_settings", "resolve_auto_pretrain", "AUTO_PRETRAIN_METHOD",
-           "AUTO_PRETRAIN_MIN_IMAGES", "ViewMaker", "nt_xent", "vicreg", "supcon",
+           "AUTO_PRETRAIN_MIN_IMAGES", "AUTO_PRETRAIN_CPU_WORK", "ViewMaker", "nt_xent", "vicreg", "supcon",
            "representation_health", "check_not_collapsed", "CollapsedRepresentationError"]

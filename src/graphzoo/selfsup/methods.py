@@ -40,7 +40,7 @@ from .losses import nt_xent, projector, vicreg
 from .views import VIEW_SETTINGS, ViewMaker
 
 __all__ = ["PRETRAINING", "PretrainMethod", "COMMON", "VIEWS", "resolve_settings", "resolve_auto_pretrain",
-           "AUTO_PRETRAIN_METHOD", "AUTO_PRETRAIN_MIN_IMAGES"]
+           "AUTO_PRETRAIN_METHOD", "AUTO_PRETRAIN_MIN_IMAGES", "AUTO_PRETRAIN_CPU_WORK"]
 
 #: Settings every method has: images per step, Adam's learning rate (cosine-annealed to 0 over
 #: the epochs) and weight decay, the seed of batch order and views.
@@ -141,26 +141,36 @@ def resolve_settings(method: str, params: dict, epochs: int) -> dict:
 #: learns those images, not their classes. 5,000 lies between what was measured to help and to hurt.
 AUTO_PRETRAIN_METHOD = "simclr"
 AUTO_PRETRAIN_MIN_IMAGES = 5000
+#: On the CPU, ``pretrain=auto`` declines pretraining that reads more pixel values than this (training
+#: images × epochs × C·H·W). Malaria's default, 19,273 cells × 10 epochs × 50·50, is 4.8e8 (about 25 minutes
+#: with small_cnn on 2 cores); 224 px chest films at that scale are 20 times more.
+AUTO_PRETRAIN_CPU_WORK = 1e9
 
 
-def resolve_auto_pretrain(cfg, n_train: int):
+def resolve_auto_pretrain(cfg, n_train: int, pixels: int = 0, on_cpu: bool = False):
     """``cfg`` with ``pretrain="auto"`` decided for a training split of ``n_train`` images, and why.
 
-    Returns ``(cfg, reason)``: ``cfg`` unchanged and ``""`` when ``pretrain`` is not "auto"; else a copy
-    whose ``pretrain`` is :data:`AUTO_PRETRAIN_METHOD` or "" (none), and one line saying which and why.
-    Explicit weights (``pretrained``) and the autoencoder backbone (it pretrains itself,
-    ``ae_pretrain_epochs``) resolve to none.
+    ``pixels``: values per image (C·H·W); ``on_cpu``: the run trains on the CPU. Returns ``(cfg, reason)``:
+    ``cfg`` unchanged and ``""`` when ``pretrain`` is not "auto"; else a copy whose ``pretrain`` is
+    :data:`AUTO_PRETRAIN_METHOD` or "" (none), and one line saying which and why. Explicit weights
+    (``pretrained``) and the autoencoder backbone (it pretrains itself, ``ae_pretrain_epochs``) resolve to
+    none, and so does a CPU run whose pretraining would read more than :data:`AUTO_PRETRAIN_CPU_WORK` pixel
+    values (n_train · pretrain_epochs · pixels): a default must not start hours of pretraining on a laptop.
     """
     if cfg.pretrain != "auto":
         return cfg, ""
+    work = n_train * cfg.pretrain_epochs * pixels
     if cfg.pretrained:
         method, why = "", "ψ starts from the given pretrained weights"
     elif cfg.backbone == "autoencoder":
         method, why = "", "the autoencoder backbone pretrains itself (ae_pretrain_epochs)"
-    elif n_train >= AUTO_PRETRAIN_MIN_IMAGES:
-        method, why = AUTO_PRETRAIN_METHOD, f"{n_train:,} training images >= {AUTO_PRETRAIN_MIN_IMAGES:,}"
-    else:
+    elif n_train < AUTO_PRETRAIN_MIN_IMAGES:
         method, why = "", (f"{n_train:,} training images < {AUTO_PRETRAIN_MIN_IMAGES:,}: on small sets "
                            "self-supervised pretraining was measured to cost accuracy")
+    elif on_cpu and work > AUTO_PRETRAIN_CPU_WORK:
+        method, why = "", (f"{n_train:,} training images x {cfg.pretrain_epochs} epochs x {pixels:,} values = "
+                           f"{work:.1e} > {AUTO_PRETRAIN_CPU_WORK:.0e}: hours on a CPU; on a GPU it would pretrain")
+    else:
+        method, why = AUTO_PRETRAIN_METHOD, f"{n_train:,} training images >= {AUTO_PRETRAIN_MIN_IMAGES:,}"
     reason = f"pretrain=auto: {method or 'none'} ({why}; --pretrain NAME or none to choose)"
     return dataclasses.replace(cfg, pretrain=method), reason

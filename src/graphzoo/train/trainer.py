@@ -159,11 +159,12 @@ class Trainer:
         self.data_sha1 = data_fingerprint(d)
 
     def _decide_pretrain(self, cfg: RunConfig) -> RunConfig:
-        """``pretrain="auto"`` decided on the training split's size (:func:`.pretrain_cache.resolve_auto_pretrain`),
-        said on a line of its own and kept in ``self.pretrain_auto``."""
+        """``pretrain="auto"`` decided on the training split's size and, on the CPU, the pretraining's cost
+        (:func:`graphzoo.selfsup.resolve_auto_pretrain`), said on a line of its own and kept in ``self.pretrain_auto``."""
         from ..selfsup import resolve_auto_pretrain
 
-        cfg, self.pretrain_auto = resolve_auto_pretrain(cfg, len(self.idx_train))
+        pixels = int(np.prod(self.data.images.shape[1:]))
+        cfg, self.pretrain_auto = resolve_auto_pretrain(cfg, len(self.idx_train), pixels, self.device.type == "cpu")
         if self.pretrain_auto:
             progress.say(self.pretrain_auto, cfg.progress)
         return cfg
