@@ -235,7 +235,7 @@ def test_auto_the_default_pretrains_on_large_training_splits_only(tmp_path):
         cfg_for(tmp_path, pretrain_params={"temprature": 0.1}).validate()
 
 
-def test_a_run_with_pretrain_auto_records_its_choice_and_resumes(tmp_path, monkeypatch):
+def test_a_run_with_pretrain_auto_records_its_choice_and_resumes(tmp_path, monkeypatch, capsys):
     """Above the threshold the run pretrains and says why in metrics.json; config.yaml keeps "auto", so the
     same command continues a killed run; below it nothing is pretrained."""
     import yaml
@@ -244,10 +244,12 @@ def test_a_run_with_pretrain_auto_records_its_choice_and_resumes(tmp_path, monke
 
     small = run_training(cfg_for(tmp_path, name="small", backbone_kwargs={"width": 4}), imageset=blobs(n=120))
     assert "pretrain" not in small.metrics and not (tmp_path / ".pretrained").exists()
+    assert "pretrain=auto" not in capsys.readouterr().err  # choosing none is said with progress lines only
     monkeypatch.setattr(methods, "AUTO_PRETRAIN_MIN_IMAGES", 50)  # blobs(n=120): ~84 training images
     cfg = cfg_for(tmp_path, name="big", pretrain_epochs=1, pretrain_params=dict(FAST), backbone_kwargs={"width": 4})
     stopped = run_training(cfg, imageset=blobs(n=120), stop_after_epochs=1)
     assert stopped.metrics == {"interrupted_after_epoch": 1}
+    assert "pretrain=auto: simclr (84 training images" in capsys.readouterr().err  # said even without progress
     assert yaml.safe_load(stopped.rundir.config.read_text())["pretrain"] == "auto"
     done = run_training(cfg, resume=True, imageset=blobs(n=120))
     info = done.metrics["pretrain"]

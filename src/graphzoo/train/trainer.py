@@ -166,7 +166,8 @@ class Trainer:
         pixels = int(np.prod(self.data.images.shape[1:]))
         cfg, self.pretrain_auto = resolve_auto_pretrain(cfg, len(self.idx_train), pixels, self.device.type == "cpu")
         if self.pretrain_auto:
-            progress.say(self.pretrain_auto, cfg.progress)
+            # choosing to pretrain starts minutes of work the command did not name: said even without progress
+            progress.say(self.pretrain_auto, cfg.progress or bool(cfg.pretrain))
         return cfg
 
     def _check_graph_size(self) -> None:
