@@ -302,7 +302,7 @@ class RunConfig:
         positive("lr", "batch_size", "epochs", "patience", "min_epoch_steps", "n_neighbors", "labelled_per_batch",
                  "checkpoint_every")
         if self.pretrain.lower() in ("none", "auto"):
-            self.pretrain = self.pretrain.lower() if self.pretrain.lower() == "auto" else ""
+            self.pretrain = "" if self.pretrain.lower() == "none" else "auto"
         if self.pretrain:
             from .selfsup import AUTO_PRETRAIN_METHOD, resolve_settings
 

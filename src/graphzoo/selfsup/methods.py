@@ -142,7 +142,7 @@ def resolve_settings(method: str, params: dict, epochs: int) -> dict:
 AUTO_PRETRAIN_METHOD = "simclr"
 AUTO_PRETRAIN_MIN_IMAGES = 5000
 #: On the CPU, ``pretrain=auto`` declines pretraining that reads more pixel values than this (training
-#: images × epochs × C·H·W). Malaria's default, 19,273 cells × 10 epochs × 50·50, is 4.8e8 (about 25 minutes
+#: images × epochs × C·H·W). Malaria's default, 19,273 cells × 10 epochs × 50·50, is 4.8e8 (about 20 minutes
 #: with small_cnn on 2 cores); 224 px chest films at that scale are 20 times more.
 AUTO_PRETRAIN_CPU_WORK = 1e9
 
