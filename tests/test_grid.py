@@ -46,6 +46,8 @@ def test_grid_appends_skips_and_shares_splits(tmp_path, capsys):
     lines = spec.results_path.read_text().splitlines()
     assert len(lines) == len(cells) and [json.loads(x)["cell"] for x in lines] == [c.id for c in cells]
     assert log.getvalue().count("accuracy") == len(cells)  # one progress line per finished cell
+    runs = [r for r in records if r["kind"] == "run"]  # pretrain=auto (the default) on a tiny set: none, recorded
+    assert runs and all(r["config"]["pretrain"] == "auto" and r["pretrain_used"] == "" for r in runs)
 
     # identical splits: recorded hashes, and the run folders' own split files
     for seed in (0, 1):
