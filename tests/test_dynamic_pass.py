@@ -201,6 +201,35 @@ def test_strong_pseudo_views_noise_only_the_pseudo_labelled_images(tmp_path, mon
     assert result.metrics["accuracy"] > 0.8
 
 
+def test_exact_pseudo_views_only_flip_and_turn_the_pseudo_labelled_images(tmp_path, monkeypatch):
+    """pseudo_views="exact": the pseudo-labelled rows get only exact symmetries (no resampling): every row is
+    a flip / quarter turn of its normalised image, pixel for pixel (with free-angle turns on, which would
+    resample them); the labelled rows keep the run's augmentation, and the run still learns the bar's side."""
+    from graphzoo.data.torchdata import Augment
+
+    seen = []
+    original = Trainer.batch
+
+    def batch(self, idx, generator, images=None, augment=None):
+        out = original(self, idx, generator, images, augment)
+        if augment is not None:
+            seen.append(augment)
+            plain = self.normalizer(images.float())
+            for row, img in zip(out, plain):
+                syms = [torch.rot90(v, k, dims=(-2, -1)) for v in (img, img.flip(-1)) for k in range(4)]
+                assert any(torch.equal(row, v) for v in syms)
+        return out
+
+    monkeypatch.setattr(Trainer, "batch", batch)
+    cfg = cfg_for(tmp_path, pseudo_views="exact", max_epoch_steps=2, rotate_degrees=20.0)  # vertical flips only
+    result = run_training(cfg, imageset=blobs())
+    assert len(seen) == 2 * cfg.epochs  # one call per dynamic step, none in the warm-up
+    views = seen[0]
+    assert isinstance(views, Augment) and (views.degrees, views.scale, views.translate) == (0, 0, 0)
+    assert (views.hflip, views.vflip, views.rot90) == (cfg.hflip, cfg.vflip, cfg.rot90)
+    assert result.metrics["accuracy"] > 0.8
+
+
 def test_pseudo_views_must_be_known():
     with pytest.raises(ValueError, match="pseudo_views"):
         RunConfig(data="synthetic", pseudo_views="fixmatch").validate()

@@ -133,7 +133,9 @@ class RunConfig:
         each gets a random view of :class:`~graphzoo.selfsup.views.ViewMaker` (crop, the run's flips and
         turns, blur, brightness / contrast, noise) — the student learns the graph's labels under noise the
         graph never saw (Noisy Student, Xie et al. 2020; FixMatch's weak-label / strong-view split).
-        Measured on malaria at 1 % labels: no gain (docs/results.md, "Noising the student").
+        Measured on malaria at 1 % labels: no gain (docs/results.md, "Noising the student"). "exact": they get
+        only the run's exact flips / quarter turns, none of the rotation / zoom / shift that resamples (blurs)
+        small images; the labelled images keep the full augmentation.
     mixup_alpha: 0 (off) or α of mixup in the dynamic epochs (Zhang et al. 2018, as LaplaceNet uses it): each
         batch (labelled and pseudo-labelled rows alike) is mixed with a shuffled copy of itself,
         x̃ = λ x + (1 − λ) x[π], λ ~ Beta(α, α), and every row's loss is λ ℓ(x̃, y) + (1 − λ) ℓ(x̃, y[π]) with each
@@ -283,7 +285,7 @@ class RunConfig:
                              "amp='bf16' or 'off' (or 'auto', which is off on the CPU)")
         choice("graph_metric", ("cosine", "euclidean"))
         choice("dynamic_lr", ("constant", "cosine"))
-        choice("pseudo_views", ("standard", "strong"))
+        choice("pseudo_views", ("standard", "strong", "exact"))
         ENERGIES.get(self.energy)  # an unknown name raises with "did you mean"
         from .models import BACKBONES, check_backbone_kwargs
 

@@ -33,6 +33,9 @@ Stabilisers (LP-DeepSSL, LaplaceNet; all off by default, which reproduces earlie
 :class:`~graphzoo.selfsup.views.ViewMaker` views (crop, blur, brightness / contrast, noise, the run's
 symmetries) instead of the run's flips and turns, while the graph labels them from clean features —
 Noisy Student's teacher / noised-student split, so the net cannot simply repeat the graph's errors.
+``pseudo_views="exact"`` does the opposite: the pseudo-labelled images get only the run's exact flips and
+quarter turns, none of the rotation, zoom and shift that resample (blur) small images, while the labelled
+images keep the full augmentation.
 
 Test images stay out of the graph and are classified by the net (inductive), with the
 transductive alternative reported too (:mod:`.evaluate`).
@@ -48,6 +51,7 @@ import numpy as np
 import torch
 
 from .. import distributed
+from ..data.torchdata import Augment
 from ..graph_step import graph_step
 from ..selfsup.losses import supcon
 from ..selfsup.views import ViewMaker
@@ -191,8 +195,10 @@ def dynamic_epoch(trainer) -> dict:
     g = trainer.augment_generator(g)  # the batch order above is the same on every rank, the augmentations not
     targets = torch.as_tensor(d.targets)
     p_index, p_label, p_weight = (torch.as_tensor(pseudo[k]) for k in ("index", "label", "weight"))
-    strong = (ViewMaker(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90)
-              if cfg.pseudo_views == "strong" else None)
+    # the pseudo-labelled rows' views, when not the labelled rows' own (pseudo_views="standard")
+    strong = (ViewMaker(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90) if cfg.pseudo_views == "strong"
+              else Augment(cfg.hflip, cfg.vflip, 0.0, 0.0, 0.0, cfg.rot90) if cfg.pseudo_views == "exact" and cfg.augment
+              else None)
     mix = None
     if cfg.mixup_alpha > 0:
         if d.multilabel:
