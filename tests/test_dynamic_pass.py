@@ -17,6 +17,7 @@ from graphzoo.train import dynamic_pass as dp  # noqa: E402
 from graphzoo.train.checkpoints import load_checkpoint  # noqa: E402
 
 from conftest import bar_images  # noqa: E402
+from test_train import strip_times  # noqa: E402
 
 
 def blobs(n=120, size=16, seed=0) -> ImageSet:
@@ -228,6 +229,15 @@ def test_exact_pseudo_views_only_flip_and_turn_the_pseudo_labelled_images(tmp_pa
     assert isinstance(views, Augment) and (views.degrees, views.scale, views.translate) == (0, 0, 0)
     assert (views.hflip, views.vflip, views.rot90) == (cfg.hflip, cfg.vflip, cfg.rot90)
     assert result.metrics["accuracy"] > 0.8
+
+
+def test_exact_pseudo_views_change_nothing_where_the_augmentation_does_not_resample(tmp_path):
+    """With no free-angle turn, zoom or shift (configs/malaria.yaml, the demo grid) "exact" is the run's own
+    augmentation: the same run, bit for bit, as "standard" — their recorded numbers stand."""
+    still = dict(max_epoch_steps=2, rotate_degrees=0.0, crop_scale=0.0, translate=0.0, rot90=False)
+    a = run_training(cfg_for(tmp_path, name="exact", pseudo_views="exact", **still), imageset=blobs())
+    b = run_training(cfg_for(tmp_path, name="standard", pseudo_views="standard", **still), imageset=blobs())
+    assert strip_times(a.metrics) == strip_times(b.metrics)
 
 
 def test_pseudo_views_must_be_known():

@@ -195,9 +195,11 @@ def dynamic_epoch(trainer) -> dict:
     g = trainer.augment_generator(g)  # the batch order above is the same on every rank, the augmentations not
     targets = torch.as_tensor(d.targets)
     p_index, p_label, p_weight = (torch.as_tensor(pseudo[k]) for k in ("index", "label", "weight"))
-    # the pseudo-labelled rows' views, when not the labelled rows' own (pseudo_views="standard")
+    # The pseudo-labelled rows' views, when not the labelled rows' own. "exact" where the run's augmentation
+    # resamples nothing anyway is the run's own (one call, the same random draws as before the option).
+    resamples = cfg.augment and (cfg.rotate_degrees or cfg.crop_scale or cfg.translate)
     strong = (ViewMaker(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90) if cfg.pseudo_views == "strong"
-              else Augment(cfg.hflip, cfg.vflip, 0.0, 0.0, 0.0, cfg.rot90) if cfg.pseudo_views == "exact" and cfg.augment
+              else Augment(cfg.hflip, cfg.vflip, 0.0, 0.0, 0.0, cfg.rot90) if cfg.pseudo_views == "exact" and resamples
               else None)
     mix = None
     if cfg.mixup_alpha > 0:
