@@ -138,7 +138,7 @@ class RunConfig:
         Measured on malaria at 1 % labels: no gain (docs/results.md, "Noising the student"). "exact" (the
         default): they get only the run's exact flips / quarter turns, none of the rotation / zoom / shift that
         resamples (blurs) small images, while the labelled images keep the full augmentation — measured on
-        malaria at 1 % labels from the library defaults: graph 0.933 against 0.902 ("The default run").
+        malaria at 1 % labels from the library defaults: graph 0.933 against 0.902 with "standard" ("The default run").
     mixup_alpha: 0 (off) or α of mixup in the dynamic epochs (Zhang et al. 2018, as LaplaceNet uses it): each
         batch (labelled and pseudo-labelled rows alike) is mixed with a shuffled copy of itself,
         x̃ = λ x + (1 − λ) x[π], λ ~ Beta(α, α), and every row's loss is λ ℓ(x̃, y) + (1 − λ) ℓ(x̃, y[π]) with each

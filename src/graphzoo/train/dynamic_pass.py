@@ -33,9 +33,10 @@ Stabilisers (LP-DeepSSL, LaplaceNet; all off by default, which reproduces earlie
 :class:`~graphzoo.selfsup.views.ViewMaker` views (crop, blur, brightness / contrast, noise, the run's
 symmetries) instead of the run's flips and turns, while the graph labels them from clean features —
 Noisy Student's teacher / noised-student split, so the net cannot simply repeat the graph's errors.
-``pseudo_views="exact"`` does the opposite: the pseudo-labelled images get only the run's exact flips and
-quarter turns, none of the rotation, zoom and shift that resample (blur) small images, while the labelled
-images keep the full augmentation.
+``pseudo_views="exact"`` (the default) does the opposite: the pseudo-labelled images get only the run's exact
+flips and quarter turns, none of the rotation, zoom and shift that resample (blur) small images, while the
+labelled images keep the full augmentation (on malaria at 1 % labels: graph 0.933 against 0.902 with the same
+views for both). Where the run's augmentation resamples nothing, that augmentation is already exact and is used.
 
 Test images stay out of the graph and are classified by the net (inductive), with the
 transductive alternative reported too (:mod:`.evaluate`).
@@ -198,9 +199,9 @@ def dynamic_epoch(trainer) -> dict:
     # The pseudo-labelled rows' views, when not the labelled rows' own. "exact" where the run's augmentation
     # resamples nothing anyway is the run's own (one call, the same random draws as before the option).
     resamples = cfg.augment and (cfg.rotate_degrees or cfg.crop_scale or cfg.translate)
-    strong = (ViewMaker(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90) if cfg.pseudo_views == "strong"
-              else Augment(cfg.hflip, cfg.vflip, 0.0, 0.0, 0.0, cfg.rot90) if cfg.pseudo_views == "exact" and resamples
-              else None)
+    pseudo_aug = (ViewMaker(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90) if cfg.pseudo_views == "strong"
+                  else Augment(cfg.hflip, cfg.vflip, 0.0, 0.0, 0.0, cfg.rot90)
+                  if cfg.pseudo_views == "exact" and resamples else None)
     mix = None
     if cfg.mixup_alpha > 0:
         if d.multilabel:
@@ -225,11 +226,11 @@ def dynamic_epoch(trainer) -> dict:
         if cfg.dynamic_lr == "cosine":
             for group in trainer.optimizer.param_groups:
                 group["lr"] = cosine_lr(cfg.lr, first + step, total)
-        if strong is None:
+        if pseudo_aug is None:
             x = trainer.batch(idx, g, raw)
         else:
             x = torch.cat([trainer.batch(idx[: len(lb)], g, raw[: len(lb)]),
-                           trainer.batch(idx[len(lb):], g, raw[len(lb):], augment=strong)])
+                           trainer.batch(idx[len(lb):], g, raw[len(lb):], augment=pseudo_aug)])
         loss_c = None
         if mix is None:
             if cfg.supcon_weight > 0:
