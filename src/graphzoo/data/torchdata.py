@@ -194,6 +194,15 @@ class Augment:
         self.hflip, self.vflip, self.degrees, self.scale, self.translate = hflip, vflip, degrees, scale, translate
         self.rot90 = rot90
 
+    @property
+    def resamples(self) -> bool:
+        """Whether a draw interpolates (a free-angle turn, zoom or shift); flips and quarter turns only index."""
+        return not (self.degrees == 0 and self.scale == 0 and self.translate == 0)
+
+    def exact(self) -> "Augment":
+        """The same flips and quarter turns, without the rotation, zoom and shift that resample."""
+        return Augment(self.hflip, self.vflip, 0.0, 0.0, 0.0, self.rot90)
+
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Augment a float batch (B, C, H, W); draws 7 numbers per image from ``generator``."""
         b = x.shape[0]
@@ -207,7 +216,7 @@ class Augment:
                 sel = torch.nonzero(k == turns).flatten().to(x.device)
                 if len(sel):
                     x[sel] = torch.rot90(x[sel], turns, dims=(2, 3))
-        if self.degrees == 0 and self.scale == 0 and self.translate == 0:
+        if not self.resamples:
             # Flips only: index, no resampling.
             x = x if self.rot90 else x.clone()  # never modify the caller's tensor
             if self.hflip:

@@ -52,7 +52,6 @@ import numpy as np
 import torch
 
 from .. import distributed
-from ..data.torchdata import Augment
 from ..graph_step import graph_step
 from ..selfsup.losses import supcon
 from ..selfsup.views import ViewMaker
@@ -198,10 +197,9 @@ def dynamic_epoch(trainer) -> dict:
     p_index, p_label, p_weight = (torch.as_tensor(pseudo[k]) for k in ("index", "label", "weight"))
     # The pseudo-labelled rows' views, when not the labelled rows' own. "exact" where the run's augmentation
     # resamples nothing anyway is the run's own (one call, the same random draws as before the option).
-    resamples = cfg.augment and (cfg.rotate_degrees or cfg.crop_scale or cfg.translate)
+    aug = trainer.augment  # None when augment=false
     pseudo_aug = (ViewMaker(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90) if cfg.pseudo_views == "strong"
-                  else Augment(cfg.hflip, cfg.vflip, 0.0, 0.0, 0.0, cfg.rot90)
-                  if cfg.pseudo_views == "exact" and resamples else None)
+                  else aug.exact() if cfg.pseudo_views == "exact" and aug is not None and aug.resamples else None)
     mix = None
     if cfg.mixup_alpha > 0:
         if d.multilabel:
