@@ -237,6 +237,27 @@ def test_tta_run_saves_averaged_features_and_predict_uses_them(tmp_path):
     np.testing.assert_allclose(p_files, proba[:3], rtol=1e-4, atol=1e-5)
 
 
+def test_tta_views_dihedral_averages_all_8_symmetries_whatever_training_drew(tmp_path):
+    """tta_views="dihedral": the 8 symmetries of the square although training flips only up-down
+    (cfg_for turns hflip off, rot90 is off); "augment", the default, keeps training's own views."""
+    from graphzoo.data.torchdata import tta_views
+    from graphzoo.predict import load_model
+
+    images = blobs(n=120)
+    _, run = run_experiment(cfg_for(tmp_path, epochs=1, tta=True, tta_views="dihedral"), imageset=images)
+    model, meta, norm = load_model(run, "best")
+    assert meta["tta_views"] == tta_views(True, True, True)
+    with torch.no_grad():
+        _, z8 = model.infer(norm(torch.from_numpy(images.images[:, None])), meta["tta_views"])
+    np.testing.assert_allclose(np.load(run / "features.npy"), z8.numpy(), rtol=1e-4, atol=1e-5)
+    _, run = run_experiment(cfg_for(tmp_path, name="augment", epochs=1, tta=True), imageset=images)
+    assert load_model(run, "best")[1]["tta_views"] == tta_views(False, True, False) == [(0, False), (2, True)]
+    with pytest.raises(ValueError, match="tta_views='dihedral'.*off: add tta=true"):
+        RunConfig(data="x", tta_views="dihedral").validate()
+    with pytest.raises(ValueError, match="tta_views='d4' is not one of"):
+        RunConfig(data="x", tta=True, tta_views="d4").validate()
+
+
 def test_config_diff_reads_a_missing_key_as_its_default():
     """A config saved before a key existed ran with that key's default: not a change, unless the
     new value differs from the default (then --resume and the grid still refuse)."""

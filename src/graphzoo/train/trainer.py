@@ -263,8 +263,11 @@ class Trainer:
         return inference.infer(self, idx, tta, batch_size, model)
 
     def views(self) -> list[tuple[int, bool]]:
-        """The exact symmetries training augments with (:func:`tta_views`), for test-time averaging."""
+        """The views test-time averaging uses (:func:`tta_views`): the exact symmetries training augments
+        with, or with ``tta_views="dihedral"`` all 8 symmetries of the square (images without an orientation)."""
         cfg = self.cfg
+        if cfg.tta_views == "dihedral":
+            return tta_views(hflip=True, vflip=True, rot90=True)
         return tta_views(cfg.hflip, cfg.vflip, cfg.rot90) if cfg.augment else [(0, False)]
 
     def proba(self, logits: np.ndarray) -> np.ndarray:
