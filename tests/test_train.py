@@ -253,7 +253,7 @@ def test_tta_views_dihedral_averages_all_8_symmetries_whatever_training_drew(tmp
     _, run = run_experiment(cfg_for(tmp_path, name="augment", epochs=1, tta=True), imageset=images)
     assert load_model(run, "best")[1]["tta_views"] == tta_views(False, True, False) == [(0, False), (2, True)]
     with pytest.raises(ValueError, match="tta_views='dihedral'.*off: add tta=true"):
-        RunConfig(data="x", tta_views="dihedral").validate()
+        RunConfig(data="x", tta=False, tta_views="dihedral").validate()
     with pytest.raises(ValueError, match="tta_views='d4' is not one of"):
         RunConfig(data="x", tta=True, tta_views="d4").validate()
 
@@ -264,9 +264,9 @@ def test_config_diff_reads_a_missing_key_as_its_default():
     from graphzoo.config import config_diff
 
     new = RunConfig(data="x").to_dict()
-    old = {k: v for k, v in new.items() if k != "tta"}
+    old = {k: v for k, v in new.items() if k != "tta_views"}
     assert config_diff(old, new) == []
-    assert config_diff(old, {**new, "tta": True}) == ["tta: False -> True"]
+    assert config_diff(old, {**new, "tta_views": "dihedral"}) == ["tta_views: 'augment' -> 'dihedral'"]
     assert config_diff(new, {**new, "lr": 0.01}) == ["lr: 0.001 -> 0.01"]
 
 
