@@ -394,3 +394,23 @@ def test_supcon_settings_are_checked():
                        (dict(supcon_weight=0.5, mixup_alpha=1.0), "cannot both be on")]:
         with pytest.raises(ValueError, match=match):
             RunConfig(data="synthetic", **bad).validate()
+
+
+@pytest.mark.parametrize("pseudo_tta", [False, True])
+def test_pseudo_tta_builds_every_dynamic_graph_on_view_averaged_features(tmp_path, monkeypatch, pseudo_tta):
+    """pseudo_tta: each dynamic epoch's graph embeds the training images averaged over the test-time views
+    (here all 8 symmetries); without it only the final evaluation averages (tta is on in both)."""
+    seen = []
+    original_infer = Trainer.infer
+
+    def infer(self, idx, tta=False, batch_size=512, model=None):
+        if self.state["phase"] == "dynamic" and len(idx) == len(self.idx_train):
+            seen.append((tta, len(self.views())))
+        return original_infer(self, idx, tta, batch_size, model)
+
+    monkeypatch.setattr(Trainer, "infer", infer)
+    cfg = cfg_for(tmp_path, tta=True, tta_views="dihedral", pseudo_tta=pseudo_tta)
+    run_training(cfg, imageset=blobs())
+    assert seen == [(pseudo_tta, 8)] * cfg.epochs
+    with pytest.raises(ValueError, match="pseudo_tta=true .* tta is off: add tta=true"):
+        RunConfig(data="x", tta=False, pseudo_tta=True).validate()

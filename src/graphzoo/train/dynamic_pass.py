@@ -68,7 +68,9 @@ def pseudo_labels(trainer) -> dict:
     Stores ``{"index", "label", "weight"}`` of the unlabelled training images in
     ``trainer.state["pseudo"]`` (saved with the checkpoint); returns the epoch's diagnostics.
     """
-    _, Z = trainer.infer(trainer.idx_train, model=trainer.ema)  # the mean teacher's features when there is one
+    # the mean teacher's features when there is one; averaged over the test-time views with pseudo_tta, as the
+    # final graph's are
+    _, Z = trainer.infer(trainer.idx_train, tta=trainer.cfg.pseudo_tta, model=trainer.ema)
     # Under torchrun the graph step runs once, on rank 0, and every rank receives its pseudo-labels.
     pseudo, row = distributed.on_main(_pseudo_labels_from, trainer, Z)
     trainer.state["pseudo"] = pseudo
