@@ -95,11 +95,11 @@ class RunConfig:
     and logits are averaged over the exact flips / quarter turns that training augments with,
     :func:`graphzoo.data.torchdata.tta_views`: 4 views with the default flips, 8 for cells with rot90, so
     the final extraction costs 4× or 8×; with the default flips it added 0.2–0.5 points to the graph on
-    the mean on the malaria cells at 1–5 % labels), tta_views (which views ``tta`` averages over:
+    the mean on the malaria cells at 1–20 % labels), tta_views (which views ``tta`` averages over:
     "augment", those training augments with; "dihedral", all 8 symmetries of the square whatever
     training drew, for images without an orientation such as cells or tissue patches, not radiographs;
     on malaria cells trained with the default flips and small free-angle turns it added 0.2–0.9 points
-    to the graph on the mean at 1–5 % labels, each of 12 runs gaining; docs/results.md, "Test-time
+    to the graph on the mean at 1–20 % labels, each of 15 runs gaining; docs/results.md, "Test-time
     averaging"), precise_bn (after every epoch, recompute the BatchNorm statistics over
     this many training images, labelled or not, un-augmented; 0: off; default 2,048, as every shipped
     config has it. PyTorch's running averages lag far behind the weights when an epoch is a few dozen
