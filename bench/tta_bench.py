@@ -36,6 +36,7 @@ from graphzoo.data.torchdata import tta_views
 from graphzoo.experiments.baselines import final_checkpoint
 from graphzoo.graph_step import graph_step
 from graphzoo.predict import load_model
+from graphzoo.rundir import RunDir
 
 VIEWS = {"plain": [(0, False)], "flips4": tta_views(True, True, False), "dihedral8": tta_views(True, True, True)}
 
@@ -43,7 +44,7 @@ VIEWS = {"plain": [(0, False)], "flips4": tta_views(True, True, False), "dihedra
 def accuracies(run: str, images_cache: dict) -> dict:
     """``{views name: [net accuracy, graph accuracy]}`` on the run's test split, and the recorded pair."""
     t0 = time.perf_counter()
-    cfg = load_config(f"{run}/config.yaml")
+    cfg = load_config(RunDir(run).config)
     key = json.dumps(cfg.data_options(), sort_keys=True, default=str)
     if key not in images_cache:  # runs of one split share the prepared data
         images_cache[key] = prepare_data(**cfg.data_options())
@@ -66,7 +67,7 @@ def accuracies(run: str, images_cache: dict) -> dict:
                           metric=cfg.graph_metric, n_classes=int(d.n_outputs))
         out[name] = [round(float((logits[test].argmax(1) == d.targets[test]).mean()), 4),
                      round(float((step.proba[test].argmax(1) == d.targets[test]).mean()), 4)]
-    m = json.load(open(f"{run}/metrics.json"))
+    m = RunDir(run).read_metrics()
     out["recorded"] = [round(m["test_inductive"]["accuracy"], 4), round(m["test_transductive"]["accuracy"], 4)]
     out["plain_matches"] = out["plain"] == out["recorded"]
     out["s"] = round(time.perf_counter() - t0)
